@@ -1,0 +1,42 @@
+# The two commands a user needs: `make train` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/fashion_mnist
+CONFIG ?= experiments/fashion_mnist.py
+FASHION_MNIST_FILES ?= /usr/share/datasets/fashion-mnist
+
+.PHONY: train test install install-test data clean-venv
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(PY) -m pip install -q -r requirements-test.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# Debian ships the Fashion-MNIST IDX files; install them when missing and we can (root + apt).
+data:
+	@if [ ! -d $(FASHION_MNIST_FILES) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)); \
+	  else \
+	    echo "Fashion-MNIST files missing: run 'sudo apt-get install dataset-fashion-mnist'"; exit 1; \
+	  fi; \
+	fi
+
+train: install data
+	$(PY) -m alexnet_jax.main --workdir=$(WORKDIR) --config=$(CONFIG)
+	@echo "Results: $(WORKDIR)/summary.json; curves: $(PY) -m tensorboard.main --logdir $(WORKDIR)"
+
+test: install-test
+	$(PY) -m pytest -q tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,109 @@
+"""AlexNet's custom layers: local response normalisation (LRN) and max-pooling.
+
+This is the one place where LRN lives. The formula is the paper's (§3.3), literally:
+
+    b[c] = a[c] / (k + alpha * sum_{j in window(c)} a[j]**2) ** beta
+
+``alpha`` multiplies the *plain* sum of squares over the window; the window is clipped
+at the borders (no wrap-around, no division by the window size).
+
+Mapping to other libraries (paper values size=5, k=2, alpha=1e-4, beta=0.75):
+
+=================  ============================================================  =======================
+library            call                                                          alpha to pass
+=================  ============================================================  =======================
+TensorFlow         ``tf.nn.local_response_normalization(x, depth_radius=size//2,   ``alpha`` (literal)
+                   bias=k, alpha=alpha, beta=beta)`` (NHWC)
+PyTorch            ``torch.nn.LocalResponseNorm(size, alpha=alpha*size, beta,       ``alpha * size``
+                   k=k)`` (NCHW; divides alpha by ``size``)
+Caffe              ``LRN {local_size: size alpha: alpha*size beta k}``;            ``alpha * size``, or
+                   ``WITHIN_CHANNEL`` divides by ``size*size``                     ``alpha * size**2``
+cuda-convnet2      ``[rnorm] size=size scale=... pow=beta`` (divides ``scale`` by  ``alpha * size``
+                   ``size``; its ``k`` is fixed to 2 in the ``cmrnorm`` layer)
+=================  ============================================================  =======================
+
+The alpha ambiguity: cuda-convnet2's published ImageNet config uses ``scale=1e-4``, which after its
+division by ``size`` is an effective alpha of 2e-5 in the literal formula. So the paper's
+``alpha=1e-4`` may be the pre-division value. This module always takes the *literal* alpha; pass
+``alpha=2e-5`` to reproduce cuda-convnet2's effective normalisation.
+
+``region="within"`` is the within-channel ("intra-channel") variant: the sum runs over a
+``size x size`` spatial window of the same channel, clipped at the image borders.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+LRN_REGIONS = ("across", "within")
+
+
+def local_response_norm(
+    x: jax.Array,
+    *,
+    size: int = 5,
+    k: float = 2.0,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    region: str = "across",
+) -> jax.Array:
+  """Local response normalisation of NHWC ``x`` with the paper's literal formula.
+
+  Args:
+    x: activations, shape (N, H, W, C).
+    size: window width n (channels for "across", n x n pixels for "within"); odd.
+    k, alpha, beta: the paper's hyper-parameters (see the module docstring for
+      how they map onto other libraries).
+    region: "across" (adjacent channels, the paper) or "within" (spatial window, same channel).
+  """
+  if region not in LRN_REGIONS:
+    raise ValueError(f"LRN region must be one of {LRN_REGIONS}, got {region!r}")
+  if not isinstance(size, int) or size < 1 or size % 2 == 0:
+    raise ValueError(f"LRN size must be a positive odd integer, got {size!r}")
+  half = size // 2
+  squares = jnp.square(x.astype(jnp.float32))
+  if region == "across":
+    window, padding = (1, 1, 1, size), ((0, 0), (0, 0), (0, 0), (half, half))
+  else:
+    window, padding = (1, size, size, 1), ((0, 0), (half, half), (half, half), (0, 0))
+  # Zero padding makes the sum over a clipped window equal the plain sum of what exists.
+  window_sums = jax.lax.reduce_window(
+      squares, 0.0, jax.lax.add, window, (1, 1, 1, 1), padding
+  )
+  scale = jnp.power(k + alpha * window_sums, -beta)
+  return (x * scale).astype(x.dtype)
+
+
+class LocalResponseNorm(nnx.Module):
+  """NNX wrapper of :func:`local_response_norm`; has no parameters."""
+
+  def __init__(
+      self,
+      *,
+      size: int = 5,
+      k: float = 2.0,
+      alpha: float = 1e-4,
+      beta: float = 0.75,
+      region: str = "across",
+  ):
+    if region not in LRN_REGIONS:
+      raise ValueError(f"LRN region must be one of {LRN_REGIONS}, got {region!r}")
+    if not isinstance(size, int) or size < 1 or size % 2 == 0:
+      raise ValueError(f"LRN size must be a positive odd integer, got {size!r}")
+    if k <= 0:
+      raise ValueError(f"LRN k must be > 0, got {k!r}")
+    self.size, self.k, self.alpha, self.beta, self.region = size, k, alpha, beta, region
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return local_response_norm(
+        x, size=self.size, k=self.k, alpha=self.alpha, beta=self.beta, region=self.region
+    )
+
+
+def max_pool(x: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
+  """VALID max-pooling of NHWC ``x``; window 3 / stride 2 is the paper's overlapping pool."""
+  return jax.lax.reduce_window(
+      x, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, stride, stride, 1), "VALID"
+  )
