@@ -16,4 +16,4 @@ from alexnet_jax import main  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   with mock_inputs.mock_data():
-    app.run(main.main)
+    app.run(main.main, flags_parser=main.parse_flags)
