@@ -63,14 +63,15 @@ def local_response_norm(
   if not isinstance(size, int) or size < 1 or size % 2 == 0:
     raise ValueError(f"LRN size must be a positive odd integer, got {size!r}")
   half = size // 2
-  squares = jnp.square(x.astype(jnp.float32))
+  # Sum squares in at least float32 (bfloat16 sums lose the small terms); keep float64 as is.
+  squares = jnp.square(x.astype(jnp.promote_types(x.dtype, jnp.float32)))
   if region == "across":
     window, padding = (1, 1, 1, size), ((0, 0), (0, 0), (0, 0), (half, half))
   else:
     window, padding = (1, size, size, 1), ((0, 0), (half, half), (half, half), (0, 0))
   # Zero padding makes the sum over a clipped window equal the plain sum of what exists.
   window_sums = jax.lax.reduce_window(
-      squares, 0.0, jax.lax.add, window, (1, 1, 1, 1), padding
+      squares, jnp.zeros((), squares.dtype), jax.lax.add, window, (1, 1, 1, 1), padding
   )
   scale = jnp.power(k + alpha * window_sums, -beta)
   return (x * scale).astype(x.dtype)
