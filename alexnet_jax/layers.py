@@ -9,23 +9,30 @@ at the borders (no wrap-around, no division by the window size).
 
 Mapping to other libraries (paper values size=5, k=2, alpha=1e-4, beta=0.75):
 
-=================  ============================================================  =======================
-library            call                                                          alpha to pass
-=================  ============================================================  =======================
-TensorFlow         ``tf.nn.local_response_normalization(x, depth_radius=size//2,   ``alpha`` (literal)
-                   bias=k, alpha=alpha, beta=beta)`` (NHWC)
-PyTorch            ``torch.nn.LocalResponseNorm(size, alpha=alpha*size, beta,       ``alpha * size``
-                   k=k)`` (NCHW; divides alpha by ``size``)
-Caffe              ``LRN {local_size: size alpha: alpha*size beta k}``;            ``alpha * size``, or
-                   ``WITHIN_CHANNEL`` divides by ``size*size``                     ``alpha * size**2``
-cuda-convnet2      ``[rnorm] size=size scale=... pow=beta`` (divides ``scale`` by  ``alpha * size``
-                   ``size``; its ``k`` is fixed to 2 in the ``cmrnorm`` layer)
-=================  ============================================================  =======================
+==============  ===============================================================  =================
+library         across channels (the paper)                                      alpha to pass
+==============  ===============================================================  =================
+TensorFlow      ``tf.nn.local_response_normalization(x, depth_radius=size//2,   ``alpha``
+                bias=k, alpha=alpha, beta=beta)`` (NHWC, literal)
+PyTorch         ``torch.nn.LocalResponseNorm(size, alpha=alpha*size, beta=beta,  ``alpha * size``
+                k=k)`` (NCHW; divides alpha by ``size``)
+Caffe           ``LRN {local_size: size alpha: alpha*size beta: beta k: k}``     ``alpha * size``
+                (divides alpha by ``size``; ``k`` defaults to 1, set it)
+cuda-convnet2   ``type=cmrnorm size=size``; layer params ``scale=alpha*size      ``alpha * size``
+                pow=beta minDiv=k`` (divides ``scale`` by ``size``; ``minDiv``
+                is k, default 1)
+==============  ===============================================================  =================
 
-The alpha ambiguity: cuda-convnet2's published ImageNet config uses ``scale=1e-4``, which after its
-division by ``size`` is an effective alpha of 2e-5 in the literal formula. So the paper's
-``alpha=1e-4`` may be the pre-division value. This module always takes the *literal* alpha; pass
-``alpha=2e-5`` to reproduce cuda-convnet2's effective normalisation.
+Within one channel (``region="within"``): Caffe's ``WITHIN_CHANNEL`` averages over the
+``size x size`` window (divides alpha by ``size**2``; pass ``alpha * size**2``) and fixes k to 1;
+cuda-convnet2's ``type=rnorm`` divides ``scale`` by ``size**2`` and takes ``minDiv`` as k.
+TensorFlow and PyTorch have no within-channel LRN.
+
+The alpha ambiguity: cuda-convnet2's published ImageNet config (``layer-params-imagenet-*.cfg``)
+sets ``scale=0.0001 pow=0.75 minDiv=2`` with ``size=5``, which after its division by ``size`` is
+an effective alpha of 2e-5 in the literal formula. So the paper's ``alpha=1e-4`` may be the
+pre-division value. This module always takes the *literal* alpha; pass ``alpha=2e-5`` to
+reproduce cuda-convnet2's effective normalisation.
 
 ``region="within"`` is the within-channel ("intra-channel") variant: the sum runs over a
 ``size x size`` spatial window of the same channel, clipped at the image borders.

@@ -291,6 +291,7 @@ def test_dropout_in_train_mode(rate, small_images):
     assert mask.shape == (4, 1024)
     assert abs(np.mean(mask == 0) - rate) < 0.04
     np.testing.assert_allclose(mask[mask != 0], 1 / (1 - rate), rtol=1e-6)
+    assert not np.array_equal(mask[:, :512], mask[:, 512:])  # each tower has its own slice
   assert not np.array_equal(seen[0], seen[1])
 
 
