@@ -9,7 +9,8 @@ from alexnet_jax import models
 
 FEATURE_MAPS = ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")
 CONV_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5")
-WITHIN_TOWER = ("conv2", "conv4", "conv5")
+# A small network for everything that does not need the paper's full size.
+SMALL = dict(width=0.25, input_size=67)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,10 +171,6 @@ def test_logits_match_pytorch(options, full_size_params):
 
 # ----------------------------------------------------------------------------------------------
 # Variants that must actually change the network (otherwise the parity above proves less).
-
-# A small network for everything that does not need the paper's full size.
-SMALL = dict(width=0.25, input_size=67)
-
 
 @pytest.fixture(scope="module")
 def small_params():
