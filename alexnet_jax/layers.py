@@ -9,23 +9,30 @@ at the borders (no wrap-around, no division by the window size).
 
 Mapping to other libraries (paper values size=5, k=2, alpha=1e-4, beta=0.75):
 
-=================  ============================================================  =======================
-library            call                                                          alpha to pass
-=================  ============================================================  =======================
-TensorFlow         ``tf.nn.local_response_normalization(x, depth_radius=size//2,   ``alpha`` (literal)
-                   bias=k, alpha=alpha, beta=beta)`` (NHWC)
-PyTorch            ``torch.nn.LocalResponseNorm(size, alpha=alpha*size, beta,       ``alpha * size``
-                   k=k)`` (NCHW; divides alpha by ``size``)
-Caffe              ``LRN {local_size: size alpha: alpha*size beta k}``;            ``alpha * size``, or
-                   ``WITHIN_CHANNEL`` divides by ``size*size``                     ``alpha * size**2``
-cuda-convnet2      ``[rnorm] size=size scale=... pow=beta`` (divides ``scale`` by  ``alpha * size``
-                   ``size``; its ``k`` is fixed to 2 in the ``cmrnorm`` layer)
-=================  ============================================================  =======================
+==============  ===============================================================  =================
+library         across channels (the paper)                                      alpha to pass
+==============  ===============================================================  =================
+TensorFlow      ``tf.nn.local_response_normalization(x, depth_radius=size//2,   ``alpha``
+                bias=k, alpha=alpha, beta=beta)`` (NHWC, literal)
+PyTorch         ``torch.nn.LocalResponseNorm(size, alpha=alpha*size, beta=beta,  ``alpha * size``
+                k=k)`` (NCHW; divides alpha by ``size``)
+Caffe           ``LRN {local_size: size alpha: alpha*size beta: beta k: k}``     ``alpha * size``
+                (divides alpha by ``size``; ``k`` defaults to 1, set it)
+cuda-convnet2   ``type=cmrnorm size=size``; layer params ``scale=alpha*size      ``alpha * size``
+                pow=beta minDiv=k`` (divides ``scale`` by ``size``; ``minDiv``
+                is k, default 1)
+==============  ===============================================================  =================
 
-The alpha ambiguity: cuda-convnet2's published ImageNet config uses ``scale=1e-4``, which after its
-division by ``size`` is an effective alpha of 2e-5 in the literal formula. So the paper's
-``alpha=1e-4`` may be the pre-division value. This module always takes the *literal* alpha; pass
-``alpha=2e-5`` to reproduce cuda-convnet2's effective normalisation.
+Within one channel (``region="within"``): Caffe's ``WITHIN_CHANNEL`` averages over the
+``size x size`` window (divides alpha by ``size**2``; pass ``alpha * size**2``) and fixes k to 1;
+cuda-convnet2's ``type=rnorm`` divides ``scale`` by ``size**2`` and takes ``minDiv`` as k.
+TensorFlow and PyTorch have no within-channel LRN.
+
+The alpha ambiguity: cuda-convnet2's published ImageNet config (``layer-params-imagenet-*.cfg``)
+sets ``scale=0.0001 pow=0.75 minDiv=2`` with ``size=5``, which after its division by ``size`` is
+an effective alpha of 2e-5 in the literal formula. So the paper's ``alpha=1e-4`` may be the
+pre-division value. This module always takes the *literal* alpha; pass ``alpha=2e-5`` to
+reproduce cuda-convnet2's effective normalisation.
 
 ``region="within"`` is the within-channel ("intra-channel") variant: the sum runs over a
 ``size x size`` spatial window of the same channel, clipped at the image borders.
@@ -63,14 +70,15 @@ def local_response_norm(
   if not isinstance(size, int) or size < 1 or size % 2 == 0:
     raise ValueError(f"LRN size must be a positive odd integer, got {size!r}")
   half = size // 2
-  squares = jnp.square(x.astype(jnp.float32))
+  # Sum squares in at least float32 (bfloat16 sums lose the small terms); keep float64 as is.
+  squares = jnp.square(x.astype(jnp.promote_types(x.dtype, jnp.float32)))
   if region == "across":
     window, padding = (1, 1, 1, size), ((0, 0), (0, 0), (0, 0), (half, half))
   else:
     window, padding = (1, size, size, 1), ((0, 0), (half, half), (half, half), (0, 0))
   # Zero padding makes the sum over a clipped window equal the plain sum of what exists.
   window_sums = jax.lax.reduce_window(
-      squares, 0.0, jax.lax.add, window, (1, 1, 1, 1), padding
+      squares, jnp.zeros((), squares.dtype), jax.lax.add, window, (1, 1, 1, 1), padding
   )
   scale = jnp.power(k + alpha * window_sums, -beta)
   return (x * scale).astype(x.dtype)

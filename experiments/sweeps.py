@@ -1,0 +1,51 @@
+"""The ablation sweeps, as data. Run one with ``python launch/sweep.py --sweep=NAME``.
+
+Each function returns a :class:`alexnet_jax.sweeps.Sweep`: the base config, the overrides every run
+shares (the sweep's scale), and the runs. The default scale is chosen so that ``lrn_dropout`` and
+``pooling`` together (42 runs) finish in about an hour on a 2-core CPU; see experiments/README.md.
+"""
+
+from alexnet_jax.sweeps import Sweep, axis, product, seeds
+
+FASHION_MNIST = "experiments/fashion_mnist.py"
+
+# What every ablation run shares: a smaller, shorter Fashion-MNIST run on a 10k-image training
+# subset, so that over-fitting (what dropout is for) shows within a few epochs.
+ABLATION_SCALE = {
+    "train_split": "train[:10000]",
+    "model.width": 0.25,
+    "num_epochs": 6.0,
+    "eval_every_steps": 78,
+    "log_every_steps": 39,
+    "checkpoint_every_steps": 10_000,
+}
+
+LRN_MODES = axis("lrn", values={
+    "off": {"model.lrn": False},
+    "across": {"model.lrn": True, "model.lrn_region": "across"},
+    "within": {"model.lrn": True, "model.lrn_region": "within"},
+})
+DROPOUT_RATES = axis("dropout", "model.dropout_rate", [0.0, 0.25, 0.5, 0.75])
+POOLING = axis("pool", values={
+    "overlapping_3/2": {"model.pool_window": 3, "model.pool_stride": 2},
+    "plain_2/2": {"model.pool_window": 2, "model.pool_stride": 2},
+})
+
+
+def lrn_dropout(num_seeds: int = 3) -> Sweep:
+  """LRN {off, across, within} x dropout {0, 0.25, 0.5, 0.75} x seeds."""
+  return Sweep(FASHION_MNIST, product(LRN_MODES, DROPOUT_RATES, seeds(num_seeds)), ABLATION_SCALE)
+
+
+def pooling(num_seeds: int = 3) -> Sweep:
+  """Overlapping 3/2 vs plain 2/2 max-pooling x seeds (LRN across, dropout 0.5)."""
+  return Sweep(FASHION_MNIST, product(POOLING, seeds(num_seeds)), ABLATION_SCALE)
+
+
+def smoke(num_seeds: int = 2) -> Sweep:
+  """Tiny end-to-end check of the sweep machinery: 2 LRN modes x 2 dropout rates x seeds."""
+  runs = product(LRN_MODES[:2], DROPOUT_RATES[::2], seeds(num_seeds))
+  return Sweep(FASHION_MNIST + ":smoke", runs)
+
+
+SWEEPS = {"lrn_dropout": lrn_dropout, "pooling": pooling, "smoke": smoke}

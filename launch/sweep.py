@@ -1,0 +1,67 @@
+"""Runs an ablation sweep from experiments/sweeps.py, then writes its report.
+
+  python launch/sweep.py --sweep=lrn_dropout                 # runs/sweeps/lrn_dropout/, 1 run at a time
+  python launch/sweep.py --sweep=smoke --parallel=2          # a tiny end-to-end check
+  python launch/sweep.py --sweep=pooling --slurm             # writes a SLURM job array instead
+  python launch/sweep.py --sweep=lrn_dropout --report_only   # re-aggregate what has finished
+
+Re-running skips finished runs and resumes unfinished ones. Exit status 1 if any run failed.
+"""
+
+import importlib.util
+import os
+import shlex
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from alexnet_jax import sweep_report, sweep_runner  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("sweep", "smoke", "Name of a sweep in --sweeps_file.")
+flags.DEFINE_string("sweeps_file", "experiments/sweeps.py", "Python file with a SWEEPS dict of sweep functions.")
+flags.DEFINE_string("root", None, "Folder for the sweep's runs (default runs/sweeps/SWEEP).")
+flags.DEFINE_integer("seeds", None, "Seeds per cell (default: the sweep's own).")
+flags.DEFINE_integer("parallel", 1, "Runs at a time locally (1 fits a 2-core machine: each run uses both cores).")
+flags.DEFINE_bool("slurm", False, "Write ROOT/sweep.sbatch (a job array) instead of running locally.")
+flags.DEFINE_multi_string("sbatch_option", [], "Extra '#SBATCH' lines for --slurm, e.g. --sbatch_option=--gres=gpu:1.")
+flags.DEFINE_bool("report_only", False, "Only aggregate the runs that have finished.")
+flags.DEFINE_string("main_command", None, "Command that trains one run (default: this python -m alexnet_jax.main).")
+
+
+def load_sweep(path: str, name: str, num_seeds: int | None):
+  spec = importlib.util.spec_from_file_location("alexnet_sweeps", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if name not in module.SWEEPS:
+    raise app.UsageError(f"--sweep={name!r} is not in {path}; known sweeps: {sorted(module.SWEEPS)}")
+  factory = module.SWEEPS[name]
+  return factory() if num_seeds is None else factory(num_seeds=num_seeds)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  sweep = load_sweep(FLAGS.sweeps_file, FLAGS.sweep, FLAGS.seeds)
+  root = FLAGS.root or os.path.join("runs", "sweeps", FLAGS.sweep)
+  main_command = shlex.split(FLAGS.main_command) if FLAGS.main_command else sweep_runner.DEFAULT_MAIN
+  jobs = sweep_runner.plan(sweep, root, main_command)
+  sweep_runner.write_manifest(sweep, jobs, root)
+  if FLAGS.slurm:
+    path = sweep_runner.slurm_array_script(jobs, root, parallel=FLAGS.parallel if FLAGS.parallel > 1 else 0,
+                                           sbatch_options=FLAGS.sbatch_option)
+    print(f"wrote {path} ({len(jobs)} tasks); submit with: sbatch {path}")
+    print(f"aggregate afterwards with: python launch/sweep.py --sweep={FLAGS.sweep} --root={root} --report_only")
+    return 0
+  failed = [] if FLAGS.report_only else sweep_runner.run_locally(jobs, parallel=FLAGS.parallel)
+  for name, path in sweep_report.write_report(root).items():
+    print(f"{name}: {path}")
+  if failed:
+    print(f"{len(failed)} run(s) failed: " + ", ".join(job.run.name for job in failed), file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(main(argv)))

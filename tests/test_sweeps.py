@@ -1,0 +1,186 @@
+"""Sweep expansion, naming, the runner's skip/resume/failure logic, and the report on fake runs."""
+
+import importlib.util
+import json
+import math
+import os
+import sys
+import textwrap
+
+import pytest
+
+from alexnet_jax import sweep_report, sweep_runner, sweeps
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _experiment_sweeps():
+  spec = importlib.util.spec_from_file_location("exp_sweeps", os.path.join(REPO, "experiments", "sweeps.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+# A stand-in for alexnet_jax.main: writes summary.json with an error computed from the overrides;
+# crashes on its first attempt when told to (to test resume), or always for dropout 0.75 if told.
+FAKE_MAIN = textwrap.dedent("""
+    import json, os, sys
+    args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
+    workdir = args["workdir"]
+    os.makedirs(workdir, exist_ok=True)
+    attempts_file = os.path.join(workdir, "attempts")
+    attempts = int(open(attempts_file).read()) + 1 if os.path.exists(attempts_file) else 1
+    open(attempts_file, "w").write(str(attempts))
+    mode = os.environ.get("FAKE_MODE", "")
+    dropout = float(args.get("config.model.dropout_rate", 0.5))
+    if mode == "crash_first" and attempts == 1:
+      sys.exit(3)
+    if mode == "fail_075" and dropout == 0.75:
+      sys.exit(4)
+    seed = int(args.get("config.seed", 0))
+    lrn = args.get("config.model.lrn", "True") == "True"
+    error = 0.10 + 0.02 * dropout - (0.01 if lrn else 0.0) + 0.001 * seed
+    json.dump({"step": 10, "eval_top1_error": error, "eval_top5_error": error / 10,
+               "eval_loss": 3 * error, "wall_seconds": 60.0}, open(os.path.join(workdir, "summary.json"), "w"))
+""")
+
+
+@pytest.fixture
+def fake_main(tmp_path):
+  path = tmp_path / "fake_main.py"
+  path.write_text(FAKE_MAIN)
+  return (sys.executable, str(path))
+
+
+def test_product_and_zip():
+  runs = sweeps.product(sweeps.axis("a", "x", [1, 2, 3]), sweeps.axis("b", "y", ["p", "q"]))
+  assert len(runs) == 6
+  assert runs[0].labels == {"a": 1, "b": "p"} and runs[0].overrides == {"x": 1, "y": "p"}
+  assert runs[1].labels == {"a": 1, "b": "q"}  # the first axis varies slowest
+  zipped = sweeps.zip_axes(sweeps.axis("a", "x", [1, 2]), sweeps.axis("b", "y", [3, 4]))
+  assert [r.overrides for r in zipped] == [{"x": 1, "y": 3}, {"x": 2, "y": 4}]
+  with pytest.raises(ValueError, match="different lengths"):
+    sweeps.zip_axes(sweeps.axis("a", "x", [1, 2]), sweeps.axis("b", "y", [3]))
+  with pytest.raises(ValueError, match="same fields"):
+    sweeps.product(sweeps.axis("a", "x", [1]), sweeps.axis("b", "x", [2]))
+
+
+def test_labelled_axis_and_names_are_unique():
+  lrn = sweeps.axis("lrn", values={"off": {"model.lrn": False}, "within": {"model.lrn_region": "within"}})
+  runs = sweeps.product(lrn, sweeps.seeds(2))
+  assert [r.name for r in runs] == ["lrn=off,seed=0", "lrn=off,seed=1", "lrn=within,seed=0", "lrn=within,seed=1"]
+  assert runs[2].overrides == {"model.lrn_region": "within", "seed": 0}
+  with pytest.raises(ValueError, match="identical labels"):
+    sweeps.Sweep("c.py", runs + runs[:1])
+
+
+def test_override_flags_format():
+  flags = sweeps.override_flags({"model.lrn": False, "model.dropout_rate": 0.25, "schedule.boundaries": (0.5, 0.75)})
+  assert flags == ["--config.model.lrn=False", "--config.model.dropout_rate=0.25",
+                   "--config.schedule.boundaries=(0.5,0.75)"]
+
+
+def test_experiment_sweeps_have_the_required_cells():
+  module = _experiment_sweeps()
+  lrn_dropout = module.lrn_dropout()
+  assert len(lrn_dropout.runs) == 3 * 4 * 3
+  cells = {tuple((k, v) for k, v in r.labels.items() if k != "seed") for r in lrn_dropout.runs}
+  assert len(cells) == 12
+  assert {r.labels["lrn"] for r in lrn_dropout.runs} == {"off", "across", "within"}
+  assert {r.labels["dropout"] for r in lrn_dropout.runs} == {0.0, 0.25, 0.5, 0.75}
+  pooling = module.pooling(num_seeds=4)
+  assert len(pooling.runs) == 8
+  assert {(r.overrides["model.pool_window"], r.overrides["model.pool_stride"]) for r in pooling.runs} == {(3, 2), (2, 2)}
+
+
+def _sweep(num_seeds=2):
+  return sweeps.Sweep("experiments/fashion_mnist.py",
+                      sweeps.product(sweeps.axis("lrn", values={"off": {"model.lrn": False},
+                                                                "across": {"model.lrn": True}}),
+                                     sweeps.axis("dropout", "model.dropout_rate", [0.0, 0.5, 0.75]),
+                                     sweeps.seeds(num_seeds)),
+                      {"num_epochs": 1.0})
+
+
+def test_plan_builds_main_commands(tmp_path):
+  jobs = sweep_runner.plan(_sweep(), str(tmp_path), ("python", "-m", "alexnet_jax.main"))
+  assert len(jobs) == 12
+  command = jobs[0].command
+  assert command[:3] == ("python", "-m", "alexnet_jax.main")
+  assert f"--workdir={tmp_path}/lrn=off,dropout=0.0,seed=0" in command
+  assert "--config=experiments/fashion_mnist.py" in command
+  assert "--config.num_epochs=1.0" in command and "--config.model.lrn=False" in command
+  assert "--config.seed=0" in command
+
+
+def test_runner_skips_finished_and_reports_failures(tmp_path, fake_main, monkeypatch):
+  monkeypatch.setenv("FAKE_MODE", "fail_075")
+  jobs = sweep_runner.plan(_sweep(), str(tmp_path), fake_main)
+  messages = []
+  failed = sweep_runner.run_locally(jobs, parallel=2, report=messages.append)
+  assert sorted(j.run.name for j in failed) == sorted(j.run.name for j in jobs if j.run.labels["dropout"] == 0.75)
+  assert all(j.finished for j in jobs if j.run.labels["dropout"] != 0.75)
+  assert sum("FAILED" in m for m in messages) == 4 and "[12/12]" in messages[-1] and "ETA" in messages[-1]
+  # Re-running skips the 8 finished runs and retries only the failed ones (now succeeding).
+  monkeypatch.setenv("FAKE_MODE", "")
+  messages.clear()
+  assert sweep_runner.run_locally(jobs, parallel=2, report=messages.append) == []
+  assert messages[0].startswith("8/12 runs already finished")
+  attempts = {j.run.name: int(open(os.path.join(j.workdir, "attempts")).read()) for j in jobs}
+  assert all(attempts[j.run.name] == (2 if j.run.labels["dropout"] == 0.75 else 1) for j in jobs)
+
+
+def test_rerun_resumes_an_interrupted_run_in_the_same_workdir(tmp_path, fake_main, monkeypatch):
+  monkeypatch.setenv("FAKE_MODE", "crash_first")
+  jobs = sweep_runner.plan(_sweep(num_seeds=1), str(tmp_path), fake_main)[:2]
+  assert len(sweep_runner.run_locally(jobs, report=lambda m: None)) == 2
+  assert sweep_runner.run_locally(jobs, report=lambda m: None) == []
+  for job in jobs:
+    assert open(os.path.join(job.workdir, "attempts")).read() == "2"
+    log = open(os.path.join(job.workdir, sweep_runner.LOG_FILE)).read()
+    assert log.count("$ ") == 2  # both attempts logged to the same file
+
+
+def test_slurm_array_script(tmp_path):
+  jobs = sweep_runner.plan(_sweep(), str(tmp_path / "sw"), ("python", "-m", "alexnet_jax.main"))
+  path = sweep_runner.slurm_array_script(jobs, str(tmp_path / "sw"), parallel=3, sbatch_options=["--gres=gpu:1"])
+  script = open(path).read()
+  assert "#SBATCH --array=0-11%3" in script and "#SBATCH --gres=gpu:1" in script
+  assert "SLURM_ARRAY_TASK_ID" in script
+  commands = open(tmp_path / "sw" / "commands.txt").read().splitlines()
+  assert len(commands) == 12 and "--config.model.dropout_rate=0.75" in commands[4]
+
+
+def test_report_aggregates_fake_runs(tmp_path, fake_main):
+  root = str(tmp_path / "sweep")
+  sweep = _sweep(num_seeds=3)
+  jobs = sweep_runner.plan(sweep, root, fake_main)
+  sweep_runner.write_manifest(sweep, jobs, root)
+  assert sweep_runner.run_locally(jobs, parallel=2, report=lambda m: None) == []
+  cells = sweep_report.group_cells(sweep_report.load_results(root))
+  assert len(cells) == 6
+  mean, std, n = cells[0].stat("eval_top1_error")  # lrn off, dropout 0: 0.10 + 0.001 * seed
+  assert n == 3 and math.isclose(mean, 0.101) and math.isclose(std, 0.001)
+  written = sweep_report.write_report(root)
+  table = open(written["table"]).read()
+  assert "| lrn | dropout | top-1 error (%) |" in table
+  assert "| off | 0.0 | 10.10 +- 0.10 |" in table and "| across | 0.75 | 10.60 +- 0.10 |" in table
+  with open(written["error_plot"], "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  assert written["error_plot"].endswith("error_vs_dropout.png")
+  hparams_runs = sorted(os.listdir(written["hparams"]))
+  assert "lrn=across,dropout=0.5,seed=2" in hparams_runs
+  curves = sweep_report.read_curves(os.path.join(written["hparams"], "lrn=across,dropout=0.5,seed=2"))
+  assert math.isclose(curves["eval_top1_error"][0][1], 0.10 + 0.01 - 0.01 + 0.002, rel_tol=1e-6)
+
+
+def test_report_counts_unfinished_runs(tmp_path, fake_main):
+  root = str(tmp_path / "sweep")
+  sweep = _sweep(num_seeds=1)
+  jobs = sweep_runner.plan(sweep, root, fake_main)
+  sweep_runner.write_manifest(sweep, jobs, root)
+  sweep_runner.run_locally(jobs[:2], report=lambda m: None)
+  written = sweep_report.write_report(root, hparams=False)
+  table = open(written["table"]).read()
+  assert "2/6 runs finished" in table
+  assert table.count("| - | - | - | 0 |") == 4
