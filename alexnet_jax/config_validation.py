@@ -20,7 +20,10 @@ import ml_collections
 
 from alexnet_jax import layers, models, optimizers
 
-DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "imagenet2012")
+# The datasets alexnet_jax.datasets knows (kept here so validation imports without TensorFlow;
+# tests check the two lists agree).
+DATASETS = ("fashion_mnist", "cifar10", "imagenet2012")
+NORMALIZATIONS = ("standardize", "subtract_mean")
 DTYPES = ("float32", "bfloat16", "float16")
 EVAL_CROPS = ("center", "ten_crop")
 
@@ -68,6 +71,7 @@ def boolean(field: str) -> Rule:
 FIELD_RULES: tuple[Rule, ...] = (
     one_of("dataset", DATASETS),
     one_of("input.eval_crops", EVAL_CROPS),
+    one_of("input.normalization", NORMALIZATIONS),
     integer("input.resize_size", 1),
     integer("input.crop_size", 1),
     boolean("input.random_crop"),

@@ -141,6 +141,17 @@ def eval_step(params: nnx.State, batch: dict, *, model_def: ModelDef, mesh) -> d
   return sums
 
 
+def jit_train_step(model_def: ModelDef, tx: optax.GradientTransformation, schedule: Callable,
+                   mesh) -> Callable:
+  """``train_step`` compiled for this model, optimizer and mesh; the state's buffers are donated."""
+  return jax.jit(functools.partial(train_step, model_def=model_def, tx=tx, schedule=schedule, mesh=mesh),
+                 donate_argnums=0)
+
+
+def jit_eval_step(model_def: ModelDef, mesh) -> Callable:
+  return jax.jit(functools.partial(eval_step, model_def=model_def, mesh=mesh))
+
+
 def evaluate(eval_fn: Callable, params: nnx.State, batches, place: Callable) -> dict[str, float]:
   """Mean loss and errors over every real example of the eval iterator."""
   totals = {}
@@ -187,7 +198,7 @@ class Progress:
     return steps_per_second * self.batch_size, eta
 
 
-def _place_batch(batch: dict, mesh) -> dict:
+def place_batch(batch: dict, mesh) -> dict:
   """This process's numpy batch -> global arrays split over the mesh's data axis."""
   batch_sharding = sharding.batch_sharding(mesh)
   return {name: jax.make_array_from_process_local_data(batch_sharding, np.asarray(value))
@@ -212,13 +223,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   tx = optimizers.create_optimizer(config)
   model_def, state = create_train_state(config, mesh, tx)
   schedule = optimizers.create_schedule(config, plan.num_steps)
-  train_fn = jax.jit(functools.partial(train_step, model_def=model_def, tx=tx, schedule=schedule,
-                                       mesh=mesh), donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(eval_step, model_def=model_def, mesh=mesh))
+  train_fn = jit_train_step(model_def, tx, schedule, mesh)
+  eval_fn = jit_eval_step(model_def, mesh)
   plateau_fn = jax.jit(functools.partial(  # jit keeps the plateau record on the state's devices
       optimizers.update_plateau, patience=config.schedule.plateau_patience,
       factor=config.schedule.decay_factor, max_drops=config.schedule.max_drops))
-  place = functools.partial(_place_batch, mesh=mesh)
+  place = functools.partial(place_batch, mesh=mesh)
 
   os.makedirs(workdir, exist_ok=True)
   summary_path = os.path.join(workdir, "summary.json")
@@ -248,7 +258,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                  step, jax.device_count())
     if step == 0:
       writer.config(config.to_dict(), str(config))
-    batches = input_pipeline.create_train_iterator(config, seed=config.seed, start_step=step)
+    batches = input_pipeline.create_train_iterator(
+        config, seed=config.seed, start_step=meta.get("input_position", step))
     progress = Progress(step, plan.num_steps, config.batch_size)
     pending, train_metrics, eval_metrics = [], {}, {}
     while step < plan.num_steps:

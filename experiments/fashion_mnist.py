@@ -29,6 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.input.random_crop = True
   config.input.random_flip = True
   config.input.pca_noise_std = 0.0      # the paper's colour augmentation (0.1 on ImageNet)
+  config.input.normalization = "standardize"  # or "subtract_mean" (the paper: mean-centred raw RGB)
   config.input.eval_crops = "center"    # "center" or "ten_crop" (4 corners + centre, flipped)
   config.input.shuffle_buffer = 16_384
   config.eval_max_examples = -1         # -1 = the whole eval split

@@ -32,6 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.input.random_crop = True
   config.input.random_flip = True
   config.input.pca_noise_std = 0.1
+  config.input.normalization = "subtract_mean"
   config.input.eval_crops = "ten_crop"
   config.input.shuffle_buffer = 16_384
 

@@ -18,19 +18,22 @@ def run_main(*args, timeout=300):
 
 def test_cli_trains_with_overrides_and_a_finished_run_exits_cleanly(tmp_path):
   workdir = str(tmp_path / "run")
-  args = (f"--workdir={workdir}", SMOKE, "--config.num_train_steps=2", "--config.model.dropout_rate=0.3")
+  # Overrides that leave the compiled programs as the other smoke tests have them (fast).
+  args = (f"--workdir={workdir}", SMOKE, "--config.log_every_steps=1", "--config.keep_checkpoints=1")
   first = run_main(*args)
   assert first.returncode == 0, first.stderr[-3000:]
   with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)
-  assert summary["step"] == 2
-  assert summary["config_overrides"] == {"num_train_steps": 2, "model.dropout_rate": 0.3}
-  assert summary["config"]["model"]["dropout_rate"] == 0.3
+  assert summary["step"] == 4
+  assert summary["config_overrides"] == {"log_every_steps": 1, "keep_checkpoints": 1}
+  assert summary["config"]["keep_checkpoints"] == 1
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == ["4"]
+  assert sum("step 1/4" in line or "step 2/4" in line for line in first.stderr.splitlines()) == 2
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
 
   again = run_main(*args)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert "already finished at step 2" in again.stderr
+  assert "already finished at step 4" in again.stderr
   assert "Training on" not in again.stderr
 
 
