@@ -3,7 +3,7 @@
 Every process builds the same mesh over all processes' devices, creates the model sharded in
 place, reads only its own slice of each global batch (``sharding.input_shard``), assembles the
 global batch (``sharding.global_batch``) and takes ``--steps`` steps of tests/tiny_training.py.
-Process 0 writes the initial parameters, the losses and the final parameters to ``--out``
+Process 0 writes the initial state, the losses and the final state to ``--out``
 (.npz) for tests/test_multihost.py to compare with one process.
 """
 
@@ -27,10 +27,12 @@ flags.DEFINE_string("out", None, "where process 0 writes its .npz", required=Tru
 FLAGS = flags.FLAGS
 
 
-def gathered_params(model) -> dict:
-  """Every parameter as a full numpy array on this process, keyed by its path."""
-  params = multihost_utils.process_allgather(nnx.state(model, nnx.Param), tiled=True)
-  return {"/".join(map(str, path)): np.asarray(value) for path, value in nnx.to_flat_state(params)}
+def gathered_state(model) -> dict:
+  """Every parameter and RNG state (keys as raw key data) as a full numpy array, keyed by path."""
+  flat = {"/".join(map(str, path)): v.get_value() for path, v in nnx.to_flat_state(nnx.state(model))}
+  flat = {k: jax.random.key_data(v) if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) else v
+          for k, v in flat.items()}
+  return {k: np.asarray(v) for k, v in multihost_utils.process_allgather(flat, tiled=True).items()}
 
 
 def main(argv):
@@ -38,7 +40,7 @@ def main(argv):
   distributed.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   mesh = sharding.create_mesh(FLAGS.tower_parallel)
   model = sharding.create_sharded_model(tiny_training.small_model, mesh, FLAGS.parallelism)
-  initial = gathered_params(model)
+  initial = gathered_state(model)
   index, count = sharding.input_shard(mesh)
   rows = FLAGS.batch_size // count
   losses = []
@@ -48,7 +50,7 @@ def main(argv):
     batch = sharding.global_batch(mine, mesh)
     loss, _ = tiny_training.jit_sgd_step(model, batch, mesh=mesh, parallelism=FLAGS.parallelism)
     losses.append(float(multihost_utils.process_allgather(loss, tiled=True)))
-  final = gathered_params(model)
+  final = gathered_state(model)
   if distributed.is_main_process():
     np.savez(FLAGS.out, losses=np.asarray(losses), input_shard=np.asarray([index, count]),
              **{"initial/" + k: v for k, v in initial.items()}, **{"final/" + k: v for k, v in final.items()})
