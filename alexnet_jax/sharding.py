@@ -204,14 +204,19 @@ def input_shard(mesh: Mesh) -> tuple[int, int]:
   same slice; with a tower pair inside each host this is ``(process_index, process_count)``.
   Give it to the input pipeline instead of the raw process index.
   """
-  rows = mesh.shape[DATA_AXIS]
-  mine = sorted(i for i, row in enumerate(mesh.devices)
-                if any(d.process_index == jax.process_index() for d in row))
+  row_owners = [[device.process_index for device in row] for row in mesh.devices]
+  return input_shard_of(row_owners, jax.process_index())
+
+
+def input_shard_of(row_owners: list[list[int]], process: int) -> tuple[int, int]:
+  """:func:`input_shard` for the process ids owning each device of each ``data`` row."""
+  mine = [i for i, owners in enumerate(row_owners) if process in owners]
   per_process = len(mine)
-  if mine != list(range(mine[0], mine[0] + per_process)) or mine[0] % per_process or rows % per_process:
-    raise ValueError(f"this process's devices sit on data rows {mine} of {rows}; "
+  if (not mine or mine != list(range(mine[0], mine[0] + per_process)) or mine[0] % per_process
+      or len(row_owners) % per_process):
+    raise ValueError(f"process {process} has devices on data rows {mine} of {len(row_owners)}; "
                      "each process must hold an aligned, contiguous block of rows")
-  return mine[0] // per_process, rows // per_process
+  return mine[0] // per_process, len(row_owners) // per_process
 
 
 def global_batch(local_batch: Any, mesh: Mesh) -> Any:

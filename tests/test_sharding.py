@@ -39,7 +39,7 @@ def test_mesh_rejects_bad_tower_parallel(tower_parallel):
 
 def test_bad_parallelism_and_tower_count_are_named():
   mesh = sharding.create_mesh(2)
-  abstract = nnx.eval_shape(lambda: tiny_training.small_model())
+  abstract = nnx.eval_shape(tiny_training.small_model)
   with pytest.raises(ValueError, match="parallelism='pipeline'.*'towers', 'weird_trick'"):
     sharding.state_specs(abstract, mesh, "pipeline")
   one_tower = nnx.eval_shape(lambda: tiny_training.small_model(towers=1))
@@ -256,3 +256,18 @@ def test_single_process_reads_the_whole_batch():
   batch = sharding.global_batch(tiny_training.synthetic_batch(BATCH), mesh)
   assert batch["image"].sharding == sharding.batch_sharding(mesh)
   assert batch["label"].shape == (BATCH,)
+
+
+@pytest.mark.parametrize("row_owners,expected", [
+    ([[0, 0], [1, 1]], [(0, 2), (1, 2)]),                  # a tower pair per host: one slice each
+    ([[0, 1]], [(0, 1), (0, 1)]),                          # one pair across two hosts: same slice
+    ([[0, 1], [2, 3]], [(0, 2), (0, 2), (1, 2), (1, 2)]),  # one GPU per process (SLURM), pairs
+    ([[0, 0], [0, 0], [1, 1], [1, 1]], [(0, 2), (1, 2)]),  # two rows per host
+])
+def test_input_shard_follows_the_data_rows(row_owners, expected):
+  assert [sharding.input_shard_of(row_owners, p) for p in range(len(expected))] == expected
+
+
+def test_input_shard_rejects_interleaved_rows():
+  with pytest.raises(ValueError, match="rows \\[0, 2\\] of 4"):
+    sharding.input_shard_of([[0], [1], [0], [1]], 0)
