@@ -75,6 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # Parallelism: devices on the mesh's "tower" axis (1 = pure data parallelism).
   config.tower_parallel = 1
+  config.parallelism = "towers"         # "towers" (2012: every layer split) or "weird_trick" (2014: FC only)
 
   if arg == "smoke":
     shrink_to_smoke(config)
