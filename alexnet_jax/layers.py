@@ -74,8 +74,19 @@ def local_response_norm(
   window_sums = jax.lax.reduce_window(
       squares, 0.0, jax.lax.add, window, (1, 1, 1, 1), padding
   )
-  scale = jnp.power(k + alpha * window_sums, -beta)
-  return (x * scale).astype(x.dtype)
+  return (x * _inverse_power(k + alpha * window_sums, beta)).astype(x.dtype)
+
+
+def _inverse_power(z: jax.Array, beta: float) -> jax.Array:
+  """``z ** -beta`` for z > 0; the paper's beta = 0.75 as ``rsqrt(z) * sqrt(rsqrt(z))``.
+
+  XLA:CPU evaluates ``pow`` as exp(log) per element, which dominated LRN's cost (forward and
+  backward); the square-root form is exact to float32 rounding and 2-3x faster.
+  """
+  if beta == 0.75:
+    root = jax.lax.rsqrt(z)
+    return root * jnp.sqrt(root)
+  return jnp.power(z, -beta)
 
 
 class LocalResponseNorm(nnx.Module):
