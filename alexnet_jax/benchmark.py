@@ -51,8 +51,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   """Command-line options; invalid values exit with a message naming the option."""
   parser = argparse.ArgumentParser(prog="python -m alexnet_jax.benchmark", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--batch_size", type=_positive_int, default=32)
-  parser.add_argument("--dtype", choices=DTYPES, default="float32")
+  parser.add_argument("--batch_size", type=_positive_int, nargs="+", default=[32],
+                      help="one or more; each (dtype, batch size) pair is one run in this process")
+  parser.add_argument("--dtype", choices=DTYPES, nargs="+", default=["float32"],
+                      help="float32, or bfloat16 = bf16 compute on float32 master weights")
   parser.add_argument("--towers", type=int, choices=(1, 2), default=2)
   parser.add_argument("--input_size", type=_positive_int, default=227)
   parser.add_argument("--num_classes", type=_positive_int, default=1000)
@@ -68,7 +70,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                       help="NHWC memory format for the reference (auto: on for CUDA, off on CPU)")
   parser.add_argument("--peak_tflops", type=float, default=None,
                       help="device peak for MFU; default: looked up from the device name")
-  parser.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+  parser.add_argument("--json", action="store_true",
+                      help="print one JSON line per run instead of a table")
   args = parser.parse_args(argv)
   try:
     models.feature_map_sizes(args.input_size)
@@ -143,6 +146,8 @@ def build_jax_side(args: argparse.Namespace, images: np.ndarray, labels: np.ndar
   start = time.perf_counter()
   compiled = step.lower(*state, x, y).compile()
   side = Side("jax", compile_s=time.perf_counter() - start)
+  if jax.default_backend() != "cpu":
+    side.peak_memory_mb = compiled_memory_mb(compiled)
 
   def run_one() -> None:
     *new_state, loss = compiled(*state, x, y)
@@ -152,10 +157,18 @@ def build_jax_side(args: argparse.Namespace, images: np.ndarray, labels: np.ndar
   return side, run_one
 
 
-def jax_peak_memory_mb() -> float | None:
-  """Peak device memory on an accelerator; None on CPU (where the process RSS is reported)."""
-  stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
-  return stats["peak_bytes_in_use"] / 2**20 if stats and "peak_bytes_in_use" in stats else None
+def compiled_memory_mb(compiled) -> float | None:
+  """Device memory the compiled step needs: its arguments, outputs (less donated) and temporaries.
+
+  Read from XLA's buffer assignment, so it belongs to this one executable, unlike the process-wide
+  peak in ``memory_stats()``, which cannot be reset between runs.
+  """
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    return None
+  total = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+           - analysis.alias_size_in_bytes + analysis.temp_size_in_bytes)
+  return total / 2**20
 
 
 # ------------------------------------------------------------------------------- PyTorch side
@@ -182,24 +195,37 @@ def build_torch_side(args: argparse.Namespace, images: np.ndarray, labels: np.nd
                               weight_decay=WEIGHT_DECAY)
   x = torch.from_numpy(images).permute(0, 3, 1, 2).to(device, memory_format=memory_format)
   y = torch.from_numpy(labels).long().to(device)
-  forward = torch.compile(model) if use_compile else model
   autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
 
-  def run_one() -> None:
-    optimizer.zero_grad(set_to_none=True)
-    with autocast:
-      logits = forward(x)
-    loss = torch.nn.functional.cross_entropy(logits.float(), y)
-    loss.backward()
-    optimizer.step()
-    if on_gpu:
-      torch.cuda.synchronize()
+  def make_step(forward):
+    def run_one() -> None:
+      optimizer.zero_grad(set_to_none=True)
+      with autocast:
+        logits = forward(x)
+      loss = torch.nn.functional.cross_entropy(logits.float(), y)
+      loss.backward()
+      optimizer.step()
+      if on_gpu:
+        torch.cuda.synchronize()
+    return run_one
 
-  start = time.perf_counter()
-  run_one()  # The first step traces and compiles under torch.compile.
-  side = Side("torch", compile_s=time.perf_counter() - start)
   if on_gpu:
+    torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
+  run_one = make_step(torch.compile(model) if use_compile else model)
+  start = time.perf_counter()
+  try:
+    run_one()  # The first step traces and compiles under torch.compile.
+  except Exception as error:  # pylint: disable=broad-except
+    if not use_compile:
+      raise
+    # torch.compile needs a working C++/Triton toolchain; time eager PyTorch rather than nothing.
+    print(f"torch.compile failed, timing eager PyTorch: {type(error).__name__}: {error}",
+          file=sys.stderr)
+    use_compile, run_one = False, make_step(model)
+    start = time.perf_counter()
+    run_one()
+  side = Side("torch", compile_s=time.perf_counter() - start)
   info = {"torch_version": torch.__version__, "torch_device": str(device),
           "torch_compile": use_compile, "torch_channels_last": channels_last,
           "torch_threads": torch.get_num_threads()}
@@ -286,34 +312,52 @@ def summarize(args, jax_side: Side, torch_side: Side | None, ratios: list[float]
 
 
 def print_table(result: dict) -> None:
-  """Human-readable report."""
+  """Human-readable report of one run."""
   print(f"device {result['device']} ({result['backend']}), jax {result['jax_version']}, "
         f"batch {result['batch_size']}, {result['dtype']}, towers {result['towers']}, "
         f"{result['input_size']}x{result['input_size']}, {result['steps']} steps x "
         f"{result['repeats']} repeats, {result['train_gflop_per_image']:.2f} GFLOP/image/step")
+  if "torch_version" in result:
+    print(f"torch {result['torch_version']} on {result['torch_device']}: compile "
+          f"{result['torch_compile']}, channels_last {result['torch_channels_last']}, "
+          f"{result['torch_threads']} threads")
   if result.get("peak_tflops"):
     print(f"MFU against {result['peak_tflops']:.0f} TFLOP/s ({result['peak_source']})")
+  memory = "peak MB" if result["backend"] != "cpu" else "RSS MB"
   print(f"{'':6} {'img/s':>9} {'step ms':>9} {'p10-p90 ms':>15} {'compile s':>10} "
-        f"{'peak MB':>9} {'TFLOP/s':>8} {'MFU':>6}")
+        f"{memory:>9} {'TFLOP/s':>8} {'MFU':>6}")
   for name in ("jax", "torch"):
     if f"{name}_images_per_sec" not in result:
       continue
-    get = lambda key: result[f"{name}_{key}"]
-    memory = f"{get('peak_memory_mb'):9.0f}" if get("peak_memory_mb") else f"{'-':>9}"
+    get = lambda key, name=name: result[f"{name}_{key}"]
+    mb = f"{get('peak_memory_mb'):9.0f}" if get("peak_memory_mb") else f"{'-':>9}"
     mfu = f"{100 * get('mfu'):5.1f}%" if get("mfu") is not None else f"{'-':>6}"
     print(f"{name:6} {get('images_per_sec'):9.1f} {get('step_ms_median'):9.1f} "
           f"{get('step_ms_p10'):7.1f}-{get('step_ms_p90'):<7.1f} {get('compile_s'):10.1f} "
-          f"{memory} {get('tflops'):8.2f} {mfu}")
+          f"{mb} {get('tflops'):8.3f} {mfu}")
   if "ratio" in result:
     per_repeat = ", ".join(f"{r:.2f}" for r in result["ratio_per_repeat"])
     print(f"ratio jax/torch {result['ratio']:.3f} (per repeat: {per_repeat})")
-  if result["backend"] == "cpu":
-    print("peak memory on CPU: process RSS after the JAX warm-up "
-          f"{result['jax_peak_memory_mb']:.0f} MB, after PyTorch too {result.get('torch_peak_memory_mb') or 0:.0f} MB")
 
 
-def main(argv: list[str] | None = None) -> dict:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
+def print_summary(results: list[dict]) -> None:
+  """One line per run: the table a sweep over batch sizes and dtypes is read from."""
+  print(f"{'dtype':9} {'batch':>5} {'jax img/s':>10} {'jax MFU':>8} {'torch img/s':>12} "
+        f"{'torch MFU':>10} {'ratio':>6}")
+  for r in results:
+    mfu = lambda side, r=r: f"{100 * r[side + '_mfu']:7.1f}%" if r.get(side + "_mfu") else f"{'-':>8}"
+    torch_ips = f"{r['torch_images_per_sec']:12.1f}" if "torch_images_per_sec" in r else f"{'-':>12}"
+    ratio = f"{r['ratio']:6.3f}" if "ratio" in r else f"{'-':>6}"
+    print(f"{r['dtype']:9} {r['batch_size']:5d} {r['jax_images_per_sec']:10.1f} {mfu('jax')} "
+          f"{torch_ips} {mfu('torch'):>10} {ratio}")
+  peaks = {r["dtype"]: f"{r['peak_tflops']:.0f} TFLOP/s" for r in results if r.get("peak_tflops")}
+  if peaks:
+    print(f"MFU = images/s x {results[0]['train_gflop_per_image']:.2f} GFLOP over the peak of "
+          f"{results[0]['device']}: " + ", ".join(f"{d} {p}" for d, p in peaks.items()))
+
+
+def run_config(args: argparse.Namespace) -> dict:
+  """Builds, warms up and times both sides for one (batch size, dtype); returns the results."""
   rng = np.random.default_rng(0)
   images = rng.standard_normal((args.batch_size, args.input_size, args.input_size, 3), np.float32)
   labels = rng.integers(0, args.num_classes, args.batch_size).astype(np.int32)
@@ -337,16 +381,27 @@ def main(argv: list[str] | None = None) -> dict:
       torch_side.step_times += torch_times
       ratios.append(statistics.median(torch_times) / statistics.median(jax_times))
 
-  if not on_cpu:
-    jax_side.peak_memory_mb = jax_peak_memory_mb()
   if torch_side is not None:
     torch_side.peak_memory_mb = max_rss_mb() if on_cpu else torch_peak()
-  result = summarize(args, jax_side, torch_side, ratios, info)
-  if args.json:
-    print(json.dumps(result))
-  else:
-    print_table(result)
-  return result
+  return summarize(args, jax_side, torch_side, ratios, info)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+  """Runs every (dtype, batch size) pair asked for in this one process, in that order."""
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  results = []
+  for dtype in args.dtype:
+    for batch_size in args.batch_size:
+      result = run_config(argparse.Namespace(**{**vars(args), "dtype": dtype, "batch_size": batch_size}))
+      results.append(result)
+      if args.json:
+        print(json.dumps(result), flush=True)
+      else:
+        print_table(result)
+        print(flush=True)
+  if len(results) > 1 and not args.json:
+    print_summary(results)
+  return results
 
 
 def _positive_int(text: str) -> int:
