@@ -21,10 +21,10 @@ class DatasetUnavailableError(ValueError):
   """The dataset is neither prepared nor obtainable here; the message says how to get it."""
 
 
-# Per-channel mean and std of the training pixels in [0, 1].
+# Per-channel mean and std of the training pixels in [0, 1] (one channel for grey images).
 PIXEL_STATS = {
     # Computed once from Debian's train-images-idx3-ubyte.gz (60,000 images; tests recheck it).
-    "fashion_mnist": ((0.2860406,) * 3, (0.3530242,) * 3),
+    "fashion_mnist": ((0.2860406,), (0.3530242,)),
     "cifar10": ((0.4913997, 0.4821584, 0.4465309), (0.2470322, 0.2434851, 0.2615877)),
     "imagenet2012": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
