@@ -102,8 +102,11 @@ def random_crops(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
 
 def random_flips(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   """Each image of (B, H, W, C) reflected horizontally with probability 1/2."""
-  flip = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed) < 0.5
-  return tf.where(flip, tf.reverse(images, axis=[2]), images)
+  width = _spatial_size(images)[1]
+  flip = tf.random.stateless_uniform([tf.shape(images)[0], 1], seed) < 0.5
+  columns = tf.range(width)
+  columns = tf.where(flip, columns[::-1], columns)  # (B, W): each image's column order
+  return tf.gather(images, columns, axis=2, batch_dims=1)
 
 
 def pca_lighting(images: tf.Tensor, stddev: float, seed: tf.Tensor) -> tf.Tensor:
@@ -117,7 +120,9 @@ def pca_lighting(images: tf.Tensor, stddev: float, seed: tf.Tensor) -> tf.Tensor
 
 def to_rgb(images: tf.Tensor) -> tf.Tensor:
   """Grey (..., 1) images replicated to three channels; RGB passes through."""
-  return tf.concat([images] * 3, axis=-1) if images.shape[-1] == 1 else images
+  if images.shape[-1] != 1:
+    return images
+  return tf.tile(images, [1] * (images.shape.rank - 1) + [3])
 
 
 def normalize(images: tf.Tensor, mean, std) -> tf.Tensor:
