@@ -72,21 +72,8 @@ def create_train_iterator(config, *, seed: int, start_step: int = 0, process_ind
     raise ValueError(f"config.batch_size={config.batch_size} exceeds the {num_examples} training "
                      f"examples of each of the {process_count} processes")
   stream_seed = tf.constant([seed % 2**32, process_index], tf.int64)
-  prepare = _per_example_preparation(builder, config)
-  records = _read(builder, split, shuffle_files=True, seed=seed)
-  in_memory = _decoded_bytes(builder, num_examples) <= IN_MEMORY_LIMIT_BYTES
-  if in_memory:
-    records = records.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
-
-  def epoch(index):
-    epoch_key = tf.random.experimental.stateless_fold_in(stream_seed, index)
-    shuffle_seed = tf.random.stateless_uniform([], epoch_key, minval=None, maxval=None, dtype=tf.int64)
-    return records.shuffle(config.input.shuffle_buffer, seed=shuffle_seed)
-
-  first_epoch, skip = divmod(start_step * local_batch, num_examples)
-  ds = tf.data.Dataset.range(first_epoch, _FOREVER).flat_map(epoch).skip(skip)
-  if not in_memory:
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = _example_stream(builder, split, config, num_examples=num_examples, stream_seed=stream_seed,
+                       start=start_step * local_batch)
   ds = ds.batch(local_batch, drop_remainder=True).enumerate(start=start_step)
   ds = ds.map(functools.partial(_train_batch, config=config, stream_seed=stream_seed),
               num_parallel_calls=tf.data.AUTOTUNE)
@@ -107,7 +94,8 @@ def create_eval_iterator(config, *, process_index: int | None = None,
   num_examples = _num_eval_examples(builder, config)
   num_batches = _ceil_div(_ceil_div(num_examples, process_count), local_batch)
   split = tfds.even_splits(config.eval_split, process_count)[process_index]
-  ds = _read(builder, split, shuffle_files=False).take(_even_share(num_examples, process_count, process_index))
+  share = _even_share(num_examples, process_count, process_index)
+  ds = _read(builder, split, shuffle_files=False).take(share)
   ds = ds.map(_per_example_preparation(builder, config), num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.map(lambda example: dict(example, mask=tf.constant(1.0)))
   padding = tf.data.Dataset.from_tensors(
@@ -149,6 +137,32 @@ def validate_input_config(config, process_count: int = 1) -> int:
   return config.batch_size // process_count
 
 
+def _example_stream(builder, split, config, *, num_examples: int, stream_seed: tf.Tensor,
+                    start: int) -> tf.data.Dataset:
+  """Decoded training examples from stream position ``start`` on, forever.
+
+  Epoch ``e`` is the split through a shuffle buffer seeded by (``stream_seed``, e). Small splits of
+  fixed-size images are decoded during the first epoch and kept in memory; others are decoded after
+  the skip to ``start``, so resuming decodes nothing it does not use.
+  """
+  prepare = _per_example_preparation(builder, config)
+  records = _read(builder, split, shuffle_files=True, seed=int(stream_seed[0]))
+  in_memory = _decoded_bytes(builder, num_examples) <= IN_MEMORY_LIMIT_BYTES
+  if in_memory:
+    logging.info("Keeping the %d decoded training images in memory (%.0f MB)", num_examples,
+                 _decoded_bytes(builder, num_examples) / 2**20)
+    records = records.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+  def epoch(index):
+    epoch_key = tf.random.experimental.stateless_fold_in(stream_seed, index)
+    shuffle_seed = tf.random.stateless_uniform([], epoch_key, minval=None, maxval=None, dtype=tf.int64)
+    return records.shuffle(config.input.shuffle_buffer, seed=shuffle_seed)
+
+  first_epoch, skip = divmod(start, num_examples)
+  ds = tf.data.Dataset.range(first_epoch, _FOREVER).flat_map(epoch).skip(skip)
+  return ds if in_memory else ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _read(builder, split, *, shuffle_files: bool, seed: int = 0) -> tf.data.Dataset:
   """{"image": encoded bytes, "label": int32} of ``split``; files in a fixed order given ``seed``."""
   read_config = tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=False,
@@ -172,10 +186,12 @@ def _per_example_preparation(builder, config):
 
 
 def _train_batch(step, batch, *, config, stream_seed) -> Batch:
+  """The batch at ``step``, augmented with draws from the key (``stream_seed``, step)."""
+  seed = tf.random.experimental.stateless_fold_in(stream_seed, step)
   views = augment.train_views(
-      _batch_squares(batch["image"], config), tf.random.experimental.stateless_fold_in(stream_seed, step),
-      crop_size=config.input.crop_size, random_position=config.input.random_crop,
-      flip=config.input.random_flip, lighting_std=config.input.pca_noise_std, **_mean_std(config))
+      _batch_squares(batch["image"], config), seed, crop_size=config.input.crop_size,
+      random_position=config.input.random_crop, flip=config.input.random_flip,
+      lighting_std=config.input.pca_noise_std, **_mean_std(config))
   return {"image": views, "label": batch["label"]}
 
 

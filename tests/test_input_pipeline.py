@@ -86,8 +86,8 @@ def test_resuming_at_a_step_yields_what_an_unbroken_run_yields(random_data, data
   config = small_config(dataset, pca_noise_std=0.1)
   unbroken = take(input_pipeline.create_train_iterator(config, seed=3), 11)
   for start_step in (3, 4, 9):  # mid-epoch, across the end of epoch 1, in epoch 3
-    resumed = take(input_pipeline.create_train_iterator(config, seed=3, start_step=start_step), 11 - start_step)
-    assert_same_batches(unbroken[start_step:], resumed)
+    resumed = input_pipeline.create_train_iterator(config, seed=3, start_step=start_step)
+    assert_same_batches(unbroken[start_step:], take(resumed, 11 - start_step))
 
 
 def concatenated(batches, key):
