@@ -21,10 +21,10 @@ class DatasetUnavailableError(ValueError):
   """The dataset is neither prepared nor obtainable here; the message says how to get it."""
 
 
-# Per-channel mean and std of the training pixels in [0, 1].
+# Per-channel mean and std of the training pixels in [0, 1] (one channel for grey images).
 PIXEL_STATS = {
     # Computed once from Debian's train-images-idx3-ubyte.gz (60,000 images; tests recheck it).
-    "fashion_mnist": ((0.2860406,) * 3, (0.3530242,) * 3),
+    "fashion_mnist": ((0.2860406,), (0.3530242,)),
     "cifar10": ((0.4913997, 0.4821584, 0.4465309), (0.2470322, 0.2434851, 0.2615877)),
     "imagenet2012": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
@@ -57,7 +57,8 @@ def prepared_builder(config) -> tfds.core.DatasetBuilder:
 def how_to_get(dataset: str, builder, manual_dir: str | None, error: Exception) -> str:
   """What the user must do so that ``dataset`` can be prepared in ``builder``'s data_dir."""
   root = os.fspath(builder.data_dir_root)
-  failure = f"{dataset} is not prepared in {root} and TFDS could not prepare it ({type(error).__name__}: {error})."
+  failure = (f"{dataset} is not prepared in {root} and TFDS could not prepare it "
+             f"({type(error).__name__}: {error}).")
   if dataset == "fashion_mnist":
     return (f"{failure}\nOffline, install Debian's copy and rerun (it is converted automatically):\n"
             f"  {offline_data.INSTALL_HINT}\n"
@@ -65,8 +66,8 @@ def how_to_get(dataset: str, builder, manual_dir: str | None, error: Exception) 
             f"  python -m alexnet_jax.offline_data --source_dir=DIR --data_dir={root}")
   if dataset == "imagenet2012":
     manual_dir = manual_dir or os.path.join(root, "downloads", "manual")
-    return (f"{failure}\nImageNet must be downloaded by hand: register at https://image-net.org/download-images,"
-            f" then put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (as downloaded, not extracted)"
+    return (f"{failure}\nImageNet must be downloaded by hand: register at"
+            f" https://image-net.org/download-images, then put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (as downloaded, not extracted)"
             f" into {manual_dir} (or point --config.manual_dir at the directory holding them) and rerun;"
             f" the first run converts them into {root}.")
   if dataset == "cifar10":

@@ -7,13 +7,14 @@ import tensorflow_datasets as tfds
 from alexnet_jax import augment, datasets, input_pipeline
 from experiments import fashion_mnist
 
-NUM_EXAMPLES = 20   # mock split size: with batch 4, five steps per epoch
+NUM_EXAMPLES = 18   # mock split size: with batch 4, an epoch ends inside a batch
 BATCH = 4
 MEAN, STD = (np.array(s, np.float32) for s in datasets.PIXEL_STATS["fashion_mnist"])
 
 
-def small_config(**input_fields):
+def small_config(dataset="fashion_mnist", **input_fields):
   config = fashion_mnist.get_config("smoke")
+  config.dataset = dataset
   config.batch_size = BATCH
   config.input.resize_size = 36
   config.input.crop_size = 32
@@ -79,38 +80,41 @@ def test_same_seed_gives_the_same_batches_another_seed_others(random_data):
   assert not np.array_equal(first[0]["image"], other[0]["image"])
 
 
-@pytest.mark.parametrize("start_step", [3, 5, 7])  # mid-epoch, at the boundary, in the second epoch
-def test_resuming_at_a_step_yields_what_an_unbroken_run_yields(random_data, start_step):
-  config = small_config(pca_noise_std=0.1)
-  unbroken = take(input_pipeline.create_train_iterator(config, seed=3), 12)
-  resumed = take(input_pipeline.create_train_iterator(config, seed=3, start_step=start_step), 12 - start_step)
-  assert_same_batches(unbroken[start_step:], resumed)
+# fashion_mnist: decoded once, kept in memory; imagenet2012 (images of varying size): streamed.
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "imagenet2012"])
+def test_resuming_at_a_step_yields_what_an_unbroken_run_yields(random_data, dataset):
+  config = small_config(dataset, pca_noise_std=0.1)
+  unbroken = take(input_pipeline.create_train_iterator(config, seed=3), 11)
+  for start_step in (3, 4, 9):  # mid-epoch, across the end of epoch 1, in epoch 3
+    resumed = input_pipeline.create_train_iterator(config, seed=3, start_step=start_step)
+    assert_same_batches(unbroken[start_step:], take(resumed, 11 - start_step))
+
+
+def concatenated(batches, key):
+  return np.concatenate([batch[key] for batch in batches])
 
 
 def test_each_epoch_is_a_fresh_permutation_of_the_split():
-  steps_per_epoch = NUM_EXAMPLES // BATCH
   with id_examples(NUM_EXAMPLES):
-    batches = take(input_pipeline.create_train_iterator(small_config(), seed=0), 2 * steps_per_epoch)
-  epochs = [np.concatenate([b["label"] for b in batches[i:i + steps_per_epoch]])
-            for i in (0, steps_per_epoch)]
-  for labels in epochs:
-    assert sorted(labels) == list(range(NUM_EXAMPLES))
+    batches = take(input_pipeline.create_train_iterator(small_config(), seed=0), 9)  # two epochs
+  labels = concatenated(batches, "label")
+  epochs = labels[:NUM_EXAMPLES], labels[NUM_EXAMPLES:]
+  for epoch in epochs:
+    assert sorted(epoch) == list(range(NUM_EXAMPLES))
   assert not np.array_equal(*epochs)
 
 
 def test_crop_and_flip_vary_between_epochs_and_switch_off(random_data):
-  steps_per_epoch = NUM_EXAMPLES // BATCH
-
-  def first_batch_of_two_epochs(**fields):
+  def first_examples_of_two_epochs(**fields):
     config = small_config(shuffle_buffer=1, **fields)  # buffer 1: every epoch in the same order
-    batches = take(input_pipeline.create_train_iterator(config, seed=0), steps_per_epoch + 1)
-    return batches[0], batches[steps_per_epoch]
+    batches = take(input_pipeline.create_train_iterator(config, seed=0), 6)
+    return [concatenated(batches, key)[[0, 1, NUM_EXAMPLES, NUM_EXAMPLES + 1]] for key in ("label", "image")]
 
-  a, b = first_batch_of_two_epochs()
-  np.testing.assert_array_equal(a["label"], b["label"])
-  assert not np.array_equal(a["image"], b["image"])
-  a, b = first_batch_of_two_epochs(random_crop=False, random_flip=False)
-  np.testing.assert_array_equal(a["image"], b["image"])
+  labels, images = first_examples_of_two_epochs()
+  np.testing.assert_array_equal(labels[:2], labels[2:])
+  assert not np.array_equal(images[:2], images[2:])
+  _, images = first_examples_of_two_epochs(random_crop=False, random_flip=False)
+  np.testing.assert_array_equal(images[:2], images[2:])
 
 
 def test_eval_counts_every_example_exactly_once():
@@ -125,7 +129,6 @@ def test_eval_counts_every_example_exactly_once():
   assert sorted(labels) == list(range(num_examples))
   images = np.concatenate([b["image"] for b in batches])
   np.testing.assert_array_equal(example_ids(images[real]), labels)  # each image kept its label
-  assert not images[~real].any()
 
 
 def test_eval_max_examples_limits_the_count(random_data):
@@ -163,64 +166,88 @@ def test_bad_batch_size_and_dataset_name_the_field():
     input_pipeline.validate_input_config(config)
 
 
-# The augmentation ops on small tensors.
+def test_subtract_mean_gives_the_papers_centred_raw_pixels(random_data):
+  standardized = next(input_pipeline.create_train_iterator(small_config(), seed=0))["image"]
+  config = small_config()
+  config.input.normalization = "subtract_mean"
+  centred = next(input_pipeline.create_train_iterator(config, seed=0))["image"]
+  np.testing.assert_allclose(centred, standardized * STD * 255, rtol=1e-4, atol=1e-3)
 
-def random_image(height=8, width=10, seed=0):
-  return np.random.default_rng(seed).random((height, width, 3), np.float32)
+
+# The augmentation ops on small batches.
+
+def random_images(batch=2, height=8, width=10, channels=3, seed=0):
+  return np.random.default_rng(seed).random((batch, height, width, channels), np.float32)
 
 
 def test_ten_crops_match_numpy_slicing():
-  image, s = random_image(), 5
-  crops = augment.ten_crops(tf.constant(image), s).numpy()
-  expected = [image[:s, :s], image[:s, -s:], image[-s:, :s], image[-s:, -s:], image[1:6, 2:7]]
-  expected += [c[:, ::-1] for c in expected]
-  np.testing.assert_array_equal(crops, np.stack(expected))
-  np.testing.assert_array_equal(augment.center_crop(tf.constant(image), s), expected[4])
+  images, s = random_images(), 5
+  crops = augment.ten_crops(tf.constant(images), s).numpy()
+  expected = [images[:, :s, :s], images[:, :s, -s:], images[:, -s:, :s], images[:, -s:, -s:],
+              images[:, 1:6, 2:7]]
+  expected += [c[:, :, ::-1] for c in expected]
+  np.testing.assert_array_equal(crops, np.stack(expected, axis=1))
+  np.testing.assert_array_equal(augment.center_crop(tf.constant(images), s), expected[4])
 
 
-def test_random_crop_is_a_window_and_visits_every_position():
-  image, s = random_image(6, 6), 4
-  windows = {(i, j): image[i:i + s, j:j + s] for i in range(3) for j in range(3)}
-  seen = set()
-  for k in range(200):
-    crop = augment.random_crop(tf.constant(image), s, tf.constant([k, 1])).numpy()
-    seen |= {pos for pos, window in windows.items() if np.array_equal(window, crop)}
-  assert seen == set(windows)
+def test_random_crops_are_windows_at_every_position_independently_per_image():
+  s = 4
+  images = np.repeat(random_images(1, 6, 6), 200, axis=0)
+  crops = augment.random_crops(tf.constant(images), s, tf.constant([1, 1])).numpy()
+  windows = {(i, j): images[0, i:i + s, j:j + s] for i in range(3) for j in range(3)}
+  positions = [[pos for pos, window in windows.items() if np.array_equal(window, crop)] for crop in crops]
+  assert all(len(found) == 1 for found in positions)  # each crop is one window of its image
+  assert {found[0] for found in positions} == set(windows)  # and all 9 positions occur
 
 
-def test_random_flip_mirrors_about_half_the_time():
-  image = random_image()
-  flipped = [not np.array_equal(augment.random_flip(tf.constant(image), tf.constant([k, 2])), image)
-             for k in range(400)]
-  for k in range(3):
-    out = augment.random_flip(tf.constant(image), tf.constant([k, 2])).numpy()
-    assert np.array_equal(out, image) or np.array_equal(out, image[:, ::-1])
-  assert 0.4 < np.mean(flipped) < 0.6
+def test_random_flips_mirror_about_half_of_the_images():
+  images = np.repeat(random_images(1), 400, axis=0)
+  out = augment.random_flips(tf.constant(images), tf.constant([2, 2])).numpy()
+  flipped = np.all(out == images[:, :, ::-1], axis=(1, 2, 3))
+  assert np.all(flipped | np.all(out == images, axis=(1, 2, 3)))
+  assert 0.4 < flipped.mean() < 0.6
 
 
 def test_pca_lighting_matches_the_papers_formula():
-  image, seed, std = random_image(), tf.constant([3, 4]), 0.1
-  alpha = tf.random.stateless_normal([3], seed=seed, stddev=std).numpy()
+  images, seed, std = random_images(batch=3), tf.constant([3, 4]), 0.1
+  alpha = tf.random.stateless_normal([3, 3], seed=seed, stddev=std).numpy()  # (images, components)
   eigvec, eigval = np.array(augment.PCA_EIGENVECTORS), np.array(augment.PCA_EIGENVALUES)
-  expected = image + eigvec @ (alpha * eigval)  # [p1 p2 p3] [a1 l1, a2 l2, a3 l3]^T, every pixel
-  np.testing.assert_allclose(augment.pca_lighting(tf.constant(image), std, seed), expected, atol=1e-6)
+  for image, got, a in zip(images, augment.pca_lighting(tf.constant(images), std, seed).numpy(), alpha):
+    np.testing.assert_allclose(got, image + eigvec @ (a * eigval), atol=1e-6)  # [p1 p2 p3][a_i l_i]
 
 
 def test_pca_lighting_noise_has_the_papers_statistics():
   n, std = 4000, 0.1
-  seeds = tf.stack([tf.range(n), tf.fill([n], 9)], axis=1)
-  shifts = tf.vectorized_map(lambda s: augment.pca_lighting(tf.zeros([1, 1, 3]), std, s), seeds)
+  shifts = augment.pca_lighting(tf.zeros([n, 1, 1, 3]), std, tf.constant([9, 9])).numpy().reshape(n, 3)
   eigvec, eigval = np.array(augment.PCA_EIGENVECTORS), np.array(augment.PCA_EIGENVALUES)
-  alphas = np.linalg.solve(eigvec, shifts.numpy().reshape(n, 3).T).T / eigval  # recover a_i
+  alphas = np.linalg.solve(eigvec, shifts.T).T / eigval  # recover a_i
   assert np.all(np.abs(alphas.mean(axis=0)) < 4 * std / np.sqrt(n))
   np.testing.assert_allclose(alphas.std(axis=0), std, rtol=0.05)
   np.testing.assert_allclose(np.corrcoef(alphas.T), np.eye(3), atol=0.06)  # independent draws
 
 
-def test_resize_keeps_the_aspect_ratio_and_grey_becomes_rgb():
-  grey = tf.zeros([20, 30, 1], tf.uint8)
-  assert augment.resize_shorter_side(tf.zeros([20, 30, 3]), 10).shape == (10, 15, 3)
-  assert augment.resize_shorter_side(tf.zeros([30, 20, 3]), 10).shape == (15, 10, 3)
-  assert augment.central_square(grey, 10).shape == (10, 10, 3)
-  np.testing.assert_array_equal(augment.to_rgb(tf.constant(random_image(4, 4)[..., :1]))[..., 2],
-                                random_image(4, 4)[..., 0])
+def test_resize_keeps_the_aspect_ratio_and_antialiases_when_shrinking():
+  def dynamic(size, channels):  # the path for images whose size is only known per image
+    return tf.function(lambda images: augment.resize_shorter_side(images, size),
+                       input_signature=[tf.TensorSpec([None, None, channels])])
+
+  for resize in (augment.resize_shorter_side, lambda images, size: dynamic(size, images.shape[-1])(images)):
+    assert resize(tf.zeros([20, 30, 3]), 10).shape == (10, 15, 3)
+    assert resize(tf.zeros([30, 20, 1]), 10).shape == (15, 10, 1)
+    assert resize(tf.zeros([4, 6, 3]), 8).shape == (8, 12, 3)
+    checkerboard = (np.indices([40, 40]).sum(axis=0) % 2).astype(np.float32)[..., None]
+    np.testing.assert_allclose(resize(tf.constant(checkerboard), 10), 0.5, atol=0.05)  # not aliased
+  assert augment.resize_shorter_side(tf.zeros([2, 30, 20, 1]), 10).shape == (2, 15, 10, 1)
+
+
+def test_views_of_grey_images_are_normalised_rgb_replicas():
+  grey = np.random.default_rng(0).integers(0, 256, (2, 12, 12, 1), np.uint8)
+  squares = augment.central_square(tf.constant(grey), 12)
+  centre = augment.eval_views(squares, crop_size=8, mean=(0.5,), std=(0.25,)).numpy()
+  np.testing.assert_allclose(centre, np.repeat((grey[:, 2:10, 2:10] / 255 - 0.5) / 0.25, 3, axis=-1),
+                             atol=1e-5)
+  ten = augment.eval_views(squares, crop_size=8, mean=(0.5,), std=(0.25,), ten_crop=True)
+  assert ten.shape == (2, 10, 8, 8, 3)
+  view = augment.train_views(squares, tf.constant([1, 2]), crop_size=8, mean=(0.5,), std=(0.25,),
+                             lighting_std=0.1)
+  assert view.shape == (2, 8, 8, 3) and not np.allclose(view[..., 0], view[..., 1])  # coloured noise
