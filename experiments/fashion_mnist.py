@@ -10,6 +10,8 @@ pooling, three FC layers with dropout, two towers) at a smaller input and width.
 
 import ml_collections
 
+from experiments import common
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -77,20 +79,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.tower_parallel = 1
   config.parallelism = "towers"         # "towers" (2012: every layer split) or "weird_trick" (2014: FC only)
 
-  if arg == "smoke":
-    shrink_to_smoke(config)
-  elif arg:
-    raise ValueError(f"unknown config variant {arg!r}; known: 'smoke'")
-  return config
-
-
-def shrink_to_smoke(config: ml_collections.ConfigDict) -> None:
-  """A few tiny steps end to end (< 1 minute): the CI and quick-check variant."""
-  config.model.width = 0.125
-  config.batch_size = 16
-  config.num_train_steps = 4
-  config.log_every_steps = 2
-  config.eval_every_steps = 4
-  config.checkpoint_every_steps = 2
-  config.eval_max_examples = 64
-  config.input.shuffle_buffer = 64
+  return common.apply_variant(config, arg)

@@ -1,0 +1,95 @@
+"""Command line: train and evaluate one experiment config in one work directory.
+
+  python -m alexnet_jax.main --workdir=runs/fm
+  python -m alexnet_jax.main --workdir=runs/in1k --config=experiments/imagenet2012.py
+  python -m alexnet_jax.main --workdir=/tmp/fm --config=experiments/fashion_mnist.py:smoke \
+      --config.model.dropout_rate=0.3
+
+Running again with the same ``--workdir`` resumes from its latest checkpoint; a finished run says
+so and exits. A bad config value or missing data ends with one message and exit status 1.
+"""
+
+import logging as pylogging
+import os
+import sys
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from alexnet_jax import config_validation, train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and summary.json.")
+flags.mark_flags_as_required(["workdir"])
+config_flags.DEFINE_config_file(
+    "config", "experiments/fashion_mnist.py", "Experiment config file (NAME.py or NAME.py:smoke).",
+    lock_config=True)
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with every config-loading failure reported in one line, not a traceback.
+
+  ml_collections raises plain exceptions for an unknown ``--config.FIELD``, embeds a traceback in
+  the message of a config file that raised, and defers a file that failed to load until first use.
+  """
+  try:
+    remaining = FLAGS(argv)
+    FLAGS.config.keys()  # a config file that failed to load raises here, not later in training
+    return remaining
+  except flags.Error as error:
+    message = _last_line(error)
+  except (AttributeError, KeyError) as error:
+    message = f"the config has no field {_innermost_message(error)}"
+  except (OSError, ValueError, TypeError) as error:
+    message = f"cannot load --config: {_last_line(error)}"
+  sys.stderr.write(f"FATAL Flags parsing error: {message}\n"
+                   "Pass --helpshort or --helpfull to see help on flags.\n")
+  sys.exit(1)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  _hide_accelerators_from_tensorflow()
+  logging.get_absl_handler().addFilter(_OrbaxInfoFilter())
+  logging.info("JAX process %d of %d, devices: %s", jax.process_index(), jax.process_count(),
+               jax.devices())
+  from alexnet_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                             overrides=config_flags.get_override_values(FLAGS["config"]))
+  except (config_validation.ConfigError, input_pipeline.DatasetUnavailableError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _hide_accelerators_from_tensorflow():
+  """tf.data runs on the CPU; keep TensorFlow from claiming GPU memory that JAX needs."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], "GPU")
+
+
+class _OrbaxInfoFilter(pylogging.Filter):
+  """Keeps orbax's warnings and errors but not its several INFO lines per checkpoint."""
+
+  def filter(self, record):
+    return record.levelno >= pylogging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def _innermost_message(error: BaseException) -> str:
+  """ml_collections nests its "no such field" KeyError (with a did-you-mean hint) in others."""
+  message = error
+  while isinstance(message, BaseException) and message.args:
+    message = message.args[0]
+  return str(message).replace("\n", "; ")
+
+
+def _last_line(error: Exception) -> str:
+  """The message of an error whose text may embed a traceback (ml_collections does): its last line."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return lines[-1] if lines else type(error).__name__
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,54 @@
+"""``alexnet_jax.main`` as a user runs it: a subprocess with --config overrides, on mock data."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAIN_ON_MOCK_DATA = os.path.join(REPO, "tests", "mock_data_main.py")
+SMOKE = "--config=experiments/fashion_mnist.py:smoke"
+
+
+def run_main(*args, timeout=300):
+  return subprocess.run([sys.executable, MAIN_ON_MOCK_DATA, *args], cwd=REPO, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+def test_cli_trains_with_overrides_and_a_finished_run_exits_cleanly(tmp_path):
+  workdir = str(tmp_path / "run")
+  args = (f"--workdir={workdir}", SMOKE, "--config.num_train_steps=2", "--config.model.dropout_rate=0.3")
+  first = run_main(*args)
+  assert first.returncode == 0, first.stderr[-3000:]
+  with open(os.path.join(workdir, "summary.json")) as f:
+    summary = json.load(f)
+  assert summary["step"] == 2
+  assert summary["config_overrides"] == {"num_train_steps": 2, "model.dropout_rate": 0.3}
+  assert summary["config"]["model"]["dropout_rate"] == 0.3
+  assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
+
+  again = run_main(*args)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "already finished at step 2" in again.stderr
+  assert "Training on" not in again.stderr
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("--config.optimizer.name=adam", "config.optimizer.name='adam' is not allowed: expected one of"),
+    ("--config.model.widht=0.5", "the config has no field 'widht'; Did you mean \"width\""),
+    ("--config.batch_size=many", "flag --config.batch_size=many: invalid literal for int()"),
+])
+def test_cli_bad_config_gives_one_clear_error(tmp_path, override, expected):
+  result = run_main(f"--workdir={tmp_path}", SMOKE, override)
+  assert result.returncode == 1
+  assert expected in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_cli_unknown_config_variant_is_a_clean_error(tmp_path):
+  result = run_main(f"--workdir={tmp_path}", "--config=experiments/fashion_mnist.py:huge")
+  assert result.returncode == 1
+  assert "unknown config variant 'huge'; known: 'smoke'" in result.stderr
+  assert "Traceback" not in result.stderr

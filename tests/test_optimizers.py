@@ -1,0 +1,136 @@
+"""The update rules against the paper's equations in numpy, and the learning-rate schedules."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from alexnet_jax import optimizers
+from experiments import fashion_mnist
+
+# Three steps at eps = 0.01, then the paper's drop to 0.001 for three more.
+LEARNING_RATES = [0.01] * 3 + [0.001] * 3
+
+
+def _config(name, momentum=0.9, weight_decay=5e-4):
+  config = fashion_mnist.get_config()
+  config.optimizer.name = name
+  config.optimizer.learning_rate = LEARNING_RATES[0]
+  config.optimizer.momentum = momentum
+  config.optimizer.weight_decay = weight_decay
+  return config
+
+
+def _gradients(num_steps, shape=(3, 4), seed=0):
+  rng = np.random.default_rng(seed)
+  return [rng.normal(size=shape).astype(np.float32) for _ in range(num_steps)]
+
+
+def _run_optax(name, w0, grads):
+  """Runs the configured optimizer the way the train step does: rate set before each update."""
+  tx = optimizers.create_optimizer(_config(name))
+  params = {"w": jnp.asarray(w0)}
+  state = tx.init(params)
+  trajectory = []
+  for eps, g in zip(LEARNING_RATES, grads):
+    state = optimizers.set_learning_rate(state, eps)
+    updates, state = tx.update({"w": jnp.asarray(g)}, state, params)
+    params = optax.apply_updates(params, updates)
+    trajectory.append(np.asarray(params["w"]))
+  return trajectory
+
+
+def _paper_numpy(w0, grads, m=0.9, wd=5e-4):
+  """Krizhevsky et al. (2012) §5: v <- m v - wd eps w - eps g;  w <- w + v."""
+  w, v, trajectory = w0.astype(np.float64), np.zeros_like(w0, np.float64), []
+  for eps, g in zip(LEARNING_RATES, grads):
+    v = m * v - wd * eps * w - eps * g
+    w = w + v
+    trajectory.append(w)
+  return trajectory
+
+
+def _optax_sgd_numpy(w0, grads, m=0.9, wd=5e-4):
+  """The usual form: t <- m t + (g + wd w);  w <- w - eps t."""
+  w, t, trajectory = w0.astype(np.float64), np.zeros_like(w0, np.float64), []
+  for eps, g in zip(LEARNING_RATES, grads):
+    t = m * t + g + wd * w
+    w = w - eps * t
+    trajectory.append(w)
+  return trajectory
+
+
+def test_paper_sgd_matches_the_papers_equations_across_a_learning_rate_drop():
+  w0 = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+  grads = _gradients(len(LEARNING_RATES))
+  got = _run_optax("paper_sgd", w0, grads)
+  for step, (g, want) in enumerate(zip(got, _paper_numpy(w0, grads))):
+    np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-7, err_msg=f"step {step}")
+
+
+def test_sgd_matches_optax_form_and_differs_from_paper_after_the_drop():
+  w0 = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+  grads = _gradients(len(LEARNING_RATES))
+  sgd = _run_optax("sgd", w0, grads)
+  paper = _run_optax("paper_sgd", w0, grads)
+  for g, want in zip(sgd, _optax_sgd_numpy(w0, grads)):
+    np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-7)
+  # Same trajectory while eps is constant, different once it drops.
+  for step in range(3):
+    np.testing.assert_allclose(sgd[step], paper[step], rtol=1e-5, atol=1e-7)
+  gap = np.abs(sgd[3] - paper[3]).max()
+  assert gap > 1e-3, gap
+
+
+def test_paper_sgd_rejects_missing_params():
+  tx = optimizers.paper_sgd(0.01)
+  params = {"w": jnp.ones(2)}
+  with pytest.raises(ValueError, match="parameters"):
+    tx.update(params, tx.init(params))
+
+
+def _schedule(name, total=100, warmup=0, **fields):
+  config = fashion_mnist.get_config()
+  config.optimizer.learning_rate = 0.1
+  config.schedule.name = name
+  config.schedule.warmup_steps = warmup
+  for key, value in fields.items():
+    config.schedule[key] = value
+  return optimizers.create_schedule(config, total)
+
+
+def test_schedules():
+  constant = _schedule("constant")
+  assert [float(constant(s)) for s in (0, 50, 99)] == pytest.approx([0.1] * 3)
+  cosine = _schedule("cosine", warmup=10)
+  assert float(cosine(0)) == pytest.approx(0.0)
+  assert float(cosine(5)) == pytest.approx(0.05)
+  assert float(cosine(10)) == pytest.approx(0.1)
+  assert float(cosine(55)) == pytest.approx(0.05, abs=1e-6)
+  assert float(cosine(100)) == pytest.approx(0.0, abs=1e-7)
+  piecewise = _schedule("piecewise", boundaries=(0.5, 0.75), decay_factor=0.1)
+  assert [float(piecewise(s)) for s in (49, 50, 74, 75)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
+  warm_piecewise = _schedule("piecewise", warmup=10, boundaries=(0.5,), decay_factor=0.1)
+  assert [float(warm_piecewise(s)) for s in (5, 49, 50)] == pytest.approx([0.05, 0.1, 0.01])
+  plateau = _schedule("plateau")
+  assert float(plateau(99)) == pytest.approx(0.1)
+
+
+def test_plateau_divides_by_ten_after_patience_at_most_max_drops_times():
+  state = optimizers.init_plateau()
+  errors = [0.5, 0.4, 0.45, 0.41, 0.3, 0.31, 0.31, 0.31, 0.31]
+  scales = []
+  for error in errors:
+    state = optimizers.update_plateau(state, error, patience=2, factor=0.1, max_drops=2)
+    scales.append(float(state.lr_scale))
+  # Two evaluations without a new best (0.45, 0.41) -> first drop; 0.3 is a new best;
+  # (0.31, 0.31) -> second drop; max_drops=2 stops any further drop.
+  assert scales == pytest.approx([1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
+  assert int(state.drops) == 2
+  assert float(state.best_error) == pytest.approx(0.3)
+
+
+def test_plateau_update_is_traceable():
+  step = jax.jit(lambda s, e: optimizers.update_plateau(s, e, patience=1, factor=0.1, max_drops=3))
+  state = step(step(optimizers.init_plateau(), 0.5), 0.6)
+  assert float(state.lr_scale) == pytest.approx(0.1)

@@ -1,0 +1,177 @@
+"""train_and_evaluate end to end on mock data: every config's smoke variant, resume, summary.json."""
+import json
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from flax import nnx
+
+import mock_inputs
+from alexnet_jax import config_validation, models, optimizers, sharding, train
+from experiments import cifar10, fashion_mnist, imagenet2012
+
+SUMMARY_KEYS = {"step", "eval_top1_error", "eval_top5_error", "eval_loss", "wall_seconds",
+                "config_overrides", "config"}
+
+
+@pytest.fixture
+def mock_data():
+  with mock_inputs.mock_data():
+    from alexnet_jax import input_pipeline
+    yield input_pipeline
+
+
+@pytest.mark.parametrize("config_module", [fashion_mnist, cifar10, imagenet2012],
+                         ids=["fashion_mnist", "cifar10", "imagenet2012"])
+def test_smoke_config_trains_and_evaluates(config_module, mock_data, tmp_path):
+  config = config_module.get_config("smoke")
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["step"] == config.num_train_steps
+  _, num_eval, _ = mock_data.dataset_info(config)
+  assert summary["eval_count"] == min(num_eval, config.eval_max_examples)  # each example once
+  for key in ("eval_loss", "eval_top1_error", "eval_top5_error", "train_loss"):
+    assert np.isfinite(summary[key]), key
+  assert 0 <= summary["eval_top5_error"] <= summary["eval_top1_error"] <= 1
+  with open(tmp_path / "summary.json") as f:
+    assert json.load(f) == summary
+  assert ocp.CheckpointManager(str(tmp_path / "checkpoints")).latest_step() == config.num_train_steps
+
+
+def _resume_config():
+  """Everything a resume must carry: the paper's rule (velocity), plateau drops, dropout keys."""
+  config = fashion_mnist.get_config("smoke")
+  config.optimizer.name = "paper_sgd"
+  config.schedule.name = "plateau"
+  config.schedule.plateau_patience = 1
+  config.eval_every_steps = 1
+  config.num_train_steps = 6
+  config.checkpoint_every_steps = 3
+  config.keep_checkpoints = 5
+  return config
+
+
+class Preempted(Exception):
+  pass
+
+
+def _final_state(workdir, step):
+  return ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+
+
+def test_resume_continues_exactly(mock_data, tmp_path, monkeypatch):
+  config = _resume_config()
+  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+
+  real_iterator = mock_data.create_train_iterator
+  start_steps = []
+
+  def preempted_after_3(config, *, seed, start_step=0, **kwargs):
+    start_steps.append(start_step)
+    batches = real_iterator(config, seed=seed, start_step=start_step, **kwargs)
+    for _ in range(3 - start_step):
+      yield next(batches)
+    raise Preempted
+
+  monkeypatch.setattr(mock_data, "create_train_iterator", preempted_after_3)
+  resumed_dir = str(tmp_path / "resumed")
+  with pytest.raises(Preempted):
+    train.train_and_evaluate(config, resumed_dir)
+  monkeypatch.setattr(mock_data, "create_train_iterator",
+                      lambda *a, **k: (start_steps.append(k["start_step"]), real_iterator(*a, **k))[1])
+  resumed = train.train_and_evaluate(config, resumed_dir)
+  assert start_steps == [0, 3]
+
+  want, got = _final_state(str(tmp_path / "straight"), 6), _final_state(resumed_dir, 6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), want, got)
+  assert int(np.asarray(got["plateau"]["drops"])) >= 1  # the test crossed a learning-rate drop
+  for key in ("eval_top1_error", "eval_loss", "train_loss"):
+    assert resumed[key] == pytest.approx(straight[key]), key
+  for got_eval, want_eval in zip(resumed["eval_history"], straight["eval_history"], strict=True):
+    assert got_eval == pytest.approx(want_eval)
+
+  # A finished run neither trains nor evaluates again; it returns its summary.
+  start_steps.clear()
+  again = train.train_and_evaluate(config, resumed_dir)
+  assert start_steps == [] and again == resumed
+
+
+def test_summary_json_records_the_run(mock_data, tmp_path):
+  config = fashion_mnist.get_config("smoke")
+  config.num_train_steps = 2
+  overrides = {"num_train_steps": 2}
+  train.train_and_evaluate(config, str(tmp_path), overrides=overrides)
+  assert os.listdir(tmp_path / "checkpoints") and not [n for n in os.listdir(tmp_path) if ".tmp" in n]
+  with open(tmp_path / "summary.json") as f:
+    summary = json.load(f)
+  assert SUMMARY_KEYS <= set(summary)
+  assert summary["step"] == 2
+  assert summary["config_overrides"] == overrides
+  assert summary["config"]["num_train_steps"] == 2
+  assert summary["config"]["model"]["width"] == config.model.width
+  assert [h["step"] for h in summary["eval_history"]] == [2]
+  assert summary["wall_seconds"] > 0
+
+
+def test_bad_config_is_rejected_before_training(mock_data, tmp_path):
+  config = fashion_mnist.get_config("smoke")
+  config.schedule.name = "exponential"
+  with pytest.raises(config_validation.ConfigError, match=r"schedule\.name='exponential'.*plateau"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_classification_metrics_match_numpy():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(32, 10)).astype(np.float32)
+  labels = rng.integers(0, 10, 32).astype(np.int32)
+  got = train.classification_metrics(jax.nn.log_softmax(logits), labels)
+  log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  ranks = (logits > logits[np.arange(32), labels][:, None]).sum(-1)  # classes scored higher
+  np.testing.assert_allclose(got["loss"], -log_probs[np.arange(32), labels], rtol=1e-5)
+  np.testing.assert_array_equal(got["top1_error"], ranks >= 1)
+  np.testing.assert_array_equal(got["top5_error"], ranks >= 5)
+
+
+def test_ten_crop_eval_averages_softmax_over_crops_and_honours_the_mask():
+  config = imagenet2012.get_config("smoke")
+  config.model.num_classes = 7
+  mesh = sharding.create_mesh(1)
+  model_def, state = train.create_train_state(config, mesh, optimizers.create_optimizer(config))
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(4, 10, 67, 67, 3)).astype(np.float32)
+  labels = np.array([0, 3, 6, 2], np.int32)
+  mask = np.array([1, 1, 1, 0], np.float32)
+  sums = train.eval_step(state.params, {"image": images, "label": labels, "mask": mask},
+                         model_def=model_def, mesh=mesh)
+  model = model_def.eval_model(state.params)
+  logits = np.asarray(model(images.reshape(40, 67, 67, 3))).reshape(4, 10, 7)
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs = (probs / probs.sum(-1, keepdims=True)).mean(axis=1)
+  want_loss = -np.log(probs[np.arange(3), labels[:3]]).sum()
+  want_top1 = (probs[:3].argmax(-1) != labels[:3]).sum()
+  assert float(sums["count"]) == 3
+  np.testing.assert_allclose(float(sums["loss"]), want_loss, rtol=1e-4)
+  assert float(sums["top1_error"]) == want_top1
+
+
+def test_train_step_is_a_function_of_seed_and_step():
+  config = fashion_mnist.get_config("smoke")
+  mesh = sharding.create_mesh(1)
+  tx = optimizers.create_optimizer(config)
+  model_def, state = train.create_train_state(config, mesh, tx)
+  schedule = optimizers.create_schedule(config, 10)
+  step = jax.jit(lambda s, b: train.train_step(s, b, model_def=model_def, tx=tx, schedule=schedule,
+                                               mesh=mesh))
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.normal(size=(16, 67, 67, 3)).astype(np.float32),
+           "label": rng.integers(0, 10, 16).astype(np.int32)}
+  first, metrics = step(state, batch)
+  again, _ = step(state, batch)
+  later, _ = step(state.replace(step=state.step + 1), batch)  # another step draws another mask
+  leaves = lambda s: jax.tree.leaves(s.params)
+  assert all(np.array_equal(a, b) for a, b in zip(leaves(first), leaves(again)))
+  assert not all(np.array_equal(a, b) for a, b in zip(leaves(first), leaves(later)))
+  assert int(first.step) == 1 and float(metrics["learning_rate"]) == pytest.approx(float(schedule(0)))
+  assert isinstance(model_def.train_model(state.params, jax.random.key(0)), models.AlexNet)
