@@ -44,6 +44,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 LRN_REGIONS = ("across", "within")
@@ -78,9 +79,10 @@ def local_response_norm(
     window, padding = (1, 1, 1, size), ((0, 0), (0, 0), (0, 0), (half, half))
   else:
     window, padding = (1, size, size, 1), ((0, 0), (half, half), (half, half), (0, 0))
-  # Zero padding makes the sum over a clipped window equal the plain sum of what exists.
+  # Zero padding makes the sum over a clipped window equal the plain sum of what exists. The init
+  # value must be a concrete constant (not a traced jnp array) for JAX to differentiate it under jit.
   window_sums = jax.lax.reduce_window(
-      squares, jnp.zeros((), squares.dtype), jax.lax.add, window, (1, 1, 1, 1), padding
+      squares, np.zeros((), squares.dtype), jax.lax.add, window, (1, 1, 1, 1), padding
   )
   return (x * _inverse_power(k + alpha * window_sums, beta)).astype(x.dtype)
 
