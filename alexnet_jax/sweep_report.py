@@ -214,7 +214,7 @@ def write_hparams(results: Sequence[RunResult], root: str) -> str:
 
 
 def write_report(root: str, *, x_label: str | None = None, curve_runs: Mapping[str, Any] | None = None,
-                 train_tag: str = "train_top1_error", eval_tag: str = "eval_top1_error",
+                 train_tag: str = "train_loss", eval_tag: str = "eval_loss",
                  hparams: bool = True) -> dict[str, str]:
   """Writes ``ROOT/results.md`` and the plots; returns the paths written."""
   results = load_results(root)

@@ -14,8 +14,9 @@ FASHION_MNIST = "experiments/fashion_mnist.py"
 ABLATION_SCALE = {
     "train_split": "train[:10000]",
     "model.width": 0.25,
-    "num_epochs": 6.0,
-    "eval_every_steps": 78,
+    "num_epochs": 5.0,
+    "schedule.warmup_steps": 40,
+    "eval_every_steps": 130,
     "log_every_steps": 39,
     "checkpoint_every_steps": 10_000,
 }
