@@ -18,7 +18,7 @@ from typing import Any, Callable
 import jax
 import ml_collections
 
-from alexnet_jax import layers, models, optimizers
+from alexnet_jax import layers, models, optimizers, sharding
 
 # The datasets alexnet_jax.datasets knows (kept here so validation imports without TensorFlow;
 # tests check the two lists agree).
@@ -110,6 +110,7 @@ FIELD_RULES: tuple[Rule, ...] = (
     integer("checkpoint_every_steps", 1),
     integer("keep_checkpoints", 1),
     integer("tower_parallel", 1),
+    one_of("parallelism", sharding.PARALLELISMS),
 )
 
 
@@ -130,6 +131,13 @@ def _towers_divide_devices(config, device_count):
   if device_count % config.tower_parallel:
     return (f"config.tower_parallel={config.tower_parallel} must divide the number of devices "
             f"({device_count})")
+  return None
+
+
+def _towers_match_model(config, device_count):
+  if config.tower_parallel > 1 and config.model.towers != config.tower_parallel:
+    return (f"config.tower_parallel={config.tower_parallel} needs config.model.towers="
+            f"{config.tower_parallel} (got {config.model.towers}); use tower_parallel=1 otherwise")
   return None
 
 
@@ -163,6 +171,7 @@ CROSS_CHECKS: tuple[Callable[[ml_collections.ConfigDict, int], str | None], ...]
     _training_length,
     _batch_divides_devices,
     _towers_divide_devices,
+    _towers_match_model,
     _crop_fits_resize,
     _model_sees_crops,
     _boundaries_are_fractions,

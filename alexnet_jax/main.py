@@ -17,11 +17,15 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import config_validation, train
+from alexnet_jax import config_validation, distributed, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and summary.json.")
 flags.mark_flags_as_required(["workdir"])
+flags.DEFINE_string("coordinator_address", None,
+                    "host:port of process 0 for a multi-process run (default: auto-detect on SLURM/TPU/GKE).")
+flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run (default: auto-detect).")
+flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run (default: auto-detect).")
 config_flags.DEFINE_config_file(
     "config", "experiments/fashion_mnist.py", "Experiment config file (NAME.py or NAME.py:smoke).",
     lock_config=True)
@@ -53,6 +57,11 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   _hide_accelerators_from_tensorflow()
   logging.get_absl_handler().addFilter(_OrbaxInfoFilter())
+  try:  # before anything touches a device
+    distributed.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  except ValueError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
   logging.info("JAX process %d of %d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
   from alexnet_jax import input_pipeline  # pylint: disable=g-import-not-at-top

@@ -120,29 +120,44 @@ class TowerDense(nnx.Module):
     self.dtype = dtype
 
   def __call__(self, x: jax.Array) -> list[jax.Array]:
-    x = x.astype(self.dtype)
-    return [x @ self.kernel[t].astype(self.dtype) + self.bias[t].astype(self.dtype)
-            for t in range(self.kernel.shape[0])]
+    """All towers in one batched matmul over the tower axis; returns one output per tower.
+
+    Slicing ``kernel[t]`` would make XLA:CPU copy each tower's weights (75 MB per fc6 tower)
+    before every matmul; broadcasting the small input over the tower axis instead lets the
+    stacked kernel feed a batched dot as it is.
+    """
+    towers = self.kernel.shape[0]
+    x = jnp.broadcast_to(x.astype(self.dtype), (towers, *x.shape))
+    y = jnp.einsum("tbi,tio->tbo", x, self.kernel.astype(self.dtype))
+    y = y + self.bias[:, None, :].astype(self.dtype)
+    return list(y)
 
 
 class TowerDropout(nnx.Module):
   """Dropout on tower-split features with one mask drawn for the full width.
 
   Each tower keeps its own slice of the mask, so one device and a tower-sharded pair of
-  devices drop exactly the same units for the same key.
+  devices drop exactly the same units for the same key. Likewise, when the batch is split over
+  a mesh axis (``batch_axis``, inside ``shard_map``), the mask is drawn for the global batch and
+  each shard keeps its own rows: the same mask as on one device, not one mask repeated per shard.
   """
 
   def __init__(self, rate: float, *, rngs: nnx.Rngs):
     self.dropout = nnx.Dropout(rate, rngs=rngs)
 
-  def __call__(self, parts: list[jax.Array], tower_axis: str | None) -> list[jax.Array]:
+  def __call__(self, parts: list[jax.Array], tower_axis: str | None,
+               batch_axis: str | None = None) -> list[jax.Array]:
     if self.dropout.rate == 0.0 or self.dropout.deterministic:
       return parts
-    width = parts[0].shape[-1]
+    rows, width = parts[0].shape[0], parts[0].shape[-1]
     global_towers = len(parts) if tower_axis is None else jax.lax.axis_size(tower_axis)
     first = 0 if tower_axis is None else jax.lax.axis_index(tower_axis) * len(parts)
-    full_shape = (*parts[0].shape[:-1], width * global_towers)
+    shards = 1 if batch_axis is None else jax.lax.axis_size(batch_axis)
+    full_shape = (rows * shards, *parts[0].shape[1:-1], width * global_towers)
     scaled_mask = self.dropout(jnp.ones(full_shape, parts[0].dtype))
+    if batch_axis is not None:
+      scaled_mask = jax.lax.dynamic_slice_in_dim(
+          scaled_mask, jax.lax.axis_index(batch_axis) * rows, rows, axis=0)
     return [
         x * jax.lax.dynamic_slice_in_dim(scaled_mask, (first + t) * width, width, axis=-1)
         for t, x in enumerate(parts)
@@ -235,11 +250,22 @@ class AlexNet(nnx.Module):
     self.dropout6 = TowerDropout(dropout_rate, rngs=rngs)
     self.dropout7 = TowerDropout(dropout_rate, rngs=rngs)
 
-  def __call__(self, images: jax.Array, *, tower_axis: str | None = None) -> jax.Array:
+  def __call__(self, images: jax.Array, *, tower_axis: str | None = None,
+               batch_axis: str | None = None) -> jax.Array:
     """Logits for NHWC float images.
 
     ``tower_axis`` names the mesh axis the towers are sharded over when called inside
-    ``jax.shard_map``; leave it None on one device or under plain data parallelism.
+    ``jax.shard_map``, ``batch_axis`` the one the batch is split over (for dropout masks);
+    leave both None on one device or under plain ``jit`` data parallelism.
+    """
+    features = self.features(images, tower_axis=tower_axis)
+    return self.classify(features, tower_axis=tower_axis, batch_axis=batch_axis)
+
+  def features(self, images: jax.Array, *, tower_axis: str | None = None) -> jax.Array:
+    """The convolutional half, conv1 to pool5: both towers' maps, flattened (fc6's input).
+
+    Split from :meth:`classify` so that "one weird trick" parallelism can run the convolutions
+    data-parallel and only the FC layers across towers (see ``sharding.py``).
     """
     x = images
     for (name, _, _, _, _, within, pool, lrn), conv in zip(_CONV_TABLE, self.convs):
@@ -254,10 +280,15 @@ class AlexNet(nnx.Module):
       if pool:
         x = [layers.max_pool(p, self.pool_window, self.pool_stride) for p in x]
     flat = exchange(x, tower_axis)
-    x = self.fc6(flat.reshape(flat.shape[0], -1))
-    x = self.dropout6([jax.nn.relu(p) for p in x], tower_axis)
+    return flat.reshape(flat.shape[0], -1)
+
+  def classify(self, features: jax.Array, *, tower_axis: str | None = None,
+               batch_axis: str | None = None) -> jax.Array:
+    """The fully connected half, fc6 to fc8, on flattened features from :meth:`features`."""
+    x = self.fc6(features)
+    x = self.dropout6([jax.nn.relu(p) for p in x], tower_axis, batch_axis)
     x = self.fc7(exchange(x, tower_axis))
-    x = self.dropout7([jax.nn.relu(p) for p in x], tower_axis)
+    x = self.dropout7([jax.nn.relu(p) for p in x], tower_axis, batch_axis)
     (logits,) = self.fc8(exchange(x, tower_axis))
     return logits.astype(jnp.float32)
 

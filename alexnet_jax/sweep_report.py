@@ -214,7 +214,7 @@ def write_hparams(results: Sequence[RunResult], root: str) -> str:
 
 
 def write_report(root: str, *, x_label: str | None = None, curve_runs: Mapping[str, Any] | None = None,
-                 train_tag: str = "train_top1_error", eval_tag: str = "eval_top1_error",
+                 train_tag: str = "train_loss", eval_tag: str = "eval_loss",
                  hparams: bool = True) -> dict[str, str]:
   """Writes ``ROOT/results.md`` and the plots; returns the paths written."""
   results = load_results(root)
@@ -271,17 +271,15 @@ def _pm(stat: tuple[float, float, int], scale: float, digits: int) -> str:
   return f"{mean * scale:.{digits}f} +- {std * scale:.{digits}f}"
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("root", None, "Sweep folder holding sweep.json and one workdir per run.")
-flags.DEFINE_string("x_label", None, "Numeric label for the error plot's x axis (default: the first numeric one).")
-
-
 def main(argv):
   del argv
-  for name, path in write_report(FLAGS.root, x_label=FLAGS.x_label).items():
+  for name, path in write_report(flags.FLAGS.root, x_label=flags.FLAGS.x_label).items():
     print(f"{name}: {path}")
 
 
 if __name__ == "__main__":
+  # Defined only when run as a program: launch/sweep.py imports this module and has its own flags.
+  flags.DEFINE_string("root", None, "Sweep folder holding sweep.json and one workdir per run.")
+  flags.DEFINE_string("x_label", None, "Numeric label for the error plot's x axis (default: the first numeric one).")
   flags.mark_flag_as_required("root")
   app.run(main)

@@ -25,7 +25,7 @@ import optax
 from absl import logging
 from flax import nnx
 
-from alexnet_jax import checkpointing, config_validation, models, optimizers, sharding
+from alexnet_jax import checkpointing, config_validation, distributed, models, optimizers, sharding
 
 
 @flax.struct.dataclass
@@ -56,7 +56,8 @@ class ModelDef:
     return model
 
   def eval_model(self, params: nnx.State) -> models.AlexNet:
-    return nnx.merge(self.eval_graph, params, self.rng_state)
+    # Fresh RNG variables here too: the tower-parallel forward writes them back after shard_map.
+    return nnx.merge(self.eval_graph, params, jax.tree.map(lambda x: x, self.rng_state))
 
 
 def create_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> models.AlexNet:
@@ -70,8 +71,9 @@ def create_train_state(config: ml_collections.ConfigDict, mesh: jax.sharding.Mes
                        tx: optax.GradientTransformation) -> tuple[ModelDef, TrainState]:
   """A freshly initialised model on ``mesh`` and its train state at step 0."""
   params_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-  model = create_model(config, nnx.Rngs(params=params_key, dropout=dropout_key))
-  sharding.shard_model(model, mesh)
+  model = sharding.create_sharded_model(
+      lambda: create_model(config, nnx.Rngs(params=params_key, dropout=dropout_key)), mesh,
+      config.parallelism)
   train_graph, params, rng_state = nnx.split(model, nnx.Param, ...)
   eval_graph = nnx.graphdef(nnx.view(model, deterministic=True))
   state = TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params),
@@ -101,12 +103,14 @@ def classification_metrics(log_probs: jax.Array, labels: jax.Array) -> dict[str,
 
 
 def train_step(state: TrainState, batch: dict, *, model_def: ModelDef,
-               tx: optax.GradientTransformation, schedule: Callable, mesh) -> tuple[TrainState, dict]:
+               tx: optax.GradientTransformation, schedule: Callable, mesh,
+               parallelism: str = "towers") -> tuple[TrainState, dict]:
   """One SGD step on a batch; returns the new state and the batch's mean metrics."""
   dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
   def loss_fn(params):
-    logits = sharding.forward(model_def.train_model(params, dropout_key), batch["image"], mesh)
+    logits = sharding.forward(model_def.train_model(params, dropout_key), batch["image"], mesh,
+                              parallelism)
     metrics = classification_metrics(jax.nn.log_softmax(logits), batch["label"])
     return metrics["loss"].mean(), metrics
 
@@ -120,7 +124,8 @@ def train_step(state: TrainState, batch: dict, *, model_def: ModelDef,
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def eval_step(params: nnx.State, batch: dict, *, model_def: ModelDef, mesh) -> dict:
+def eval_step(params: nnx.State, batch: dict, *, model_def: ModelDef, mesh,
+              parallelism: str = "towers") -> dict:
   """Sums of loss, errors and example count over the real (mask 1) examples of a batch.
 
   Ten-crop batches (images of rank 5: batch, crops, H, W, C) average the softmax over the crops.
@@ -129,11 +134,12 @@ def eval_step(params: nnx.State, batch: dict, *, model_def: ModelDef, mesh) -> d
   model = model_def.eval_model(params)
   if images.ndim == 5:
     size, crops = images.shape[:2]
-    logits = sharding.forward(model, images.reshape(size * crops, *images.shape[2:]), mesh)
+    logits = sharding.forward(model, images.reshape(size * crops, *images.shape[2:]), mesh,
+                              parallelism)
     probs = jax.nn.softmax(logits).reshape(size, crops, -1).mean(axis=1)
     log_probs = jnp.log(jnp.maximum(probs, jnp.finfo(probs.dtype).tiny))
   else:
-    log_probs = jax.nn.log_softmax(sharding.forward(model, images, mesh))
+    log_probs = jax.nn.log_softmax(sharding.forward(model, images, mesh, parallelism))
   mask = batch["mask"].astype(jnp.float32)
   sums = {name: (value * mask).sum() for name, value in
           classification_metrics(log_probs, batch["label"]).items()}
@@ -142,14 +148,14 @@ def eval_step(params: nnx.State, batch: dict, *, model_def: ModelDef, mesh) -> d
 
 
 def jit_train_step(model_def: ModelDef, tx: optax.GradientTransformation, schedule: Callable,
-                   mesh) -> Callable:
+                   mesh, parallelism: str = "towers") -> Callable:
   """``train_step`` compiled for this model, optimizer and mesh; the state's buffers are donated."""
-  return jax.jit(functools.partial(train_step, model_def=model_def, tx=tx, schedule=schedule, mesh=mesh),
-                 donate_argnums=0)
+  return jax.jit(functools.partial(train_step, model_def=model_def, tx=tx, schedule=schedule,
+                                   mesh=mesh, parallelism=parallelism), donate_argnums=0)
 
 
-def jit_eval_step(model_def: ModelDef, mesh) -> Callable:
-  return jax.jit(functools.partial(eval_step, model_def=model_def, mesh=mesh))
+def jit_eval_step(model_def: ModelDef, mesh, parallelism: str = "towers") -> Callable:
+  return jax.jit(functools.partial(eval_step, model_def=model_def, mesh=mesh, parallelism=parallelism))
 
 
 def evaluate(eval_fn: Callable, params: nnx.State, batches, place: Callable) -> dict[str, float]:
@@ -198,13 +204,6 @@ class Progress:
     return steps_per_second * self.batch_size, eta
 
 
-def place_batch(batch: dict, mesh) -> dict:
-  """This process's numpy batch -> global arrays split over the mesh's data axis."""
-  batch_sharding = sharding.batch_sharding(mesh)
-  return {name: jax.make_array_from_process_local_data(batch_sharding, np.asarray(value))
-          for name, value in batch.items()}
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        overrides: dict | None = None) -> dict:
   """Trains ``config`` in ``workdir`` (resuming its latest checkpoint) and returns the summary.
@@ -223,23 +222,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   tx = optimizers.create_optimizer(config)
   model_def, state = create_train_state(config, mesh, tx)
   schedule = optimizers.create_schedule(config, plan.num_steps)
-  train_fn = jit_train_step(model_def, tx, schedule, mesh)
-  eval_fn = jit_eval_step(model_def, mesh)
+  train_fn = jit_train_step(model_def, tx, schedule, mesh, config.parallelism)
+  eval_fn = jit_eval_step(model_def, mesh, config.parallelism)
   plateau_fn = jax.jit(functools.partial(  # jit keeps the plateau record on the state's devices
       optimizers.update_plateau, patience=config.schedule.plateau_patience,
       factor=config.schedule.decay_factor, max_drops=config.schedule.max_drops))
-  place = functools.partial(place_batch, mesh=mesh)
+  place = functools.partial(sharding.global_batch, mesh=mesh)
+  shard_index, shard_count = sharding.input_shard(mesh)
 
   os.makedirs(workdir, exist_ok=True)
   summary_path = os.path.join(workdir, "summary.json")
   checkpointer = checkpointing.Checkpointer(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
       every_steps=config.checkpoint_every_steps)
-  is_chief = jax.process_index() == 0
+  is_chief = distributed.is_main_process()
   writer = summaries.SummaryWriter(workdir, enabled=is_chief)
 
   def run_eval(step, state):
-    metrics = evaluate(eval_fn, state.params, input_pipeline.create_eval_iterator(config), place)
+    batches = input_pipeline.create_eval_iterator(config, process_index=shard_index,
+                                                  process_count=shard_count)
+    metrics = evaluate(eval_fn, state.params, batches, place)
     _report_eval(step, metrics, state, writer)
     return metrics
 
@@ -259,7 +261,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if step == 0:
       writer.config(config.to_dict(), str(config))
     batches = input_pipeline.create_train_iterator(
-        config, seed=config.seed, start_step=meta.get("input_position", step))
+        config, seed=config.seed, start_step=meta.get("input_position", step),
+        process_index=shard_index, process_count=shard_count)
     progress = Progress(step, plan.num_steps, config.batch_size)
     pending, train_metrics, eval_metrics = [], {}, {}
     while step < plan.num_steps:

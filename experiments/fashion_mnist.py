@@ -78,5 +78,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # Parallelism: devices on the mesh's "tower" axis (1 = pure data parallelism).
   config.tower_parallel = 1
+  config.parallelism = "towers"         # "towers" (2012: every layer split) or "weird_trick" (2014: FC only)
 
   return common.apply_variant(config, arg)

@@ -55,3 +55,15 @@ def test_cli_unknown_config_variant_is_a_clean_error(tmp_path):
   assert result.returncode == 1
   assert "unknown config variant 'huge'; known: 'smoke'" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+def test_cli_missing_dataset_says_what_to_install(tmp_path):
+  """The real main, no mock data: an ImageNet with no tars in manual_dir is a user error."""
+  result = subprocess.run(
+      [sys.executable, "-m", "alexnet_jax.main", f"--workdir={tmp_path / 'run'}",
+       "--config=experiments/imagenet2012.py:smoke", f"--config.data_dir={tmp_path / 'tfds'}",
+       f"--config.manual_dir={tmp_path / 'manual'}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  assert "ILSVRC2012_img_train.tar" in result.stderr and str(tmp_path / "manual") in result.stderr
+  assert "Traceback" not in result.stderr

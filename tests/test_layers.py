@@ -98,6 +98,14 @@ def test_gradients_match_finite_differences(region):
     test_util.check_grads(lrn, (x,), order=1, modes=["fwd", "rev"])
 
 
+@pytest.mark.parametrize("region", ["across", "within"])
+def test_gradient_under_jit_equals_eager(region):
+  # Under jit the window sum must still be differentiable (its init value must stay a constant).
+  x = jnp.asarray(_activations((2, 5, 5, 8), seed=6))
+  loss = lambda v: jnp.sum(layers.local_response_norm(v, region=region) ** 2)
+  np.testing.assert_allclose(jax.jit(jax.grad(loss))(x), jax.grad(loss)(x), rtol=1e-4, atol=1e-5)
+
+
 def test_module_wraps_function():
   x = jnp.asarray(_activations((2, 4, 4, 7), seed=5))
   module = layers.LocalResponseNorm(size=3, k=1.5, alpha=2e-4, beta=0.5, region="within")

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import os
+import subprocess
 import sys
 import textwrap
 
@@ -184,3 +185,23 @@ def test_report_counts_unfinished_runs(tmp_path, fake_main):
   table = open(written["table"]).read()
   assert "2/6 runs finished" in table
   assert table.count("| - | - | - | 0 |") == 4
+
+
+def test_smoke_sweep_end_to_end_through_the_cli(tmp_path):
+  """launch/sweep.py trains the smoke sweep (on mock data), then writes the table and plots."""
+  root = tmp_path / "smoke"
+  main_command = f"{sys.executable} {os.path.join(REPO, 'tests', 'mock_data_main.py')}"
+  command = [sys.executable, os.path.join(REPO, "launch", "sweep.py"), "--sweep=smoke", f"--root={root}",
+             "--parallel=2", f"--main_command={main_command}"]
+  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+  assert "[2/2]" in result.stdout
+  table = (root / "results.md").read_text()
+  assert "2/2 runs finished" in table and "| off | 0.0 |" in table and "| across | 0.5 |" in table
+  assert (root / "error_vs_dropout.png").read_bytes()[:4] == b"\x89PNG"
+  assert (root / "curves.png").exists()
+  summary = json.loads((root / "seed=0,lrn=across,dropout=0.5" / "summary.json").read_text())
+  assert summary["config"]["model"]["dropout_rate"] == 0.5 and summary["config"]["model"]["lrn"] is True
+  # Re-running finds every run finished and trains nothing.
+  again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0 and "2/2 runs already finished" in again.stdout

@@ -133,7 +133,7 @@ def test_ten_crop_eval_averages_softmax_over_crops_and_honours_the_mask():
   images = rng.normal(size=(size, crops, side, side, 3)).astype(np.float32)
   labels = rng.integers(0, classes, size).astype(np.int32)
   mask = (np.arange(size) < size - 3).astype(np.float32)  # the last three are padding
-  batch = train.place_batch({"image": images, "label": labels, "mask": mask}, mesh)
+  batch = sharding.global_batch({"image": images, "label": labels, "mask": mask}, mesh)
   sums = jax.device_get(train.jit_eval_step(model_def, mesh)(state.params, batch))
 
   forward = jax.jit(lambda params, x: model_def.eval_model(params)(x))
@@ -154,8 +154,8 @@ def test_train_step_is_a_function_of_seed_and_step():
   schedule = optimizers.create_schedule(config, config.num_train_steps)
   step = train.jit_train_step(model_def, tx, schedule, mesh)
   rng = np.random.default_rng(0)
-  batch = train.place_batch({"image": rng.normal(size=(16, 67, 67, 3)).astype(np.float32),
-                              "label": rng.integers(0, 10, 16).astype(np.int32)}, mesh)
+  batch = sharding.global_batch({"image": rng.normal(size=(16, 67, 67, 3)).astype(np.float32),
+                                 "label": rng.integers(0, 10, 16).astype(np.int32)}, mesh)
   leaves = lambda s: [np.asarray(x) for x in jax.tree.leaves(s.params)]
   copy = lambda s: jax.tree.map(jnp.copy, s)  # the step donates its input state
   first, metrics = step(copy(state), batch)
@@ -164,3 +164,10 @@ def test_train_step_is_a_function_of_seed_and_step():
   assert all(np.array_equal(a, b) for a, b in zip(leaves(first), leaves(again)))
   assert not all(np.array_equal(a, b) for a, b in zip(leaves(first), leaves(later)))
   assert int(first.step) == 1 and float(metrics["learning_rate"]) == pytest.approx(float(schedule(0)))
+
+
+def test_validation_knows_the_pipelines_datasets_and_normalizations():
+  from alexnet_jax import datasets, input_pipeline
+  assert set(config_validation.DATASETS) == set(datasets.PIXEL_STATS)
+  assert set(config_validation.NORMALIZATIONS) == set(input_pipeline.NORMALIZATIONS)
+  assert set(config_validation.EVAL_CROPS) == set(input_pipeline.EVAL_CROPS)
