@@ -14,16 +14,18 @@ import os
 import sys
 
 import jax
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from alexnet_jax import config_validation, train
 
 FLAGS = flags.FLAGS
+DEFAULT_CONFIG = "experiments/fashion_mnist.py"
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and summary.json.")
 flags.mark_flags_as_required(["workdir"])
 config_flags.DEFINE_config_file(
-    "config", "experiments/fashion_mnist.py", "Experiment config file (NAME.py or NAME.py:smoke).",
+    "config", DEFAULT_CONFIG, "Experiment config file (NAME.py or NAME.py:smoke).",
     lock_config=True)
 
 
@@ -40,7 +42,7 @@ def parse_flags(argv):
   except flags.Error as error:
     message = _last_line(error)
   except (AttributeError, KeyError) as error:
-    message = f"the config has no field {_innermost_message(error)}"
+    message = f"the config has no field {_innermost_message(error)}{_valid_fields_hint(argv)}"
   except (OSError, ValueError, TypeError) as error:
     message = f"cannot load --config: {_last_line(error)}"
   sys.stderr.write(f"FATAL Flags parsing error: {message}\n"
@@ -83,6 +85,42 @@ def _innermost_message(error: BaseException) -> str:
   while isinstance(message, BaseException) and message.args:
     message = message.args[0]
   return str(message).replace("\n", "; ")
+
+
+def _valid_fields_hint(argv) -> str:
+  """"; config.model has: a, b, ..." for the first ``--config.X`` whose X the config lacks."""
+  try:
+    config = _load_config_file(_config_arg(argv))
+  except Exception:  # noqa: BLE001 -- only a hint: the one-line error stands without it
+    return ""
+  for arg in argv[1:]:
+    if not arg.startswith("--config."):
+      continue
+    node, path = config, "config"
+    for name in arg[len("--config."):].split("=", 1)[0].split("."):
+      if not isinstance(node, ml_collections.ConfigDict):
+        break
+      if name not in node:
+        return f"; {path} has: {', '.join(sorted(node.keys()))}"
+      node, path = node[name], f"{path}.{name}"
+  return ""
+
+
+def _config_arg(argv) -> str:
+  """The --config file (NAME.py[:variant]) given in ``argv``, or the flag's default."""
+  for arg in argv[1:]:
+    if arg.startswith("--config="):
+      return arg[len("--config="):]
+  return DEFAULT_CONFIG
+
+
+def _load_config_file(spec: str):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path, _, variant = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("_config_for_hint", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant or None)
 
 
 def _last_line(error: Exception) -> str:
