@@ -6,7 +6,9 @@
       --config.model.dropout_rate=0.3
 
 Running again with the same ``--workdir`` resumes from its latest checkpoint; a finished run says
-so and exits. A bad config value or missing data ends with one message and exit status 1.
+so and exits. A bad config value, missing data, a workdir of another run, unreadable checkpoints or
+a diverged (NaN/Inf) loss end with one message and exit status 1. SIGTERM or Ctrl-C saves a
+checkpoint and exits with status 75 (rerun to resume). See README, "When things go wrong".
 """
 
 import logging as pylogging
@@ -18,11 +20,18 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import config_validation, train
+from alexnet_jax import (checkpointing, config_validation, divergence, preemption, train,
+                         workdir)
+
+# Failures the user can act on: one "error: ..." message and exit status 1, no traceback.
+USER_ERRORS = (config_validation.ConfigError, workdir.WorkdirError, checkpointing.CheckpointError,
+               divergence.DivergedError)
 
 FLAGS = flags.FLAGS
 DEFAULT_CONFIG = "experiments/fashion_mnist.py"
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and summary.json.")
+flags.DEFINE_bool("allow_config_change", False,
+                  "Resume a workdir whose recorded config differs from this one (it is refused otherwise).")
 flags.mark_flags_as_required(["workdir"])
 config_flags.DEFINE_config_file(
     "config", DEFAULT_CONFIG, "Experiment config file (NAME.py or NAME.py:smoke).",
@@ -60,10 +69,14 @@ def main(argv):
   from alexnet_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
-                             overrides=config_flags.get_override_values(FLAGS["config"]))
-  except (config_validation.ConfigError, input_pipeline.DatasetUnavailableError) as error:
+                             overrides=config_flags.get_override_values(FLAGS["config"]),
+                             allow_config_change=FLAGS.allow_config_change)
+  except (*USER_ERRORS, input_pipeline.DatasetUnavailableError) as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
+  except preemption.Preempted as stopped:
+    logging.warning("%s", stopped)
+    sys.exit(preemption.EXIT_PREEMPTED)
 
 
 def _hide_accelerators_from_tensorflow():
