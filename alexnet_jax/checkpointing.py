@@ -10,8 +10,8 @@ Each checkpoint holds two items:
 Saving is asynchronous; :meth:`Checkpointer.close` waits for the last save before the process exits.
 
 Crash safety comes from orbax: a checkpoint is written under a temporary name and renamed to its
-step number only when complete, so a process killed mid-save leaves a temporary directory that is
-never listed as a step (and is removed on the next start). A complete checkpoint that cannot be
+step number only when complete, so a process killed mid-save leaves a temporary directory
+(``STEP.orbax-checkpoint-tmp-*``) that is never listed as a step, so never restored. A complete checkpoint that cannot be
 read back (a truncated or corrupted file) is skipped with a warning by :meth:`restore_latest`,
 which falls back to the newest readable one; if none is readable it refuses to start over.
 """

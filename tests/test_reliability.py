@@ -168,6 +168,16 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, 
   assert checkpointing.Checkpointer(directory, keep=5, every_steps=1).latest_step() == 3
 
 
+def test_a_half_written_checkpoint_is_never_a_step(tmp_path):
+  directory = str(tmp_path / "checkpoints")
+  _save_steps(directory, [1])
+  os.makedirs(os.path.join(directory, "2.orbax-checkpoint-tmp-1234", "state"))  # killed mid-save
+  checkpointer = checkpointing.Checkpointer(directory, keep=5, every_steps=1)
+  _, meta = checkpointer.restore_latest({"w": jax.numpy.zeros(64, np.float32)})
+  assert checkpointer.latest_step() == 1 and meta == {"input_position": 1}
+  checkpointer.close()
+
+
 def test_no_readable_checkpoint_over_an_existing_run_is_an_error_not_a_fresh_start(tmp_path):
   directory = str(tmp_path / "checkpoints")
   _save_steps(directory, [1, 2])
@@ -200,7 +210,7 @@ class Training:
     return None
 
   def finish(self, timeout=120):
-    rest, _ = self.process.communicate(timeout=timeout)
+    _, rest = self.process.communicate(timeout=timeout)
     self.lines.append(rest)
     return self.process.returncode, "".join(self.lines)
 
