@@ -51,6 +51,6 @@ def check_params_finite(step: int, params, last_saved_step: int | None) -> None:
 def _message(what: str, last_saved_step: int | None) -> str:
   kept = (f"the last good checkpoint (step {last_saved_step}) is kept" if last_saved_step is not None
           else "no checkpoint was saved")
-  return (f"training diverged: {what}; stopped without saving it ({kept}). Lower "
+  return (f"training diverged: {what}; stopped without saving it; {kept}. Lower "
           "config.optimizer.learning_rate or raise config.schedule.warmup_steps and rerun "
           "(with --allow_config_change in the same workdir).")
