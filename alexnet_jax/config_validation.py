@@ -68,8 +68,18 @@ def boolean(field: str) -> Rule:
   return Rule(field, lambda value: isinstance(value, bool), "True or False")
 
 
+def string(field: str, *, empty_ok: bool) -> Rule:
+  expected = "a string (\"\" for the default)" if empty_ok else "a non-empty string"
+  return Rule(field, lambda value: isinstance(value, str) and (empty_ok or bool(value)), expected)
+
+
 FIELD_RULES: tuple[Rule, ...] = (
+    integer("seed", 0),
     one_of("dataset", DATASETS),
+    string("data_dir", empty_ok=True),
+    string("manual_dir", empty_ok=True),
+    string("train_split", empty_ok=False),
+    string("eval_split", empty_ok=False),
     one_of("input.eval_crops", EVAL_CROPS),
     one_of("input.normalization", NORMALIZATIONS),
     integer("input.resize_size", 1),
@@ -80,12 +90,16 @@ FIELD_RULES: tuple[Rule, ...] = (
     integer("input.shuffle_buffer", 1),
     Rule("eval_max_examples", lambda v: _is_int(v) and (v == -1 or v >= 1), "-1 (all) or an integer >= 1"),
     integer("model.num_classes", 1),
+    integer("model.input_size", 1),
+    boolean("model.lrn"),
+    boolean("model.lrn_per_tower"),
     one_of("model.towers", (1, 2)),
     number("model.width", 0.0, low_open=True),
     one_of("model.lrn_region", layers.LRN_REGIONS),
     one_of("model.lrn_position", models.LRN_POSITIONS),
-    integer("model.lrn_size", 1),
-    number("model.lrn_k", 0.0),
+    Rule("model.lrn_size", lambda v: _is_int(v) and v >= 1 and v % 2 == 1,
+         "a positive odd integer (the window is centred on its channel)"),
+    number("model.lrn_k", 0.0, low_open=True),
     number("model.lrn_alpha", 0.0),
     number("model.lrn_beta", 0.0),
     number("model.dropout_rate", 0.0, 1.0),
@@ -120,10 +134,12 @@ def _training_length(config, device_count):
   return None
 
 
-def _batch_divides_devices(config, device_count):
-  if config.batch_size % device_count:
-    return (f"config.batch_size={config.batch_size} must be divisible by the number of devices "
-            f"({device_count}) so every device gets the same share")
+def _batch_divides_data_parallel(config, device_count):
+  data_parallel = max(device_count // config.tower_parallel, 1)
+  if config.batch_size % data_parallel:
+    return (f"config.batch_size={config.batch_size} must be divisible by the data-parallel size "
+            f"({data_parallel} = {device_count} devices / tower_parallel {config.tower_parallel}) "
+            "so every device gets the same share")
   return None
 
 
@@ -134,10 +150,10 @@ def _towers_divide_devices(config, device_count):
   return None
 
 
-def _towers_match_model(config, device_count):
-  if config.tower_parallel > 1 and config.model.towers != config.tower_parallel:
-    return (f"config.tower_parallel={config.tower_parallel} needs config.model.towers="
-            f"{config.tower_parallel} (got {config.model.towers}); use tower_parallel=1 otherwise")
+def _tower_parallel_matches_towers(config, device_count):
+  if config.tower_parallel > 1 and config.tower_parallel != config.model.towers:
+    return (f"config.tower_parallel={config.tower_parallel} must be 1 (data parallelism only) or "
+            f"equal config.model.towers={config.model.towers} (one tower per device)")
   return None
 
 
@@ -169,9 +185,9 @@ def _boundaries_are_fractions(config, device_count):
 
 CROSS_CHECKS: tuple[Callable[[ml_collections.ConfigDict, int], str | None], ...] = (
     _training_length,
-    _batch_divides_devices,
+    _batch_divides_data_parallel,
     _towers_divide_devices,
-    _towers_match_model,
+    _tower_parallel_matches_towers,
     _crop_fits_resize,
     _model_sees_crops,
     _boundaries_are_fractions,

@@ -6,7 +6,9 @@
       --config.model.dropout_rate=0.3
 
 Running again with the same ``--workdir`` resumes from its latest checkpoint; a finished run says
-so and exits. A bad config value or missing data ends with one message and exit status 1.
+so and exits. A bad config value, missing data, a workdir of another run, unreadable checkpoints or
+a diverged (NaN/Inf) loss end with one message and exit status 1. SIGTERM or Ctrl-C saves a
+checkpoint and exits with status 75 (rerun to resume). See README, "When things go wrong".
 """
 
 import logging as pylogging
@@ -14,20 +16,29 @@ import os
 import sys
 
 import jax
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import config_validation, distributed, train
+from alexnet_jax import (checkpointing, config_validation, distributed, divergence, preemption,
+                         train, workdir)
+
+# Failures the user can act on: one "error: ..." message and exit status 1, no traceback.
+USER_ERRORS = (config_validation.ConfigError, workdir.WorkdirError, checkpointing.CheckpointError,
+               divergence.DivergedError)
 
 FLAGS = flags.FLAGS
+DEFAULT_CONFIG = "experiments/fashion_mnist.py"
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and summary.json.")
+flags.DEFINE_bool("allow_config_change", False,
+                  "Resume a workdir whose recorded config differs from this one (it is refused otherwise).")
 flags.mark_flags_as_required(["workdir"])
 flags.DEFINE_string("coordinator_address", None,
                     "host:port of process 0 for a multi-process run (default: auto-detect on SLURM/TPU/GKE).")
 flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run (default: auto-detect).")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run (default: auto-detect).")
 config_flags.DEFINE_config_file(
-    "config", "experiments/fashion_mnist.py", "Experiment config file (NAME.py or NAME.py:smoke).",
+    "config", DEFAULT_CONFIG, "Experiment config file (NAME.py or NAME.py:smoke).",
     lock_config=True)
 
 
@@ -44,7 +55,7 @@ def parse_flags(argv):
   except flags.Error as error:
     message = _last_line(error)
   except (AttributeError, KeyError) as error:
-    message = f"the config has no field {_innermost_message(error)}"
+    message = f"the config has no field {_innermost_message(error)}{_valid_fields_hint(argv)}"
   except (OSError, ValueError, TypeError) as error:
     message = f"cannot load --config: {_last_line(error)}"
   sys.stderr.write(f"FATAL Flags parsing error: {message}\n"
@@ -67,10 +78,14 @@ def main(argv):
   from alexnet_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
-                             overrides=config_flags.get_override_values(FLAGS["config"]))
-  except (config_validation.ConfigError, input_pipeline.DatasetUnavailableError) as error:
+                             overrides=config_flags.get_override_values(FLAGS["config"]),
+                             allow_config_change=FLAGS.allow_config_change)
+  except (*USER_ERRORS, input_pipeline.DatasetUnavailableError) as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
+  except preemption.Preempted as stopped:
+    logging.warning("%s", stopped)
+    sys.exit(preemption.EXIT_PREEMPTED)
 
 
 def _hide_accelerators_from_tensorflow():
@@ -92,6 +107,42 @@ def _innermost_message(error: BaseException) -> str:
   while isinstance(message, BaseException) and message.args:
     message = message.args[0]
   return str(message).replace("\n", "; ")
+
+
+def _valid_fields_hint(argv) -> str:
+  """"; config.model has: a, b, ..." for the first ``--config.X`` whose X the config lacks."""
+  try:
+    config = _load_config_file(_config_arg(argv))
+  except Exception:  # noqa: BLE001 -- only a hint: the one-line error stands without it
+    return ""
+  for arg in argv[1:]:
+    if not arg.startswith("--config."):
+      continue
+    node, path = config, "config"
+    for name in arg[len("--config."):].split("=", 1)[0].split("."):
+      if not isinstance(node, ml_collections.ConfigDict):
+        break
+      if name not in node:
+        return f"; {path} has: {', '.join(sorted(node.keys()))}"
+      node, path = node[name], f"{path}.{name}"
+  return ""
+
+
+def _config_arg(argv) -> str:
+  """The --config file (NAME.py[:variant]) given in ``argv``, or the flag's default."""
+  for arg in argv[1:]:
+    if arg.startswith("--config="):
+      return arg[len("--config="):]
+  return DEFAULT_CONFIG
+
+
+def _load_config_file(spec: str):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path, _, variant = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("_config_for_hint", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant or None)
 
 
 def _last_line(error: Exception) -> str:

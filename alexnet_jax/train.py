@@ -25,7 +25,9 @@ import optax
 from absl import logging
 from flax import nnx
 
-from alexnet_jax import checkpointing, config_validation, distributed, models, optimizers, sharding
+from alexnet_jax import (checkpointing, config_validation, distributed, divergence, models,
+                         optimizers, preemption, sharding)
+from alexnet_jax import workdir as workdir_lib
 
 
 @flax.struct.dataclass
@@ -205,14 +207,19 @@ class Progress:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       overrides: dict | None = None) -> dict:
+                       overrides: dict | None = None, allow_config_change: bool = False) -> dict:
   """Trains ``config`` in ``workdir`` (resuming its latest checkpoint) and returns the summary.
 
-  ``overrides`` (the command line's ``--config.X`` values) are recorded in ``summary.json``.
+  ``overrides`` (the command line's ``--config.X`` values) are recorded in ``summary.json``. A
+  workdir holding a run of another config is refused unless ``allow_config_change``. Raises
+  ``preemption.Preempted`` after checkpointing on SIGTERM/SIGINT and ``divergence.DivergedError``
+  (saving nothing) when the loss or the parameters stop being finite.
   """
   from alexnet_jax import input_pipeline, summaries  # pylint: disable=g-import-not-at-top
   start_time = time.time()
   config_validation.validate(config)
+  workdir_lib.prepare(workdir, json.loads(config.to_json_best_effort()),
+                      allow_config_change=allow_config_change, write=jax.process_index() == 0)
   num_train_examples, _, num_classes = input_pipeline.dataset_info(config)
   if num_classes != config.model.num_classes:
     raise config_validation.ConfigError(
@@ -245,6 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     _report_eval(step, metrics, state, writer)
     return metrics
 
+  stop = preemption.StopRequests()
   try:
     state, meta = checkpointer.restore_latest(state)
     step = int(state.step)
@@ -265,21 +273,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         process_index=shard_index, process_count=shard_count)
     progress = Progress(step, plan.num_steps, config.batch_size)
     pending, train_metrics, eval_metrics = [], {}, {}
-    while step < plan.num_steps:
-      state, metrics = train_fn(state, place(next(batches)))
-      step += 1
-      pending.append(metrics)
-      if step % config.log_every_steps == 0 or step == plan.num_steps:
-        train_metrics = _report_training(step, pending, progress, writer)
-        pending = []
-      if step % plan.eval_every == 0 or step == plan.num_steps:
-        eval_metrics = run_eval(step, state)
-        history.append({"step": step, **eval_metrics})
-        if config.schedule.name == "plateau":
-          state = state.replace(plateau=plateau_fn(state.plateau, eval_metrics["top1_error"]))
-        progress.restart(step)
-      checkpointer.save(step, state, {"input_position": step, "eval_history": history,
-                                      "wall_seconds": elapsed()}, force=step == plan.num_steps)
+    losses, last_saved = divergence.LossWatch(), (step or None)
+    with stop:
+      while step < plan.num_steps:
+        state, metrics = train_fn(state, place(next(batches)))
+        step += 1
+        pending.append(metrics)
+        losses.add(step, metrics["loss"])
+        is_log, is_eval = step % config.log_every_steps == 0, step % plan.eval_every == 0
+        is_last, is_save = step == plan.num_steps, checkpointer.is_save_step(step)
+        if is_log or is_eval or is_save or is_last or stop.requested:
+          losses.check(last_saved)
+        if is_log or is_last:
+          train_metrics = _report_training(step, pending, progress, writer)
+          pending = []
+        if is_eval or is_last:
+          eval_metrics = run_eval(step, state)
+          history.append({"step": step, **eval_metrics})
+          if config.schedule.name == "plateau":
+            state = state.replace(plateau=plateau_fn(state.plateau, eval_metrics["top1_error"]))
+          progress.restart(step)
+        if is_save or is_last or stop.requested:
+          divergence.check_params_finite(step, state.params, last_saved)
+          checkpointer.save(step, state, {"input_position": step, "eval_history": history,
+                                          "wall_seconds": elapsed()}, force=True)
+          last_saved = step
+        if stop.requested:
+          writer.flush()
+          raise preemption.Preempted(step, stop.signal_name)
     if not eval_metrics:  # the last checkpoint was final but the summary was never written
       eval_metrics = run_eval(step, state)
     record = {
