@@ -3,11 +3,46 @@
 Every split of every dataset then holds ``NUM_EXAMPLES`` random examples of the dataset's own
 features (Fashion-MNIST's 28x28 grey images, ImageNet's variable-size colour ones), read through
 the same tf.data code as real data.
+
+One change to tfds's mock: inside ``builder.as_dataset`` it redirects the whole process's file
+system to a temporary folder (``tfds.testing.MockFs``), only so that the dataset folder appears to
+exist. Orbax finishes checkpoints on a background thread, and a rename that lands in that window
+goes to the wrong place. Here the folder is really created for the call instead (and removed after).
 """
+import contextlib
+import os
+from unittest import mock
+
 import tensorflow_datasets as tfds
+from tensorflow_datasets.testing import test_utils
 
 NUM_EXAMPLES = 64  # a :smoke config (batch 16) sees 4 batches per epoch and 64 eval examples
 
 
+class _RealDatasetFolder:
+  """What ``as_dataset`` needs of MockFs: ``add_file`` makes the dataset folder exist."""
+
+  def __enter__(self):
+    self._created = []
+    return self
+
+  def add_file(self, path):
+    folder = os.path.dirname(os.fspath(path))
+    missing = folder
+    while not os.path.exists(missing):
+      self._created.append(missing)
+      missing = os.path.dirname(missing)
+    os.makedirs(folder, exist_ok=True)
+
+  def __exit__(self, *exc_info):
+    for folder in self._created:  # deepest first
+      with contextlib.suppress(OSError):
+        os.rmdir(folder)
+    return False
+
+
+@contextlib.contextmanager
 def mock_data():
-  return tfds.testing.mock_data(num_examples=NUM_EXAMPLES, policy=tfds.testing.MockPolicy.USE_CODE)
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, policy=tfds.testing.MockPolicy.USE_CODE), \
+       mock.patch.object(test_utils, "MockFs", _RealDatasetFolder):
+    yield
