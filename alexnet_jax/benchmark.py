@@ -87,6 +87,7 @@ class Side:
   name: str
   compile_s: float
   step_times: list[float] = dataclasses.field(default_factory=list)
+  cpu_times: list[float] = dataclasses.field(default_factory=list)
   peak_memory_mb: float | None = None
 
   def median(self) -> float:
@@ -272,13 +273,21 @@ def max_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_steps(run_one: Callable[[], None], steps: int) -> list[float]:
-  """Wall-clock seconds of each of ``steps`` blocking steps."""
+def time_steps(run_one: Callable[[], None], steps: int, side: Side | None = None) -> list[float]:
+  """Wall-clock seconds of each of ``steps`` blocking steps; ``side`` also keeps them.
+
+  The process CPU time of each step goes to ``side.cpu_times`` too: on a shared host it is
+  less sensitive to other jobs than wall time, most of all when the process is pinned to one core.
+  """
   times = []
   for _ in range(steps):
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     run_one()
     times.append(time.perf_counter() - start)
+    if side is not None:
+      side.cpu_times.append(time.process_time() - cpu_start)
+  if side is not None:
+    side.step_times += times
   return times
 
 
@@ -300,6 +309,7 @@ def summarize(args, jax_side: Side, torch_side: Side | None, ratios: list[float]
     result.update({
         f"{side.name}_images_per_sec": ips, f"{side.name}_step_ms_median": 1e3 * side.median(),
         f"{side.name}_step_ms_p10": 1e3 * p10, f"{side.name}_step_ms_p90": 1e3 * p90,
+        f"{side.name}_cpu_ms_median": 1e3 * statistics.median(side.cpu_times),
         f"{side.name}_compile_s": side.compile_s, f"{side.name}_peak_memory_mb": side.peak_memory_mb,
         f"{side.name}_tflops": ips * flops / 1e12,
         f"{side.name}_mfu": ips * flops / 1e12 / peak if peak else None,
@@ -324,7 +334,7 @@ def print_table(result: dict) -> None:
   if result.get("peak_tflops"):
     print(f"MFU against {result['peak_tflops']:.0f} TFLOP/s ({result['peak_source']})")
   memory = "peak MB" if result["backend"] != "cpu" else "RSS MB"
-  print(f"{'':6} {'img/s':>9} {'step ms':>9} {'p10-p90 ms':>15} {'compile s':>10} "
+  print(f"{'':6} {'img/s':>9} {'step ms':>9} {'p10-p90 ms':>15} {'CPU ms':>8} {'compile s':>10} "
         f"{memory:>9} {'TFLOP/s':>8} {'MFU':>6}")
   for name in ("jax", "torch"):
     if f"{name}_images_per_sec" not in result:
@@ -333,7 +343,8 @@ def print_table(result: dict) -> None:
     mb = f"{get('peak_memory_mb'):9.0f}" if get("peak_memory_mb") else f"{'-':>9}"
     mfu = f"{100 * get('mfu'):5.1f}%" if get("mfu") is not None else f"{'-':>6}"
     print(f"{name:6} {get('images_per_sec'):9.1f} {get('step_ms_median'):9.1f} "
-          f"{get('step_ms_p10'):7.1f}-{get('step_ms_p90'):<7.1f} {get('compile_s'):10.1f} "
+          f"{get('step_ms_p10'):7.1f}-{get('step_ms_p90'):<7.1f} {get('cpu_ms_median'):8.1f} "
+          f"{get('compile_s'):10.1f} "
           f"{mb} {get('tflops'):8.3f} {mfu}")
   if "ratio" in result:
     per_repeat = ", ".join(f"{r:.2f}" for r in result["ratio_per_repeat"])
@@ -374,11 +385,9 @@ def run_config(args: argparse.Namespace) -> dict:
 
   ratios = []
   for _ in range(args.repeats):
-    jax_times = time_steps(jax_step, args.steps)
-    jax_side.step_times += jax_times
+    jax_times = time_steps(jax_step, args.steps, jax_side)
     if torch_side is not None:
-      torch_times = time_steps(torch_step, args.steps)
-      torch_side.step_times += torch_times
+      torch_times = time_steps(torch_step, args.steps, torch_side)
       ratios.append(statistics.median(torch_times) / statistics.median(jax_times))
 
   if torch_side is not None:
