@@ -22,8 +22,9 @@ _RUN_WITHOUT_TF = (
 
 
 def test_cli_runs_both_sides_without_tensorflow_and_prints_one_json_line():
+  # Eager PyTorch: torch.compile would add a minute of C++ compilation to this test.
   args = ["--input_size", "67", "--batch_size", "2", "--steps", "1", "--repeats", "2",
-          "--warmup", "0", "--json"]
+          "--warmup", "0", "--torch_compile", "off", "--json"]
   env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
   done = subprocess.run([sys.executable, "-c", _RUN_WITHOUT_TF, *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300, check=False)
@@ -31,6 +32,7 @@ def test_cli_runs_both_sides_without_tensorflow_and_prints_one_json_line():
   result = json.loads(done.stdout.strip().splitlines()[-1])
 
   assert result["backend"] == "cpu" and result["torch_device"] == "cpu"
+  assert result["torch_compile"] is False
   assert (result["batch_size"], result["input_size"], result["dtype"]) == (2, 67, "float32")
   for side in ("jax", "torch"):
     assert result[f"{side}_images_per_sec"] > 0
