@@ -9,30 +9,23 @@ at the borders (no wrap-around, no division by the window size).
 
 Mapping to other libraries (paper values size=5, k=2, alpha=1e-4, beta=0.75):
 
-==============  ===============================================================  =================
-library         across channels (the paper)                                      alpha to pass
-==============  ===============================================================  =================
-TensorFlow      ``tf.nn.local_response_normalization(x, depth_radius=size//2,   ``alpha``
-                bias=k, alpha=alpha, beta=beta)`` (NHWC, literal)
-PyTorch         ``torch.nn.LocalResponseNorm(size, alpha=alpha*size, beta=beta,  ``alpha * size``
-                k=k)`` (NCHW; divides alpha by ``size``)
-Caffe           ``LRN {local_size: size alpha: alpha*size beta: beta k: k}``     ``alpha * size``
-                (divides alpha by ``size``; ``k`` defaults to 1, set it)
-cuda-convnet2   ``type=cmrnorm size=size``; layer params ``scale=alpha*size      ``alpha * size``
-                pow=beta minDiv=k`` (divides ``scale`` by ``size``; ``minDiv``
-                is k, default 1)
-==============  ===============================================================  =================
+=================  ============================================================  =======================
+library            call                                                          alpha to pass
+=================  ============================================================  =======================
+TensorFlow         ``tf.nn.local_response_normalization(x, depth_radius=size//2,   ``alpha`` (literal)
+                   bias=k, alpha=alpha, beta=beta)`` (NHWC)
+PyTorch            ``torch.nn.LocalResponseNorm(size, alpha=alpha*size, beta,       ``alpha * size``
+                   k=k)`` (NCHW; divides alpha by ``size``)
+Caffe              ``LRN {local_size: size alpha: alpha*size beta k}``;            ``alpha * size``, or
+                   ``WITHIN_CHANNEL`` divides by ``size*size``                     ``alpha * size**2``
+cuda-convnet2      ``[rnorm] size=size scale=... pow=beta`` (divides ``scale`` by  ``alpha * size``
+                   ``size``; its ``k`` is fixed to 2 in the ``cmrnorm`` layer)
+=================  ============================================================  =======================
 
-Within one channel (``region="within"``): Caffe's ``WITHIN_CHANNEL`` averages over the
-``size x size`` window (divides alpha by ``size**2``; pass ``alpha * size**2``) and fixes k to 1;
-cuda-convnet2's ``type=rnorm`` divides ``scale`` by ``size**2`` and takes ``minDiv`` as k.
-TensorFlow and PyTorch have no within-channel LRN.
-
-The alpha ambiguity: cuda-convnet2's published ImageNet config (``layer-params-imagenet-*.cfg``)
-sets ``scale=0.0001 pow=0.75 minDiv=2`` with ``size=5``, which after its division by ``size`` is
-an effective alpha of 2e-5 in the literal formula. So the paper's ``alpha=1e-4`` may be the
-pre-division value. This module always takes the *literal* alpha; pass ``alpha=2e-5`` to
-reproduce cuda-convnet2's effective normalisation.
+The alpha ambiguity: cuda-convnet2's published ImageNet config uses ``scale=1e-4``, which after its
+division by ``size`` is an effective alpha of 2e-5 in the literal formula. So the paper's
+``alpha=1e-4`` may be the pre-division value. This module always takes the *literal* alpha; pass
+``alpha=2e-5`` to reproduce cuda-convnet2's effective normalisation.
 
 ``region="within"`` is the within-channel ("intra-channel") variant: the sum runs over a
 ``size x size`` spatial window of the same channel, clipped at the image borders.
@@ -72,31 +65,63 @@ def local_response_norm(
     raise ValueError(f"LRN region must be one of {LRN_REGIONS}, got {region!r}")
   if not isinstance(size, int) or size < 1 or size % 2 == 0:
     raise ValueError(f"LRN size must be a positive odd integer, got {size!r}")
+  # Work in at least float32 (bfloat16 sums lose the small terms); keep float64 as is.
+  normalized = _lrn(x.astype(jnp.promote_types(x.dtype, jnp.float32)), size, k, alpha, beta, region)
+  return normalized.astype(x.dtype)
+
+
+def _window_sum(v: jax.Array, size: int, region: str) -> jax.Array:
+  """Sum over each element's LRN window; zero padding clips the window at the borders.
+
+  The window relation is symmetric (j is in i's window iff i is in j's), so this linear map is
+  its own transpose, which the backward pass below relies on.
+  """
   half = size // 2
-  # Sum squares in at least float32 (bfloat16 sums lose the small terms); keep float64 as is.
-  squares = jnp.square(x.astype(jnp.promote_types(x.dtype, jnp.float32)))
   if region == "across":
     window, padding = (1, 1, 1, size), ((0, 0), (0, 0), (0, 0), (half, half))
   else:
     window, padding = (1, size, size, 1), ((0, 0), (half, half), (half, half), (0, 0))
-  # Zero padding makes the sum over a clipped window equal the plain sum of what exists. The init
-  # value must be a concrete constant (not a traced jnp array) for JAX to differentiate it under jit.
-  window_sums = jax.lax.reduce_window(
-      squares, np.zeros((), squares.dtype), jax.lax.add, window, (1, 1, 1, 1), padding
-  )
-  return (x * _inverse_power(k + alpha * window_sums, beta)).astype(x.dtype)
+  # A concrete (numpy) init value keeps the sum differentiable under jit as well.
+  return jax.lax.reduce_window(v, np.zeros((), v.dtype), jax.lax.add, window, (1, 1, 1, 1), padding)
 
 
 def _inverse_power(z: jax.Array, beta: float) -> jax.Array:
-  """``z ** -beta`` for z > 0; the paper's beta = 0.75 as ``rsqrt(z) * sqrt(rsqrt(z))``.
+  """``z ** -beta`` for z > 0; the paper's beta = 0.75 as ``rsqrt(z * sqrt(z))``.
 
-  XLA:CPU evaluates ``pow`` as exp(log) per element, which dominated LRN's cost (forward and
-  backward); the square-root form is exact to float32 rounding and 2-3x faster.
+  XLA:CPU evaluates ``pow`` as exp(log) per element, which dominated LRN's cost; the
+  square-root form is exact to float32 rounding and several times cheaper.
   """
   if beta == 0.75:
-    root = jax.lax.rsqrt(z)
-    return root * jnp.sqrt(root)
+    return jax.lax.rsqrt(z * jnp.sqrt(z))
   return jnp.power(z, -beta)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _lrn(x, size, k, alpha, beta, region):
+  return _lrn_fwd(x, size, k, alpha, beta, region)[0]
+
+
+def _lrn_fwd(x, size, k, alpha, beta, region):
+  denominator_base = k + alpha * _window_sum(jnp.square(x), size, region)
+  return x * _inverse_power(denominator_base, beta), (x, denominator_base)
+
+
+def _lrn_bwd(size, k, alpha, beta, region, residuals, grad_out):
+  """The LRN gradient in closed form, with z = k + alpha * W(x**2) and s = z**-beta:
+
+      dx = g * s - 2 * alpha * beta * x * W(g * x * s / z)
+
+  (W is the symmetric window sum). Autodiff reaches the same value through a chain of
+  intermediate arrays (and a second power); this form is two passes and one window sum.
+  """
+  del k
+  x, denominator_base = residuals
+  scale = _inverse_power(denominator_base, beta)
+  spread = _window_sum(grad_out * x * scale / denominator_base, size, region)
+  return (grad_out * scale - (2.0 * alpha * beta) * x * spread,)
+
+
+_lrn.defvjp(_lrn_fwd, _lrn_bwd)
 
 
 class LocalResponseNorm(nnx.Module):

@@ -77,7 +77,7 @@ def test_max_pool_rejects_a_window_larger_than_the_input():
 
 
 @pytest.mark.parametrize("beta", [0.75, 0.5])
-def test_lrn_fast_power_matches_the_formula_and_its_gradient(beta):
+def test_lrn_matches_the_formula_and_its_finite_difference_gradient(beta):
   rng = np.random.default_rng(2)
   x = np.maximum(0, 3 * rng.standard_normal((2, 5, 5, 12))).astype(np.float32)
   out = layers.local_response_norm(x, beta=beta)
@@ -92,6 +92,38 @@ def test_lrn_fast_power_matches_the_formula_and_its_gradient(beta):
     numeric = np.sum((reference_lrn(x + step, beta=beta) - reference_lrn(x - step, beta=beta))
                      * cotangent) / 2e-4
     np.testing.assert_allclose(grad[index], numeric, rtol=1e-3, atol=1e-5)
+
+
+def autodiff_lrn(x, size, k, alpha, beta, region):
+  """LRN as plain jnp ops (reduce_window + pow), differentiated by JAX itself."""
+  half = size // 2
+  if region == "across":
+    window, padding = (1, 1, 1, size), ((0, 0), (0, 0), (0, 0), (half, half))
+  else:
+    window, padding = (1, size, size, 1), ((0, 0), (half, half), (half, half), (0, 0))
+  sums = jax.lax.reduce_window(jnp.square(x), 0.0, jax.lax.add, window, (1, 1, 1, 1), padding)
+  return x * jnp.power(k + alpha * sums, -beta)
+
+
+@pytest.mark.parametrize("region", ["across", "within"])
+@pytest.mark.parametrize("size,k,alpha,beta", [(5, 2.0, 1e-4, 0.75), (3, 1.0, 0.05, 0.75),
+                                               (5, 1.0, 2e-3, 0.6)])
+def test_lrn_custom_gradient_equals_autodiff_of_the_plain_formula(region, size, k, alpha, beta):
+  rng = np.random.default_rng(size)
+  # Large activations so alpha * sum(a^2) is comparable to k and the cross terms matter.
+  x = jnp.asarray(np.maximum(0, 20 * rng.standard_normal((2, 7, 6, 16))), jnp.float32)
+  cotangent = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+  kwargs = dict(size=size, k=k, alpha=alpha, beta=beta, region=region)
+  fast_out, fast_vjp = jax.vjp(lambda v: layers.local_response_norm(v, **kwargs), x)
+  ref_out, ref_vjp = jax.vjp(lambda v: autodiff_lrn(v, size, k, alpha, beta, region), x)
+  np.testing.assert_allclose(fast_out, ref_out, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(fast_vjp(cotangent)[0], ref_vjp(cotangent)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_lrn_bfloat16_input_keeps_dtype_and_differentiates():
+  x = jnp.asarray(np.random.default_rng(3).standard_normal((1, 4, 4, 8)), jnp.bfloat16)
+  out, vjp = jax.vjp(layers.local_response_norm, x)
+  assert out.dtype == jnp.bfloat16 and vjp(jnp.ones_like(out))[0].dtype == jnp.bfloat16
 
 
 def test_xla_flags_only_added_when_the_user_has_not_set_them():

@@ -95,7 +95,8 @@ def test_gradients_match_finite_differences(region):
     x = jnp.asarray(np.random.default_rng(4).standard_normal((2, 4, 3, 6)))
     assert x.dtype == jnp.float64
     lrn = lambda v: layers.local_response_norm(v, size=3, k=1.0, alpha=0.5, beta=0.75, region=region)
-    test_util.check_grads(lrn, (x,), order=1, modes=["fwd", "rev"])
+    # Reverse mode only: LRN has a closed-form custom VJP (no forward-mode rule).
+    test_util.check_grads(lrn, (x,), order=1, modes=["rev"])
 
 
 @pytest.mark.parametrize("region", ["across", "within"])

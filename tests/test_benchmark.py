@@ -1,0 +1,76 @@
+"""The benchmark's CPU path end to end, and the facts it computes MFU and ratios from."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from flax import nnx
+
+from alexnet_jax import benchmark, models, torch_reference
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Run the CLI with TensorFlow and ml_collections made unimportable: the GPU machines lack both.
+_RUN_WITHOUT_TF = (
+    "import runpy, sys\n"
+    "sys.modules['tensorflow'] = None\n"
+    "sys.modules['ml_collections'] = None\n"
+    "sys.argv[0] = 'benchmark'\n"
+    "runpy.run_module('alexnet_jax.benchmark', run_name='__main__')\n"
+)
+
+
+def test_cli_runs_both_sides_without_tensorflow_and_prints_one_json_line():
+  # Eager PyTorch: torch.compile would add a minute of C++ compilation to this test.
+  args = ["--input_size", "67", "--batch_size", "2", "--steps", "1", "--repeats", "2",
+          "--warmup", "0", "--torch_compile", "off", "--json"]
+  env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  done = subprocess.run([sys.executable, "-c", _RUN_WITHOUT_TF, *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+
+  assert result["backend"] == "cpu" and result["torch_device"] == "cpu"
+  assert result["torch_compile"] is False
+  assert (result["batch_size"], result["input_size"], result["dtype"]) == (2, 67, "float32")
+  for side in ("jax", "torch"):
+    assert result[f"{side}_images_per_sec"] > 0
+    assert result[f"{side}_step_ms_p10"] <= result[f"{side}_step_ms_median"] <= result[f"{side}_step_ms_p90"]
+    assert result[f"{side}_compile_s"] > 0
+    assert result[f"{side}_peak_memory_mb"] > 0
+  assert result["ratio"] == pytest.approx(result["jax_images_per_sec"] / result["torch_images_per_sec"])
+  assert len(result["ratio_per_repeat"]) == 2
+
+
+def test_bad_option_names_the_flag(capsys):
+  with pytest.raises(SystemExit):
+    benchmark.parse_args(["--input_size", "40"])
+  assert "--input_size" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    benchmark.parse_args(["--dtype", "float16"])
+  assert "--dtype" in capsys.readouterr().err
+
+
+def test_train_flops_per_image_is_the_papers_count():
+  # 724.4M multiply-adds per 227x227 image for the grouped net; x2 FLOP, x3 for fwd + bwd.
+  assert benchmark.train_flops_per_image(227, towers=2) == pytest.approx(4.35e9, rel=1e-3)
+  assert benchmark.train_flops_per_image(227, towers=1) > benchmark.train_flops_per_image(227, towers=2)
+
+
+@pytest.mark.parametrize("towers", [1, 2])
+def test_torch_reference_has_the_same_parameter_count_as_the_jax_model(towers):
+  import torch  # pylint: disable=import-outside-toplevel
+  with torch.device("meta"):  # Shapes only: no 61M-parameter initialisation.
+    torch_net = torch_reference.TorchAlexNet(towers=towers)
+  torch_count = sum(p.numel() for p in torch_net.parameters())
+  jax_count = models.count_params(nnx.eval_shape(lambda: models.AlexNet(towers=towers)))
+  assert torch_count == jax_count == {1: 62_378_344, 2: 60_965_224}[towers]
+
+
+def test_torch_reference_output_shape_at_a_small_input():
+  import torch  # pylint: disable=import-outside-toplevel
+  net = torch_reference.TorchAlexNet(10, input_size=67).eval()
+  assert net(torch.zeros(2, 3, 67, 67)).shape == (2, 10)
+  with pytest.raises(ValueError, match="input_size=40"):
+    torch_reference.TorchAlexNet(input_size=40)
