@@ -54,6 +54,7 @@ INVALID = {
     "input.random_flip": NOT_A_BOOL,
     "input.pca_noise_std": below(0.0),
     "input.eval_crops": UNKNOWN_NAME.filter(lambda s: s not in ("center", "ten_crop")),
+    "input.normalization": UNKNOWN_NAME.filter(lambda s: s not in ("standardize", "subtract_mean")),
     "input.shuffle_buffer": int_below(1),
     "eval_max_examples": minus_one_or_positive(),
     "model.num_classes": int_below(1),
