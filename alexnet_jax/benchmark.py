@@ -13,6 +13,12 @@ too, where it measured ~1.4x faster than eager; ``--torch_compile off`` times ea
 channels-last memory on CUDA. On CUDA both sides use TF32 for float32 convolutions and matmuls
 (JAX's default precision there; PyTorch is set to match).
 
+``--baseline`` adds a third side to the same loop, "textbook": ``textbook_model.TextbookAlexNet``, the
+same network written the obvious Flax way (grouped convolutions, autodiff through ``nnx.max_pool``
+and a plain LRN), trained by the same compiled step. ``speedup_vs_textbook`` (JAX over textbook) is
+what the model's CPU speed-ups bought, and ``textbook_ratio`` (textbook over PyTorch) is the ratio
+before them. The XLA flags of ``xla_flags.py`` apply to the whole process, both JAX sides included.
+
 ``--dtype bfloat16`` is mixed precision on both sides: bf16 compute, float32 master weights and
 optimizer state (the JAX model casts its float32 params per use; PyTorch runs under autocast).
 Needs neither TensorFlow nor ml_collections: the GPU machines have jax, flax, optax and torch only.
@@ -39,7 +45,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from alexnet_jax import models  # noqa: E402
+from alexnet_jax import models, textbook_model  # noqa: E402
 
 DTYPES = ("float32", "bfloat16")
 # Dense peak TFLOP/s by device kind substring and dtype, for MFU. float32 uses the TF32 tensor-core
@@ -69,6 +75,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--repeats", type=_positive_int, default=3,
                       help="alternating rounds of --steps steps for each framework")
   parser.add_argument("--no_torch", action="store_true", help="time the JAX step only")
+  parser.add_argument("--baseline", action="store_true",
+                      help="also time the textbook Flax AlexNet (textbook_model.py), the 'before' "
+                           "of the CPU speed-ups, in the same alternating loop")
   parser.add_argument("--torch_compile", choices=("on", "off"), default="on",
                       help="torch.compile the reference (it speeds PyTorch up on CPU and GPU; "
                            "off times eager PyTorch and skips a minute of compilation on CPU)")
@@ -139,11 +148,16 @@ def make_jax_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation
   return jax.jit(train_step, donate_argnums=(0, 1, 2))
 
 
-def build_jax_side(args: argparse.Namespace, images: np.ndarray, labels: np.ndarray):
-  """Compiles the JAX step; returns the Side and a function running one blocking step."""
+def build_jax_side(args: argparse.Namespace, images: np.ndarray, labels: np.ndarray,
+                   model_class: Callable[..., nnx.Module] = models.AlexNet, name: str = "jax"):
+  """Compiles the JAX step of ``model_class``; returns the Side and a function running one step.
+
+  ``model_class`` takes ``(num_classes, towers=, input_size=, dtype=, rngs=)``: ``models.AlexNet``
+  or the textbook baseline (``--baseline``), which thereby get the same optimizer and compilation.
+  """
   dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
-  model = models.AlexNet(args.num_classes, towers=args.towers, input_size=args.input_size,
-                         dtype=dtype, rngs=nnx.Rngs(params=0, dropout=1))
+  model = model_class(args.num_classes, towers=args.towers, input_size=args.input_size,
+                      dtype=dtype, rngs=nnx.Rngs(params=0, dropout=1))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx = make_optimizer()
   state = [params, rest, tx.init(params)]
@@ -153,7 +167,7 @@ def build_jax_side(args: argparse.Namespace, images: np.ndarray, labels: np.ndar
   step = make_jax_train_step(graphdef, tx)
   start = time.perf_counter()
   compiled = step.lower(*state, x, y).compile()
-  side = Side("jax", compile_s=time.perf_counter() - start)
+  side = Side(name, compile_s=time.perf_counter() - start)
   if jax.default_backend() != "cpu":
     side.peak_memory_mb = compiled_memory_mb(compiled)
 
@@ -298,8 +312,8 @@ def time_steps(run_one: Callable[[], None], steps: int, side: Side | None = None
   return times
 
 
-def summarize(args, jax_side: Side, torch_side: Side | None, ratios: list[float], info: dict) -> dict:
-  """All results as one flat dict (the ``--json`` line)."""
+def summarize(args, sides: list[Side], ratios: list[float], info: dict) -> dict:
+  """All results as one flat dict (the ``--json`` line); ``sides`` holds "jax" and maybe others."""
   flops = train_flops_per_image(args.input_size, args.towers, args.num_classes)
   peak, peak_source = peak_tflops(args)
   result = {
@@ -308,9 +322,7 @@ def summarize(args, jax_side: Side, torch_side: Side | None, ratios: list[float]
       "towers": args.towers, "input_size": args.input_size, "steps": args.steps,
       "repeats": args.repeats, "train_gflop_per_image": flops / 1e9, **info,
   }
-  for side in (jax_side, torch_side):
-    if side is None:
-      continue
+  for side in sides:
     ips = side.images_per_sec(args.batch_size)
     p10, p90 = side.spread()
     result.update({
@@ -322,9 +334,13 @@ def summarize(args, jax_side: Side, torch_side: Side | None, ratios: list[float]
         f"{side.name}_mfu": ips * flops / 1e12 / peak if peak else None,
     })
   result["peak_tflops"], result["peak_source"] = peak, peak_source
-  if torch_side is not None:
+  if "torch_images_per_sec" in result:
     result["ratio"] = result["jax_images_per_sec"] / result["torch_images_per_sec"]
     result["ratio_per_repeat"] = ratios
+  if "textbook_images_per_sec" in result:
+    result["speedup_vs_textbook"] = result["jax_images_per_sec"] / result["textbook_images_per_sec"]
+    if "torch_images_per_sec" in result:
+      result["textbook_ratio"] = result["textbook_images_per_sec"] / result["torch_images_per_sec"]
   return result
 
 
@@ -341,31 +357,40 @@ def print_table(result: dict) -> None:
   if result.get("peak_tflops"):
     print(f"MFU against {result['peak_tflops']:.0f} TFLOP/s ({result['peak_source']})")
   memory = "peak MB" if result["backend"] != "cpu" else "RSS MB"
-  print(f"{'':6} {'img/s':>9} {'step ms':>9} {'p10-p90 ms':>15} {'CPU ms':>8} {'compile s':>10} "
+  print(f"{'':8} {'img/s':>9} {'step ms':>9} {'p10-p90 ms':>15} {'CPU ms':>8} {'compile s':>10} "
         f"{memory:>9} {'TFLOP/s':>8} {'MFU':>6}")
-  for name in ("jax", "torch"):
+  for name in ("jax", "textbook", "torch"):
     if f"{name}_images_per_sec" not in result:
       continue
     get = lambda key, name=name: result[f"{name}_{key}"]
     mb = f"{get('peak_memory_mb'):9.0f}" if get("peak_memory_mb") else f"{'-':>9}"
     mfu = f"{100 * get('mfu'):5.1f}%" if get("mfu") is not None else f"{'-':>6}"
-    print(f"{name:6} {get('images_per_sec'):9.1f} {get('step_ms_median'):9.1f} "
+    print(f"{name:8} {get('images_per_sec'):9.1f} {get('step_ms_median'):9.1f} "
           f"{get('step_ms_p10'):7.1f}-{get('step_ms_p90'):<7.1f} {get('cpu_ms_median'):8.1f} "
           f"{get('compile_s'):10.1f} "
           f"{mb} {get('tflops'):8.3f} {mfu}")
   if "ratio" in result:
     per_repeat = ", ".join(f"{r:.2f}" for r in result["ratio_per_repeat"])
     print(f"ratio jax/torch {result['ratio']:.3f} (per repeat: {per_repeat})")
+  if "speedup_vs_textbook" in result:
+    before = f", textbook/torch {result['textbook_ratio']:.3f}" if "textbook_ratio" in result else ""
+    print(f"jax/textbook {result['speedup_vs_textbook']:.2f}x (what the CPU speed-ups bought){before}")
 
 
 def print_summary(results: list[dict]) -> None:
   """One line per run: the table a sweep over batch sizes and dtypes is read from."""
+  textbook = any("textbook_images_per_sec" in r for r in results)
+  extra = f" {'textbook img/s':>15} {'textbook/torch':>15} {'jax/textbook':>12}" if textbook else ""
   print(f"{'dtype':9} {'batch':>5} {'jax img/s':>10} {'jax MFU':>8} {'torch img/s':>12} "
-        f"{'torch MFU':>10} {'ratio':>6}")
+        f"{'torch MFU':>10} {'ratio':>6}{extra}")
   for r in results:
     mfu = lambda side, r=r: f"{100 * r[side + '_mfu']:7.1f}%" if r.get(side + "_mfu") else f"{'-':>8}"
     torch_ips = f"{r['torch_images_per_sec']:12.1f}" if "torch_images_per_sec" in r else f"{'-':>12}"
     ratio = f"{r['ratio']:6.3f}" if "ratio" in r else f"{'-':>6}"
+    if textbook:
+      before = f"{r['textbook_ratio']:15.3f}" if "textbook_ratio" in r else f"{'-':>15}"
+      ratio += (f" {r['textbook_images_per_sec']:15.1f} {before} {r['speedup_vs_textbook']:11.2f}x"
+                if "textbook_images_per_sec" in r else f" {'-':>15} {'-':>15} {'-':>12}")
     print(f"{r['dtype']:9} {r['batch_size']:5d} {r['jax_images_per_sec']:10.1f} {mfu('jax')} "
           f"{torch_ips} {mfu('torch'):>10} {ratio}")
   peaks = {r["dtype"]: f"{r['peak_tflops']:.0f} TFLOP/s" for r in results if r.get("peak_tflops")}
@@ -375,31 +400,43 @@ def print_summary(results: list[dict]) -> None:
 
 
 def run_config(args: argparse.Namespace) -> dict:
-  """Builds, warms up and times both sides for one (batch size, dtype); returns the results."""
+  """Builds, warms up and times every side for one (batch size, dtype); returns the results.
+
+  The sides take turns, ``--steps`` steps each per repeat: jax, then textbook (``--baseline``),
+  then torch. On CPU a side's memory is the process's peak RSS once it is built and warmed up, so
+  it includes the sides built before it.
+  """
   rng = np.random.default_rng(0)
   images = rng.standard_normal((args.batch_size, args.input_size, args.input_size, 3), np.float32)
   labels = rng.integers(0, args.num_classes, args.batch_size).astype(np.int32)
-
-  jax_side, jax_step = build_jax_side(args, images, labels)
-  time_steps(jax_step, args.warmup)
   on_cpu = jax.default_backend() == "cpu"
-  if on_cpu:
-    jax_side.peak_memory_mb = max_rss_mb()
-  torch_side, torch_step, info, torch_peak = None, None, {}, None
+
+  timed = []  # (Side, run_one) in turn order
+  jax_models = [("jax", models.AlexNet)]
+  if args.baseline:
+    jax_models.append(("textbook", textbook_model.TextbookAlexNet))
+  for name, model_class in jax_models:
+    side, step = build_jax_side(args, images, labels, model_class, name)
+    time_steps(step, args.warmup)
+    if on_cpu:
+      side.peak_memory_mb = max_rss_mb()
+    timed.append((side, step))
+  torch_side, info, torch_peak = None, {}, None
   if not args.no_torch:
     torch_side, torch_step, info, torch_peak = build_torch_side(args, images, labels)
     time_steps(torch_step, args.warmup)
+    timed.append((torch_side, torch_step))
 
   ratios = []
   for _ in range(args.repeats):
-    jax_times = time_steps(jax_step, args.steps, jax_side)
-    if torch_side is not None:
-      torch_times = time_steps(torch_step, args.steps, torch_side)
-      ratios.append(statistics.median(torch_times) / statistics.median(jax_times))
+    medians = {side.name: statistics.median(time_steps(step, args.steps, side))
+               for side, step in timed}
+    if "torch" in medians:
+      ratios.append(medians["torch"] / medians["jax"])
 
   if torch_side is not None:
     torch_side.peak_memory_mb = max_rss_mb() if on_cpu else torch_peak()
-  return summarize(args, jax_side, torch_side, ratios, info)
+  return summarize(args, [side for side, _ in timed], ratios, info)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

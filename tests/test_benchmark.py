@@ -1,5 +1,6 @@
 """The benchmark's CPU path end to end, and the facts it computes MFU and ratios from."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -21,10 +22,10 @@ _RUN_WITHOUT_TF = (
 )
 
 
-def test_cli_runs_both_sides_without_tensorflow_and_prints_one_json_line():
+def test_cli_runs_all_three_sides_without_tensorflow_and_prints_one_json_line():
   # Eager PyTorch: torch.compile would add a minute of C++ compilation to this test.
   args = ["--input_size", "67", "--batch_size", "2", "--steps", "1", "--repeats", "2",
-          "--warmup", "0", "--torch_compile", "off", "--json"]
+          "--warmup", "0", "--torch_compile", "off", "--baseline", "--json"]
   env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
   done = subprocess.run([sys.executable, "-c", _RUN_WITHOUT_TF, *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300, check=False)
@@ -34,13 +35,39 @@ def test_cli_runs_both_sides_without_tensorflow_and_prints_one_json_line():
   assert result["backend"] == "cpu" and result["torch_device"] == "cpu"
   assert result["torch_compile"] is False
   assert (result["batch_size"], result["input_size"], result["dtype"]) == (2, 67, "float32")
-  for side in ("jax", "torch"):
+  for side in ("jax", "textbook", "torch"):
     assert result[f"{side}_images_per_sec"] > 0
     assert result[f"{side}_step_ms_p10"] <= result[f"{side}_step_ms_median"] <= result[f"{side}_step_ms_p90"]
     assert result[f"{side}_compile_s"] > 0
     assert result[f"{side}_peak_memory_mb"] > 0
   assert result["ratio"] == pytest.approx(result["jax_images_per_sec"] / result["torch_images_per_sec"])
   assert len(result["ratio_per_repeat"]) == 2
+  assert result["textbook_ratio"] == pytest.approx(
+      result["textbook_images_per_sec"] / result["torch_images_per_sec"])
+  assert result["speedup_vs_textbook"] == pytest.approx(
+      result["jax_images_per_sec"] / result["textbook_images_per_sec"])
+
+
+def test_tables_show_the_textbook_side_only_when_timed(capsys):
+  args = benchmark.parse_args(["--input_size", "67", "--baseline"])
+  assert args.baseline and not benchmark.parse_args([]).baseline
+  args = argparse.Namespace(**{**vars(args), "dtype": "float32", "batch_size": 2})  # as main() does
+  side = lambda name, seconds: benchmark.Side(name, 1.0, [seconds] * 3, [seconds] * 3, 100.0)
+  plain = benchmark.summarize(args, [side("jax", 0.1), side("torch", 0.1)], [1.0], {})
+  with_textbook = benchmark.summarize(
+      args, [side("jax", 0.1), side("textbook", 0.4), side("torch", 0.1)], [1.0], {})
+  assert "speedup_vs_textbook" not in plain and "textbook_ratio" not in plain
+  assert with_textbook["speedup_vs_textbook"] == pytest.approx(4.0)
+  assert with_textbook["textbook_ratio"] == pytest.approx(0.25)
+
+  benchmark.print_table(plain)
+  benchmark.print_summary([plain])
+  assert "textbook" not in capsys.readouterr().out
+  benchmark.print_table(with_textbook)
+  benchmark.print_summary([plain, with_textbook])
+  out = capsys.readouterr().out
+  assert "jax/textbook 4.00x" in out and "textbook/torch 0.250" in out
+  assert "textbook img/s" in out and "4.00x" in out.splitlines()[-1]
 
 
 def test_bad_option_names_the_flag(capsys):
