@@ -36,6 +36,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from alexnet_jax import augment, datasets
+from alexnet_jax.config_validation import EVAL_CROPS, NORMALIZATIONS
 from alexnet_jax.datasets import DatasetUnavailableError  # noqa: F401 -- main catches it from here
 
 
@@ -50,8 +51,6 @@ def _hide_accelerators_from_tensorflow() -> None:
 _hide_accelerators_from_tensorflow()
 
 Batch = dict[str, np.ndarray]
-EVAL_CROPS = ("center", "ten_crop")
-NORMALIZATIONS = ("standardize", "subtract_mean")
 IN_MEMORY_LIMIT_BYTES = 2**30  # decoded train splits up to this size are kept in memory
 _FOREVER = 2**62  # epochs in the training stream
 
