@@ -76,16 +76,22 @@ def group_cells(results: Sequence[RunResult]) -> list[Cell]:
 
 
 def markdown_table(cells: Sequence[Cell]) -> str:
-  """One row per cell: labels, then mean +- std of each metric, seeds finished, minutes per run."""
+  """One row per cell: labels, then mean +- std of each metric, seeds finished, minutes per run.
+
+  The train loss (the last logging interval, dropout active) beside the eval loss shows the
+  generalisation gap, i.e. how much a cell over-fits.
+  """
   label_names = list(cells[0].labels) if cells else []
-  header = [*label_names, "top-1 error (%)", "top-5 error (%)", "eval loss", "seeds", "min/run"]
+  header = [*label_names, "top-1 error (%)", "top-5 error (%)", "eval loss", "train loss", "seeds",
+            "min/run"]
   rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for cell in cells:
     top1, top5, loss = (cell.stat(m) for m in METRICS)
     minutes = cell.stat("wall_seconds")
     rows.append("| " + " | ".join([
         *(str(cell.labels[n]) for n in label_names),
-        _pm(top1, 100, 2), _pm(top5, 100, 2), _pm(loss, 1, 3), str(top1[2]),
+        _pm(top1, 100, 2), _pm(top5, 100, 2), _pm(loss, 1, 3), _pm(cell.stat("train_loss"), 1, 3),
+        str(top1[2]),
         f"{minutes[0] / 60:.1f}" if minutes[2] else "-",
     ]) + " |")
   return "\n".join(rows) + "\n"

@@ -42,7 +42,7 @@ FAKE_MAIN = textwrap.dedent("""
     lrn = args.get("config.model.lrn", "True") == "True"
     error = 0.10 + 0.02 * dropout - (0.01 if lrn else 0.0) + 0.001 * seed
     json.dump({"step": 10, "eval_top1_error": error, "eval_top5_error": error / 10,
-               "eval_loss": 3 * error, "wall_seconds": 60.0}, open(os.path.join(workdir, "summary.json"), "w"))
+               "eval_loss": 3 * error, "train_loss": 2 * error, "wall_seconds": 60.0}, open(os.path.join(workdir, "summary.json"), "w"))
 """)
 
 
@@ -166,6 +166,7 @@ def test_report_aggregates_fake_runs(tmp_path, fake_main):
   table = open(written["table"]).read()
   assert "| lrn | dropout | top-1 error (%) |" in table
   assert "| off | 0.0 | 10.10 +- 0.10 |" in table and "| across | 0.75 | 10.60 +- 0.10 |" in table
+  assert "| 0.303 +- 0.003 | 0.202 +- 0.002 | 3 | 1.0 |" in table  # eval loss, train loss, seeds
   with open(written["error_plot"], "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert written["error_plot"].endswith("error_vs_dropout.png")
