@@ -48,11 +48,14 @@ class Cell:
     return mean, math.sqrt(var), len(values)
 
 
-def load_results(root: str) -> list[RunResult]:
+def _manifest(root: str) -> dict:
   with open(os.path.join(root, "sweep.json")) as f:
-    manifest = json.load(f)
+    return json.load(f)
+
+
+def load_results(root: str) -> list[RunResult]:
   results = []
-  for run in manifest["runs"]:
+  for run in _manifest(root)["runs"]:
     workdir = run["workdir"] if os.path.isabs(run["workdir"]) else os.path.join(root, run["name"])
     if not os.path.isdir(workdir):  # the sweep folder was moved: runs sit beside sweep.json
       workdir = os.path.join(root, run["name"])
@@ -224,6 +227,8 @@ def write_report(root: str, *, x_label: str | None = None, curve_runs: Mapping[s
                  hparams: bool = True) -> dict[str, str]:
   """Writes ``ROOT/results.md`` and the plots; returns the paths written."""
   results = load_results(root)
+  if curve_runs is None:
+    curve_runs = _manifest(root).get("curves")
   cells = group_cells(results)
   written = {}
   numeric = [k for k in (cells[0].labels if cells else {})
@@ -253,10 +258,12 @@ def write_report(root: str, *, x_label: str | None = None, curve_runs: Mapping[s
 
 
 def _curve_runs(results, x_label, curve_runs):
-  """The seed-0 runs at the lowest and highest value of ``x_label`` (e.g. dropout 0 vs 0.75)."""
+  """Seed-0 runs matching ``curve_runs`` (label -> value, or a list/tuple of allowed values);
+  without it, those at the lowest and highest value of ``x_label`` (e.g. dropout 0 vs 0.75)."""
   finished = [r for r in results if r.summary and r.labels.get(SEED_LABEL, 0) in (0, None)]
   if curve_runs:
-    return [r for r in finished if all(r.labels.get(k) == v for k, v in curve_runs.items())]
+    allowed = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in curve_runs.items()}
+    return [r for r in finished if all(r.labels.get(k) in vs for k, vs in allowed.items())]
   if not x_label or not finished:
     return finished[:2]
   first = finished[0].labels

@@ -58,6 +58,7 @@ def write_manifest(sweep: sweeps.Sweep, jobs: Sequence[Job], root: str) -> str:
       "runs": [{"name": job.run.name, "labels": dict(job.run.labels),
                 "overrides": sweep.overrides_of(job.run), "workdir": os.path.abspath(job.workdir)}
                for job in jobs],
+      "curves": dict(sweep.curves),
   }
   path = os.path.join(root, MANIFEST_FILE)
   _write_atomically(path, json.dumps(manifest, indent=2, default=str))

@@ -36,6 +36,9 @@ class Sweep:
   config: str
   runs: Sequence[Run]
   base_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # Labels picking the seed-0 runs whose train/test curves the report draws; a tuple value allows
+  # several, e.g. {"lrn": "across", "dropout": (0.0, 0.5)}. Empty: the report chooses.
+  curves: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     names = [run.name for run in self.runs]

@@ -1,5 +1,6 @@
 """Sweep expansion, naming, the runner's skip/resume/failure logic, and the report on fake runs."""
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -186,6 +187,19 @@ def test_report_counts_unfinished_runs(tmp_path, fake_main):
   table = open(written["table"]).read()
   assert "2/6 runs finished" in table
   assert table.count("| - | - | - | 0 |") == 4
+
+
+def test_report_draws_the_curves_the_sweep_names(tmp_path, fake_main):
+  root = str(tmp_path / "sweep")
+  sweep = dataclasses.replace(_sweep(num_seeds=2), curves={"lrn": "across", "dropout": (0.0, 0.75)})
+  jobs = sweep_runner.plan(sweep, root, fake_main)
+  sweep_runner.write_manifest(sweep, jobs, root)
+  assert sweep_runner.run_locally(jobs, parallel=2, report=lambda m: None) == []
+  chosen = sweep_report._curve_runs(sweep_report.load_results(root), "dropout",  # pylint: disable=protected-access
+                                    sweep_report._manifest(root)["curves"])  # pylint: disable=protected-access
+  assert sorted(r.name for r in chosen) == ["lrn=across,dropout=0.0,seed=0", "lrn=across,dropout=0.75,seed=0"]
+  default = sweep_report._curve_runs(sweep_report.load_results(root), "dropout", None)  # pylint: disable=protected-access
+  assert sorted(r.name for r in default) == ["lrn=off,dropout=0.0,seed=0", "lrn=off,dropout=0.75,seed=0"]
 
 
 def test_smoke_sweep_end_to_end_through_the_cli(tmp_path):
