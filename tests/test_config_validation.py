@@ -129,7 +129,8 @@ def test_an_invalid_value_names_the_field_the_value_and_what_is_allowed(data, fi
 
 
 @pytest.mark.parametrize("changes,device_count,expected", [
-    ({"input.crop_size": 80, "model.input_size": 80}, 1, "config.input.crop_size=80 must be <= config.input.resize_size=76"),
+    ({"input.resize_size": 76, "input.crop_size": 80, "model.input_size": 80}, 1,
+     "config.input.crop_size=80 must be <= config.input.resize_size=76"),
     ({"model.input_size": 60}, 1, "config.model.input_size=60 must equal config.input.crop_size=67"),
     ({"batch_size": 6}, 4, "config.batch_size=6 must be divisible by the data-parallel size (4"),
     ({"batch_size": 6, "tower_parallel": 2}, 8, "data-parallel size (4 = 8 devices / tower_parallel 2)"),
