@@ -24,6 +24,9 @@ from flax import nnx
 from alexnet_jax import models
 
 
+LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+
+
 class TextbookAlexNet(nnx.Module):
   """AlexNet for NHWC images of side ``input_size``; ``towers=2`` is the paper's grouped net."""
 
@@ -85,8 +88,12 @@ def copy_params(source: models.AlexNet, target: TextbookAlexNet) -> None:
   kernel (kh, kw, in/T, out) whose output group t reads input group t. fc6 needs no permutation:
   both models flatten the NHWC pool5 maps with the towers' channels in order.
   """
-  merge = lambda stacked: jnp.concatenate(list(stacked[...]), axis=-1)
-  names = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
-  for name, layer in zip(names, (*source.convs, source.fc6, source.fc7, source.fc8)):
-    getattr(target, name).kernel[...] = merge(layer.kernel)
-    getattr(target, name).bias[...] = merge(layer.bias)
+  for name, layer in zip(LAYER_NAMES, (*source.convs, source.fc6, source.fc7, source.fc8)):
+    getattr(target, name).kernel[...] = merge_towers(layer.kernel[...])
+    getattr(target, name).bias[...] = merge_towers(layer.bias[...])
+
+
+def merge_towers(stacked: jax.Array) -> jax.Array:
+  """A ``models`` kernel or bias, towers stacked on axis 0, as one array with the towers' outputs
+  side by side on the last axis: the textbook layer's layout."""
+  return jnp.concatenate(list(stacked), axis=-1)

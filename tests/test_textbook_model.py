@@ -7,9 +7,7 @@ import pytest
 from flax import nnx
 
 from alexnet_jax import models
-from alexnet_jax.textbook_model import TextbookAlexNet, copy_params
-
-NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+from alexnet_jax.textbook_model import LAYER_NAMES, TextbookAlexNet, copy_params, merge_towers
 
 
 @pytest.fixture(scope="module", params=[2, 1], ids=["two_towers", "one_tower"])
@@ -46,12 +44,11 @@ def test_textbook_gradients_match_the_model(pair):
   source, target, images = pair
   grad = nnx.jit(nnx.grad(_loss))  # jitted, as in the benchmark's train step
   source_grads, target_grads = grad(source, images), grad(target, images)
-  source_layers = dict(zip(NAMES, (*source_grads["convs"].values(), source_grads["fc6"],
-                                   source_grads["fc7"], source_grads["fc8"])))
-  for name in NAMES:
+  source_layers = dict(zip(LAYER_NAMES, (*source_grads["convs"].values(), source_grads["fc6"],
+                                         source_grads["fc7"], source_grads["fc8"])))
+  for name in LAYER_NAMES:
     for param in ("kernel", "bias"):
-      # models stacks towers on axis 0; the textbook layer holds them side by side on the last axis.
-      expected = np.concatenate(list(np.asarray(source_layers[name][param][...])), axis=-1)
+      expected = np.asarray(merge_towers(source_layers[name][param][...]))
       got = np.asarray(target_grads[name][param][...])
       assert np.abs(expected).max() > 0, (name, param)
       np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max(),
