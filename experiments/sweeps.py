@@ -11,14 +11,16 @@ FASHION_MNIST = "experiments/fashion_mnist.py"
 
 # What every ablation run shares: a 2,000-image training subset seen 20 times by a quarter-width
 # network, so that without dropout the model over-fits (what dropout is for) within a minute's run.
+_TRAIN_IMAGES, _BATCH = 2000, 64
+_STEPS_PER_EPOCH = _TRAIN_IMAGES // _BATCH  # 31: training drops the last partial batch
 ABLATION_SCALE = {
-    "train_split": "train[:2000]",
+    "train_split": f"train[:{_TRAIN_IMAGES}]",
     "model.width": 0.25,
-    "batch_size": 64,
+    "batch_size": _BATCH,
     "num_epochs": 20.0,
     "schedule.warmup_steps": 40,
-    "eval_every_steps": 62,
-    "log_every_steps": 31,
+    "eval_every_steps": 2 * _STEPS_PER_EPOCH,
+    "log_every_steps": _STEPS_PER_EPOCH,
     "checkpoint_every_steps": 10_000,
 }
 
