@@ -21,7 +21,7 @@ import os
 
 # flag name -> (value, jaxlib versions (major, minor) where it exists and was measured)
 CPU_FLAGS = {
-    "xla_cpu_experimental_ynn_fusion_type": ("-individual_convolution", ((0, 10),)),
+  "xla_cpu_experimental_ynn_fusion_type": ("-individual_convolution", ((0, 10),)),
 }
 
 
@@ -35,8 +35,11 @@ def _jaxlib_version() -> tuple[int, int] | None:
 
 def cpu_flags_to_add(current: str, jaxlib_version: tuple[int, int] | None) -> list[str]:
   """The ``--flag=value`` strings to append to ``current`` (the user's ``XLA_FLAGS``)."""
-  return [f"--{name}={value}" for name, (value, versions) in CPU_FLAGS.items()
-          if jaxlib_version in versions and f"--{name}" not in current]
+  return [
+    f"--{name}={value}"
+    for name, (value, versions) in CPU_FLAGS.items()
+    if jaxlib_version in versions and f"--{name}" not in current
+  ]
 
 
 def apply() -> None:

@@ -23,7 +23,7 @@ def shrink_to_smoke(config: ml_collections.ConfigDict) -> None:
   """
   if config.input.crop_size > SMOKE_CROP_SIZE:
     ratio = config.input.resize_size / config.input.crop_size
-    config.input.crop_size = SMOKE_CROP_SIZE          # model.input_size follows (a reference)
+    config.input.crop_size = SMOKE_CROP_SIZE  # model.input_size follows (a reference)
     config.input.resize_size = round(SMOKE_CROP_SIZE * ratio)
   config.model.width = 0.125
   config.batch_size = 16

@@ -27,8 +27,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train_split = "train"
   config.eval_split = "validation"
 
-  config.input.resize_size = 256        # shorter side, then the central 256x256
-  config.input.crop_size = 227          # model.input_size follows (a reference)
+  config.input.resize_size = 256  # shorter side, then the central 256x256
+  config.input.crop_size = 227  # model.input_size follows (a reference)
   config.input.random_crop = True
   config.input.random_flip = True
   config.input.pca_noise_std = 0.1
@@ -61,7 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.num_epochs = 90.0
   config.num_train_steps = -1
   config.log_every_steps = 100
-  config.eval_every_steps = -1          # once per epoch: the plateau rule watches it
+  config.eval_every_steps = -1  # once per epoch: the plateau rule watches it
   config.checkpoint_every_steps = 2_000
   config.keep_checkpoints = 3
   # The paper's two GPUs hold one tower each: set 2 on two (or 2k) accelerators.

@@ -46,9 +46,10 @@ def launch(command: list[str], num_processes: int, cpu_devices: int = 0, timeout
   address = f"127.0.0.1:{free_port()}"
   env = process_env(cpu_devices)
   procs = [
-      subprocess.Popen(command + [f"--coordinator_address={address}", f"--num_processes={num_processes}",
-                                  f"--process_id={i}"], env=env)
-      for i in range(num_processes)
+    subprocess.Popen(
+      command + [f"--coordinator_address={address}", f"--num_processes={num_processes}", f"--process_id={i}"], env=env
+    )
+    for i in range(num_processes)
   ]
   deadline = None if timeout is None else time.monotonic() + timeout
   try:
@@ -73,8 +74,12 @@ def launch(command: list[str], num_processes: int, cpu_devices: int = 0, timeout
 def main(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--num_processes", type=int, default=2)
-  parser.add_argument("--cpu_devices_per_process", type=int, default=1,
-                      help="fake CPU devices per process (0: leave the platform and devices alone)")
+  parser.add_argument(
+    "--cpu_devices_per_process",
+    type=int,
+    default=1,
+    help="fake CPU devices per process (0: leave the platform and devices alone)",
+  )
   parser.add_argument("--timeout", type=float, default=None, help="seconds before all processes are stopped")
   parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
   args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Runs an ablation sweep from experiments/sweeps.py, then writes its report.
+"""Runs an ablation sweep from experiments/ablations.py, then writes its report.
 
   python launch/sweep.py --sweep=lrn_dropout                 # runs/sweeps/lrn_dropout/, 1 run at a time
   python launch/sweep.py --sweep=smoke --parallel=2          # a tiny end-to-end check
@@ -16,11 +16,11 @@ import sys
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from alexnet_jax import sweep_report, sweep_runner  # noqa: E402
+from alexnet_jax.sweeps import report, runner  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep", "smoke", "Name of a sweep in --sweeps_file.")
-flags.DEFINE_string("sweeps_file", "experiments/sweeps.py", "Python file with a SWEEPS dict of sweep functions.")
+flags.DEFINE_string("sweeps_file", "experiments/ablations.py", "Python file with a SWEEPS dict of sweep functions.")
 flags.DEFINE_string("root", None, "Folder for the sweep's runs (default runs/sweeps/SWEEP).")
 flags.DEFINE_integer("seeds", None, "Seeds per cell (default: the sweep's own).")
 flags.DEFINE_integer("parallel", 1, "Runs at a time locally (1 fits a 2-core machine: each run uses both cores).")
@@ -45,17 +45,18 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   sweep = load_sweep(FLAGS.sweeps_file, FLAGS.sweep, FLAGS.seeds)
   root = FLAGS.root or os.path.join("runs", "sweeps", FLAGS.sweep)
-  main_command = shlex.split(FLAGS.main_command) if FLAGS.main_command else sweep_runner.DEFAULT_MAIN
-  jobs = sweep_runner.plan(sweep, root, main_command)
-  sweep_runner.write_manifest(sweep, jobs, root)
+  main_command = shlex.split(FLAGS.main_command) if FLAGS.main_command else runner.DEFAULT_MAIN
+  jobs = runner.plan(sweep, root, main_command)
+  runner.write_manifest(sweep, jobs, root)
   if FLAGS.slurm:
-    path = sweep_runner.slurm_array_script(jobs, root, parallel=FLAGS.parallel if FLAGS.parallel > 1 else 0,
-                                           sbatch_options=FLAGS.sbatch_option)
+    path = runner.slurm_array_script(
+      jobs, root, parallel=FLAGS.parallel if FLAGS.parallel > 1 else 0, sbatch_options=FLAGS.sbatch_option
+    )
     print(f"wrote {path} ({len(jobs)} tasks); submit with: sbatch {path}")
     print(f"aggregate afterwards with: python launch/sweep.py --sweep={FLAGS.sweep} --root={root} --report_only")
     return 0
-  failed = [] if FLAGS.report_only else sweep_runner.run_locally(jobs, parallel=FLAGS.parallel)
-  for name, path in sweep_report.write_report(root).items():
+  failed = [] if FLAGS.report_only else runner.run_locally(jobs, parallel=FLAGS.parallel)
+  for name, path in report.write_report(root).items():
     print(f"{name}: {path}")
   if failed:
     print(f"{len(failed)} run(s) failed: " + ", ".join(job.run.name for job in failed), file=sys.stderr)

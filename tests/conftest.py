@@ -1,4 +1,5 @@
 """Shared pytest setup: fake CPU devices for sharding tests, quiet TensorFlow."""
+
 import os
 
 # Must happen before JAX initialises its backend; the sharding tests need several devices.
@@ -14,6 +15,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   import atexit
   import shutil
   import tempfile
+
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="alexnet_jax_test_jit_cache_")
   atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")

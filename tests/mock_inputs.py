@@ -9,6 +9,7 @@ system to a temporary folder (``tfds.testing.MockFs``), only so that the dataset
 exist. Orbax finishes checkpoints on a background thread, and a rename that lands in that window
 goes to the wrong place. Here the folder is really created for the call instead (and removed after).
 """
+
 import contextlib
 import os
 from unittest import mock
@@ -43,6 +44,8 @@ class _RealDatasetFolder:
 
 @contextlib.contextmanager
 def mock_data():
-  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, policy=tfds.testing.MockPolicy.USE_CODE), \
-       mock.patch.object(test_utils, "MockFs", _RealDatasetFolder):
+  with (
+    tfds.testing.mock_data(num_examples=NUM_EXAMPLES, policy=tfds.testing.MockPolicy.USE_CODE),
+    mock.patch.object(test_utils, "MockFs", _RealDatasetFolder),
+  ):
     yield

@@ -7,14 +7,14 @@ Process 0 writes the initial state, the losses and the final state to ``--out``
 (.npz) for tests/test_multihost.py to compare with one process.
 """
 
+import jax
 import numpy as np
+import tiny_training
 from absl import app, flags
 from flax import nnx
-import jax
 from jax.experimental import multihost_utils
 
-from alexnet_jax import distributed, sharding
-import tiny_training
+from alexnet_jax.parallel import distributed, sharding
 
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0")
 flags.DEFINE_integer("num_processes", None, "number of processes")
@@ -30,8 +30,9 @@ FLAGS = flags.FLAGS
 def gathered_state(model) -> dict:
   """Every parameter and RNG state (keys as raw key data) as a full numpy array, keyed by path."""
   flat = {"/".join(map(str, path)): v.get_value() for path, v in nnx.to_flat_state(nnx.state(model))}
-  flat = {k: jax.random.key_data(v) if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) else v
-          for k, v in flat.items()}
+  flat = {
+    k: jax.random.key_data(v) if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) else v for k, v in flat.items()
+  }
   return {k: np.asarray(v) for k, v in multihost_utils.process_allgather(flat, tiled=True).items()}
 
 
@@ -46,14 +47,19 @@ def main(argv):
   losses = []
   for step in range(FLAGS.steps):
     full = tiny_training.synthetic_batch(FLAGS.batch_size, seed=step)
-    mine = {k: v[index * rows:(index + 1) * rows] for k, v in full.items()}
+    mine = {k: v[index * rows : (index + 1) * rows] for k, v in full.items()}
     batch = sharding.global_batch(mine, mesh)
     loss, _ = tiny_training.jit_sgd_step(model, batch, mesh=mesh, parallelism=FLAGS.parallelism)
     losses.append(float(multihost_utils.process_allgather(loss, tiled=True)))
   final = gathered_state(model)
   if distributed.is_main_process():
-    np.savez(FLAGS.out, losses=np.asarray(losses), input_shard=np.asarray([index, count]),
-             **{"initial/" + k: v for k, v in initial.items()}, **{"final/" + k: v for k, v in final.items()})
+    np.savez(
+      FLAGS.out,
+      losses=np.asarray(losses),
+      input_shard=np.asarray([index, count]),
+      **{"initial/" + k: v for k, v in initial.items()},
+      **{"final/" + k: v for k, v in final.items()},
+    )
 
 
 if __name__ == "__main__":

@@ -9,26 +9,48 @@ import sys
 import pytest
 from flax import nnx
 
-from alexnet_jax import benchmark, models, torch_reference
+from alexnet_jax.model import alexnet
+from alexnet_jax.yardsticks import benchmark, torch_alexnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Run the CLI with TensorFlow and ml_collections made unimportable: the GPU machines lack both.
 _RUN_WITHOUT_TF = (
-    "import runpy, sys\n"
-    "sys.modules['tensorflow'] = None\n"
-    "sys.modules['ml_collections'] = None\n"
-    "sys.argv[0] = 'benchmark'\n"
-    "runpy.run_module('alexnet_jax.benchmark', run_name='__main__')\n"
+  "import runpy, sys\n"
+  "sys.modules['tensorflow'] = None\n"
+  "sys.modules['ml_collections'] = None\n"
+  "sys.argv[0] = 'benchmark'\n"
+  "runpy.run_module('alexnet_jax.benchmark', run_name='__main__')\n"
 )
 
 
 def test_cli_runs_all_three_sides_without_tensorflow_and_prints_one_json_line():
   # Eager PyTorch: torch.compile would add a minute of C++ compilation to this test.
-  args = ["--input_size", "67", "--batch_size", "2", "--steps", "1", "--repeats", "2",
-          "--warmup", "0", "--torch_compile", "off", "--baseline", "--json"]
+  args = [
+    "--input_size",
+    "67",
+    "--batch_size",
+    "2",
+    "--steps",
+    "1",
+    "--repeats",
+    "2",
+    "--warmup",
+    "0",
+    "--torch_compile",
+    "off",
+    "--baseline",
+    "--json",
+  ]
   env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
-  done = subprocess.run([sys.executable, "-c", _RUN_WITHOUT_TF, *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300, check=False)
+  done = subprocess.run(
+    [sys.executable, "-c", _RUN_WITHOUT_TF, *args],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   result = json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -42,10 +64,10 @@ def test_cli_runs_all_three_sides_without_tensorflow_and_prints_one_json_line():
     assert result[f"{side}_peak_memory_mb"] > 0
   assert result["ratio"] == pytest.approx(result["jax_images_per_sec"] / result["torch_images_per_sec"])
   assert len(result["ratio_per_repeat"]) == 2
-  assert result["textbook_ratio"] == pytest.approx(
-      result["textbook_images_per_sec"] / result["torch_images_per_sec"])
+  assert result["textbook_ratio"] == pytest.approx(result["textbook_images_per_sec"] / result["torch_images_per_sec"])
   assert result["speedup_vs_textbook"] == pytest.approx(
-      result["jax_images_per_sec"] / result["textbook_images_per_sec"])
+    result["jax_images_per_sec"] / result["textbook_images_per_sec"]
+  )
 
 
 def test_tables_show_the_textbook_side_only_when_timed(capsys):
@@ -54,8 +76,7 @@ def test_tables_show_the_textbook_side_only_when_timed(capsys):
   args = argparse.Namespace(**{**vars(args), "dtype": "float32", "batch_size": 2})  # as main() does
   side = lambda name, seconds: benchmark.Side(name, 1.0, [seconds] * 3, [seconds] * 3, 100.0)
   plain = benchmark.summarize(args, [side("jax", 0.1), side("torch", 0.1)], [1.0], {})
-  with_textbook = benchmark.summarize(
-      args, [side("jax", 0.1), side("textbook", 0.4), side("torch", 0.1)], [1.0], {})
+  with_textbook = benchmark.summarize(args, [side("jax", 0.1), side("textbook", 0.4), side("torch", 0.1)], [1.0], {})
   assert "speedup_vs_textbook" not in plain and "textbook_ratio" not in plain
   assert with_textbook["speedup_vs_textbook"] == pytest.approx(4.0)
   assert with_textbook["textbook_ratio"] == pytest.approx(0.25)
@@ -88,16 +109,18 @@ def test_train_flops_per_image_is_the_papers_count():
 @pytest.mark.parametrize("towers", [1, 2])
 def test_torch_reference_has_the_same_parameter_count_as_the_jax_model(towers):
   import torch  # pylint: disable=import-outside-toplevel
+
   with torch.device("meta"):  # Shapes only: no 61M-parameter initialisation.
-    torch_net = torch_reference.TorchAlexNet(towers=towers)
+    torch_net = torch_alexnet.TorchAlexNet(towers=towers)
   torch_count = sum(p.numel() for p in torch_net.parameters())
-  jax_count = models.count_params(nnx.eval_shape(lambda: models.AlexNet(towers=towers)))
+  jax_count = alexnet.count_params(nnx.eval_shape(lambda: alexnet.AlexNet(towers=towers)))
   assert torch_count == jax_count == {1: 62_378_344, 2: 60_965_224}[towers]
 
 
 def test_torch_reference_output_shape_at_a_small_input():
   import torch  # pylint: disable=import-outside-toplevel
-  net = torch_reference.TorchAlexNet(10, input_size=67).eval()
+
+  net = torch_alexnet.TorchAlexNet(10, input_size=67).eval()
   assert net(torch.zeros(2, 3, 67, 67)).shape == (2, 10)
   with pytest.raises(ValueError, match="input_size=40"):
-    torch_reference.TorchAlexNet(input_size=40)
+    torch_alexnet.TorchAlexNet(input_size=40)

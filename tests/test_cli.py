@@ -1,4 +1,5 @@
 """``alexnet_jax.main`` as a user runs it: a subprocess with --config overrides, on mock data."""
+
 import json
 import os
 import subprocess
@@ -12,8 +13,9 @@ SMOKE = "--config=experiments/fashion_mnist.py:smoke"
 
 
 def run_main(*args, timeout=300):
-  return subprocess.run([sys.executable, MAIN_ON_MOCK_DATA, *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, MAIN_ON_MOCK_DATA, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+  )
 
 
 def test_cli_trains_with_overrides_and_a_finished_run_exits_cleanly(tmp_path):
@@ -37,13 +39,16 @@ def test_cli_trains_with_overrides_and_a_finished_run_exits_cleanly(tmp_path):
   assert "Training on" not in again.stderr
 
 
-@pytest.mark.parametrize("override,expected", [
+@pytest.mark.parametrize(
+  "override,expected",
+  [
     ("--config.optimizer.name=adam", "config.optimizer.name='adam' is not allowed: expected one of"),
     ("--config.model.widht=0.5", "the config has no field 'widht'; Did you mean \"width\""),
     ("--config.model.zzz=1", "the config has no field 'zzz'; config.model has: dropout_rate, dtype,"),
     ("--config.model.lrn_size=4", "config.model.lrn_size=4 is not allowed: expected a positive odd integer"),
     ("--config.batch_size=many", "flag --config.batch_size=many: invalid literal for int()"),
-])
+  ],
+)
 def test_cli_bad_config_gives_one_clear_error(tmp_path, override, expected):
   result = run_main(f"--workdir={tmp_path}", SMOKE, override)
   assert result.returncode == 1
@@ -62,10 +67,20 @@ def test_cli_unknown_config_variant_is_a_clean_error(tmp_path):
 def test_cli_missing_dataset_says_what_to_install(tmp_path):
   """The real main, no mock data: an ImageNet with no tars in manual_dir is a user error."""
   result = subprocess.run(
-      [sys.executable, "-m", "alexnet_jax.main", f"--workdir={tmp_path / 'run'}",
-       "--config=experiments/imagenet2012.py:smoke", f"--config.data_dir={tmp_path / 'tfds'}",
-       f"--config.manual_dir={tmp_path / 'manual'}"],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "alexnet_jax.main",
+      f"--workdir={tmp_path / 'run'}",
+      "--config=experiments/imagenet2012.py:smoke",
+      f"--config.data_dir={tmp_path / 'tfds'}",
+      f"--config.manual_dir={tmp_path / 'manual'}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 1
   assert "ILSVRC2012_img_train.tar" in result.stderr and str(tmp_path / "manual") in result.stderr
   assert "Traceback" not in result.stderr

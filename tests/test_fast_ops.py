@@ -5,21 +5,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import layers, xla_flags
+from alexnet_jax import xla_flags
+from alexnet_jax.model import layers
 
 
 def reference_max_pool(x, window, stride):
   """The textbook max-pool; its gradient is XLA's select_and_scatter."""
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
-                               (1, stride, stride, 1), "VALID")
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, stride, stride, 1), "VALID")
 
 
 def reference_lrn(x, size=5, k=2.0, alpha=1e-4, beta=0.75):
   """Cross-channel LRN written with pow, straight from the paper's formula, in numpy."""
   x = np.asarray(x, np.float64)
   half, channels = size // 2, x.shape[-1]
-  sums = np.stack([np.sum(x[..., max(0, c - half):c + half + 1] ** 2, axis=-1)
-                   for c in range(channels)], axis=-1)
+  sums = np.stack([np.sum(x[..., max(0, c - half) : c + half + 1] ** 2, axis=-1) for c in range(channels)], axis=-1)
   return x / (k + alpha * sums) ** beta
 
 
@@ -31,8 +30,7 @@ def _value_and_vjp(fn, x, cotangent):
 # (window, stride, height, width): the paper's overlapping 3/2 at AlexNet's odd sides and an
 # even one (a right/bottom remainder the pool skips), the non-overlapping 2/2 ablation, and
 # stride > window (inputs no window covers get zero gradient).
-GEOMETRIES = [(3, 2, 13, 13), (3, 2, 14, 15), (3, 2, 27, 27), (2, 2, 12, 12), (2, 2, 13, 11),
-              (2, 3, 11, 11)]
+GEOMETRIES = [(3, 2, 13, 13), (3, 2, 14, 15), (3, 2, 27, 27), (2, 2, 12, 12), (2, 2, 13, 11), (2, 3, 11, 11)]
 
 
 @pytest.mark.parametrize("window,stride,height,width", GEOMETRIES)
@@ -67,8 +65,7 @@ def test_max_pool_under_jit_and_bfloat16_keeps_dtype_and_values():
   x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 55, 55, 4)), jnp.bfloat16)
   fast = jax.jit(layers.max_pool)(x)
   assert fast.dtype == jnp.bfloat16
-  np.testing.assert_array_equal(np.asarray(fast, np.float32),
-                                np.asarray(reference_max_pool(x, 3, 2), np.float32))
+  np.testing.assert_array_equal(np.asarray(fast, np.float32), np.asarray(reference_max_pool(x, 3, 2), np.float32))
 
 
 def test_max_pool_rejects_a_window_larger_than_the_input():
@@ -89,8 +86,7 @@ def test_lrn_matches_the_formula_and_its_finite_difference_gradient(beta):
   for index in [(0, 0, 0, 0), (1, 2, 3, 5), (0, 4, 4, 11), (1, 1, 2, 6)]:
     step = np.zeros_like(x, np.float64)
     step[index] = 1e-4
-    numeric = np.sum((reference_lrn(x + step, beta=beta) - reference_lrn(x - step, beta=beta))
-                     * cotangent) / 2e-4
+    numeric = np.sum((reference_lrn(x + step, beta=beta) - reference_lrn(x - step, beta=beta)) * cotangent) / 2e-4
     np.testing.assert_allclose(grad[index], numeric, rtol=1e-3, atol=1e-5)
 
 
@@ -106,8 +102,7 @@ def autodiff_lrn(x, size, k, alpha, beta, region):
 
 
 @pytest.mark.parametrize("region", ["across", "within"])
-@pytest.mark.parametrize("size,k,alpha,beta", [(5, 2.0, 1e-4, 0.75), (3, 1.0, 0.05, 0.75),
-                                               (5, 1.0, 2e-3, 0.6)])
+@pytest.mark.parametrize("size,k,alpha,beta", [(5, 2.0, 1e-4, 0.75), (3, 1.0, 0.05, 0.75), (5, 1.0, 2e-3, 0.6)])
 def test_lrn_custom_gradient_equals_autodiff_of_the_plain_formula(region, size, k, alpha, beta):
   rng = np.random.default_rng(size)
   # Large activations so alpha * sum(a^2) is comparable to k and the cross terms matter.

@@ -1,15 +1,17 @@
 """The tf.data input pipeline on tfds mock data, and the augmentation ops against numpy references."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from alexnet_jax import augment, datasets, input_pipeline
+from alexnet_jax.config import validation
+from alexnet_jax.data import augment, options, pipeline
 from experiments import fashion_mnist
 
-NUM_EXAMPLES = 18   # mock split size: with batch 4, an epoch ends inside a batch
+NUM_EXAMPLES = 18  # mock split size: with batch 4, an epoch ends inside a batch
 BATCH = 4
-MEAN, STD = (np.array(s, np.float32) for s in datasets.PIXEL_STATS["fashion_mnist"])
+MEAN, STD = (np.array(s, np.float32) for s in options.PIXEL_STATS["fashion_mnist"])
 
 
 def small_config(dataset="fashion_mnist", **input_fields):
@@ -34,13 +36,15 @@ def random_data():
 
 def id_examples(num_examples):
   """An ``as_dataset`` mock whose example i has label i and an image filled with the value i."""
+
   def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
     del self, split, decoders, read_config, shuffle_files
     ids = tf.data.Dataset.range(num_examples)
-    return ids.map(lambda i: {"image": tf.io.encode_png(tf.fill([28, 28, 1], tf.cast(i, tf.uint8))),
-                              "label": i})
-  return tfds.testing.mock_data(num_examples=num_examples, as_dataset_fn=as_dataset,
-                                policy=tfds.testing.MockPolicy.USE_CODE)
+    return ids.map(lambda i: {"image": tf.io.encode_png(tf.fill([28, 28, 1], tf.cast(i, tf.uint8))), "label": i})
+
+  return tfds.testing.mock_data(
+    num_examples=num_examples, as_dataset_fn=as_dataset, policy=tfds.testing.MockPolicy.USE_CODE
+  )
 
 
 def example_ids(images):
@@ -61,7 +65,7 @@ def assert_same_batches(a, b):
 
 
 def test_train_batches_have_the_promised_shapes_dtypes_and_ranges(random_data):
-  batch = next(input_pipeline.create_train_iterator(small_config(), seed=0))
+  batch = next(pipeline.create_train_iterator(small_config(), seed=0))
   assert set(batch) == {"image", "label"}
   assert batch["image"].shape == (BATCH, 32, 32, 3) and batch["image"].dtype == np.float32
   assert batch["label"].shape == (BATCH,) and batch["label"].dtype == np.int32
@@ -74,9 +78,9 @@ def test_train_batches_have_the_promised_shapes_dtypes_and_ranges(random_data):
 
 def test_same_seed_gives_the_same_batches_another_seed_others(random_data):
   config = small_config()
-  first = take(input_pipeline.create_train_iterator(config, seed=7), 3)
-  assert_same_batches(first, take(input_pipeline.create_train_iterator(config, seed=7), 3))
-  other = take(input_pipeline.create_train_iterator(config, seed=8), 3)
+  first = take(pipeline.create_train_iterator(config, seed=7), 3)
+  assert_same_batches(first, take(pipeline.create_train_iterator(config, seed=7), 3))
+  other = take(pipeline.create_train_iterator(config, seed=8), 3)
   assert not np.array_equal(first[0]["image"], other[0]["image"])
 
 
@@ -84,9 +88,9 @@ def test_same_seed_gives_the_same_batches_another_seed_others(random_data):
 @pytest.mark.parametrize("dataset", ["fashion_mnist", "imagenet2012"])
 def test_resuming_at_a_step_yields_what_an_unbroken_run_yields(random_data, dataset):
   config = small_config(dataset, pca_noise_std=0.1)
-  unbroken = take(input_pipeline.create_train_iterator(config, seed=3), 11)
+  unbroken = take(pipeline.create_train_iterator(config, seed=3), 11)
   for start_step in (3, 4, 9):  # mid-epoch, across the end of epoch 1, in epoch 3
-    resumed = input_pipeline.create_train_iterator(config, seed=3, start_step=start_step)
+    resumed = pipeline.create_train_iterator(config, seed=3, start_step=start_step)
     assert_same_batches(unbroken[start_step:], take(resumed, 11 - start_step))
 
 
@@ -96,7 +100,7 @@ def concatenated(batches, key):
 
 def test_each_epoch_is_a_fresh_permutation_of_the_split():
   with id_examples(NUM_EXAMPLES):
-    batches = take(input_pipeline.create_train_iterator(small_config(), seed=0), 9)  # two epochs
+    batches = take(pipeline.create_train_iterator(small_config(), seed=0), 9)  # two epochs
   labels = concatenated(batches, "label")
   epochs = labels[:NUM_EXAMPLES], labels[NUM_EXAMPLES:]
   for epoch in epochs:
@@ -107,7 +111,7 @@ def test_each_epoch_is_a_fresh_permutation_of_the_split():
 def test_crop_and_flip_vary_between_epochs_and_switch_off(random_data):
   def first_examples_of_two_epochs(**fields):
     config = small_config(shuffle_buffer=1, **fields)  # buffer 1: every epoch in the same order
-    batches = take(input_pipeline.create_train_iterator(config, seed=0), 6)
+    batches = take(pipeline.create_train_iterator(config, seed=0), 6)
     return [concatenated(batches, key)[[0, 1, NUM_EXAMPLES, NUM_EXAMPLES + 1]] for key in ("label", "image")]
 
   labels, images = first_examples_of_two_epochs()
@@ -120,7 +124,7 @@ def test_crop_and_flip_vary_between_epochs_and_switch_off(random_data):
 def test_eval_counts_every_example_exactly_once():
   num_examples = 23  # not a multiple of the batch size
   with id_examples(num_examples):
-    batches = list(input_pipeline.create_eval_iterator(small_config()))
+    batches = list(pipeline.create_eval_iterator(small_config()))
   assert len(batches) == -(-num_examples // BATCH)
   mask = np.concatenate([b["mask"] for b in batches])
   assert mask.dtype == np.float32 and mask.sum() == num_examples
@@ -134,47 +138,51 @@ def test_eval_counts_every_example_exactly_once():
 def test_eval_max_examples_limits_the_count(random_data):
   config = small_config()
   config.eval_max_examples = 10
-  mask = np.concatenate([b["mask"] for b in input_pipeline.create_eval_iterator(config)])
+  mask = np.concatenate([b["mask"] for b in pipeline.create_eval_iterator(config)])
   assert mask.sum() == 10 and len(mask) == 12
-  assert input_pipeline.dataset_info(config) == (NUM_EXAMPLES, 10, 10)
+  assert pipeline.dataset_info(config) == (NUM_EXAMPLES, 10, 10)
 
 
 def test_ten_crop_eval_holds_the_centre_crop_and_the_flips(random_data):
-  centre = next(input_pipeline.create_eval_iterator(small_config()))
-  ten = next(input_pipeline.create_eval_iterator(small_config(eval_crops="ten_crop")))
+  centre = next(pipeline.create_eval_iterator(small_config()))
+  ten = next(pipeline.create_eval_iterator(small_config(eval_crops="ten_crop")))
   assert ten["image"].shape == (BATCH, 10, 32, 32, 3)
   np.testing.assert_array_equal(ten["image"][:, 4], centre["image"])
   np.testing.assert_array_equal(ten["image"][:, 5:], ten["image"][:, :5, :, ::-1])
 
 
-@pytest.mark.parametrize("field,value,message", [
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
     ("crop_size", 40, "crop_size=40"),
     ("eval_crops", "five", "eval_crops='five'"),
     ("shuffle_buffer", 0, "shuffle_buffer=0"),
-])
+  ],
+)
 def test_bad_input_fields_name_the_field(field, value, message):
   with pytest.raises(ValueError, match=message):
-    input_pipeline.validate_input_config(small_config(**{field: value}))
+    validation.validate(small_config(**{field: value}), device_count=1)
 
 
 def test_bad_batch_size_and_dataset_name_the_field():
   with pytest.raises(ValueError, match="batch_size=4 must be a positive multiple of the process count 3"):
-    input_pipeline.validate_input_config(small_config(), process_count=3)
+    pipeline.local_batch_size(small_config(), process_count=3)
   config = small_config()
   config.dataset = "mnist"
   with pytest.raises(ValueError, match="config.dataset='mnist'.*fashion_mnist"):
-    input_pipeline.validate_input_config(config)
+    validation.validate(config, device_count=1)
 
 
 def test_subtract_mean_gives_the_papers_centred_raw_pixels(random_data):
-  standardized = next(input_pipeline.create_train_iterator(small_config(), seed=0))["image"]
+  standardized = next(pipeline.create_train_iterator(small_config(), seed=0))["image"]
   config = small_config()
   config.input.normalization = "subtract_mean"
-  centred = next(input_pipeline.create_train_iterator(config, seed=0))["image"]
+  centred = next(pipeline.create_train_iterator(config, seed=0))["image"]
   np.testing.assert_allclose(centred, standardized * STD * 255, rtol=1e-4, atol=1e-3)
 
 
 # The augmentation ops on small batches.
+
 
 def random_images(batch=2, height=8, width=10, channels=3, seed=0):
   return np.random.default_rng(seed).random((batch, height, width, channels), np.float32)
@@ -183,8 +191,7 @@ def random_images(batch=2, height=8, width=10, channels=3, seed=0):
 def test_ten_crops_match_numpy_slicing():
   images, s = random_images(), 5
   crops = augment.ten_crops(tf.constant(images), s).numpy()
-  expected = [images[:, :s, :s], images[:, :s, -s:], images[:, -s:, :s], images[:, -s:, -s:],
-              images[:, 1:6, 2:7]]
+  expected = [images[:, :s, :s], images[:, :s, -s:], images[:, -s:, :s], images[:, -s:, -s:], images[:, 1:6, 2:7]]
   expected += [c[:, :, ::-1] for c in expected]
   np.testing.assert_array_equal(crops, np.stack(expected, axis=1))
   np.testing.assert_array_equal(augment.center_crop(tf.constant(images), s), expected[4])
@@ -194,7 +201,7 @@ def test_random_crops_are_windows_at_every_position_independently_per_image():
   s = 4
   images = np.repeat(random_images(1, 6, 6), 200, axis=0)
   crops = augment.random_crops(tf.constant(images), s, tf.constant([1, 1])).numpy()
-  windows = {(i, j): images[0, i:i + s, j:j + s] for i in range(3) for j in range(3)}
+  windows = {(i, j): images[0, i : i + s, j : j + s] for i in range(3) for j in range(3)}
   positions = [[pos for pos, window in windows.items() if np.array_equal(window, crop)] for crop in crops]
   assert all(len(found) == 1 for found in positions)  # each crop is one window of its image
   assert {found[0] for found in positions} == set(windows)  # and all 9 positions occur
@@ -228,8 +235,9 @@ def test_pca_lighting_noise_has_the_papers_statistics():
 
 def test_resize_keeps_the_aspect_ratio_and_antialiases_when_shrinking():
   def dynamic(size, channels):  # the path for images whose size is only known per image
-    return tf.function(lambda images: augment.resize_shorter_side(images, size),
-                       input_signature=[tf.TensorSpec([None, None, channels])])
+    return tf.function(
+      lambda images: augment.resize_shorter_side(images, size), input_signature=[tf.TensorSpec([None, None, channels])]
+    )
 
   for resize in (augment.resize_shorter_side, lambda images, size: dynamic(size, images.shape[-1])(images)):
     assert resize(tf.zeros([20, 30, 3]), 10).shape == (10, 15, 3)
@@ -244,10 +252,8 @@ def test_views_of_grey_images_are_normalised_rgb_replicas():
   grey = np.random.default_rng(0).integers(0, 256, (2, 12, 12, 1), np.uint8)
   squares = augment.central_square(tf.constant(grey), 12)
   centre = augment.eval_views(squares, crop_size=8, mean=(0.5,), std=(0.25,)).numpy()
-  np.testing.assert_allclose(centre, np.repeat((grey[:, 2:10, 2:10] / 255 - 0.5) / 0.25, 3, axis=-1),
-                             atol=1e-5)
+  np.testing.assert_allclose(centre, np.repeat((grey[:, 2:10, 2:10] / 255 - 0.5) / 0.25, 3, axis=-1), atol=1e-5)
   ten = augment.eval_views(squares, crop_size=8, mean=(0.5,), std=(0.25,), ten_crop=True)
   assert ten.shape == (2, 10, 8, 8, 3)
-  view = augment.train_views(squares, tf.constant([1, 2]), crop_size=8, mean=(0.5,), std=(0.25,),
-                             lighting_std=0.1)
+  view = augment.train_views(squares, tf.constant([1, 2]), crop_size=8, mean=(0.5,), std=(0.25,), lighting_std=0.1)
   assert view.shape == (2, 8, 8, 3) and not np.allclose(view[..., 0], view[..., 1])  # coloured noise

@@ -1,11 +1,12 @@
 """LRN against independent references: TensorFlow, PyTorch and a plain numpy loop."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import test_util
 
-from alexnet_jax import layers
+from alexnet_jax.model import layers
 
 PAPER = dict(k=2.0, alpha=1e-4, beta=0.75)
 
@@ -32,9 +33,9 @@ def _numpy_lrn(x, *, size, k, alpha, beta, region):
       for j in range(w):
         for ch in range(c):
           if region == "across":
-            window = x[b, i, j, max(0, ch - half):min(c, ch + half + 1)]
+            window = x[b, i, j, max(0, ch - half) : min(c, ch + half + 1)]
           else:
-            window = x[b, max(0, i - half):min(h, i + half + 1), max(0, j - half):min(w, j + half + 1), ch]
+            window = x[b, max(0, i - half) : min(h, i + half + 1), max(0, j - half) : min(w, j + half + 1), ch]
           total = np.sum(window.astype(np.float64) ** 2)
           out[b, i, j, ch] = x[b, i, j, ch] / (k + alpha * total) ** beta
   return out
@@ -46,7 +47,8 @@ def test_across_channel_matches_tensorflow(shape, size):
   tf = pytest.importorskip("tensorflow")
   x = _activations(shape)
   expected = tf.nn.local_response_normalization(
-      x, depth_radius=size // 2, bias=PAPER["k"], alpha=PAPER["alpha"], beta=PAPER["beta"]).numpy()
+    x, depth_radius=size // 2, bias=PAPER["k"], alpha=PAPER["alpha"], beta=PAPER["beta"]
+  ).numpy()
   got = layers.local_response_norm(jnp.asarray(x), size=size, **PAPER)
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
@@ -114,12 +116,15 @@ def test_module_wraps_function():
   np.testing.assert_array_equal(module(x), expected)
 
 
-@pytest.mark.parametrize("kwargs,message", [
+@pytest.mark.parametrize(
+  "kwargs,message",
+  [
     (dict(region="x"), "region"),
     (dict(size=4), "size"),
     (dict(size=0), "size"),
     (dict(size=2.5), "size"),
-])
+  ],
+)
 def test_bad_arguments_raise(kwargs, message):
   x = jnp.ones((1, 2, 2, 3))
   with pytest.raises(ValueError, match=message):

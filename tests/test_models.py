@@ -1,11 +1,13 @@
 """AlexNet: parity with an independent PyTorch model, the paper's size facts, dropout, init, options."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from alexnet_jax import models
+from alexnet_jax.model import alexnet
+from alexnet_jax.yardsticks import torch_alexnet
 
 FEATURE_MAPS = ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")
 CONV_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5")
@@ -13,92 +15,9 @@ CONV_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5")
 SMALL = dict(width=0.25, input_size=67)
 
 
-# ----------------------------------------------------------------------------------------------
-# An independent PyTorch AlexNet (NCHW, grouped convolutions) and the weight copy into it.
-
-
-def _torch_alexnet(torch, *, towers, lrn_position, lrn_per_tower, num_classes):
-  """The paper's network written the PyTorch way: groups=towers for conv2/4/5, LRN per group."""
-  nn = torch.nn
-
-  class TorchAlexNet(nn.Module):
-
-    def __init__(self):
-      super().__init__()
-      self.conv1 = nn.Conv2d(3, 96, 11, stride=4)
-      self.conv2 = nn.Conv2d(96, 256, 5, padding=2, groups=towers)
-      self.conv3 = nn.Conv2d(256, 384, 3, padding=1)
-      self.conv4 = nn.Conv2d(384, 384, 3, padding=1, groups=towers)
-      self.conv5 = nn.Conv2d(384, 256, 3, padding=1, groups=towers)
-      self.fc6 = nn.Linear(256 * 6 * 6, 4096)
-      self.fc7 = nn.Linear(4096, 4096)
-      self.fc8 = nn.Linear(4096, num_classes)
-      # PyTorch divides alpha by size: alpha=5e-4 with size 5 is the paper's literal 1e-4.
-      self.lrn = nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
-      self.pool = nn.MaxPool2d(3, 2)
-      self.dropout = nn.Dropout(0.5)
-      self.sizes = {}
-
-    def normalize(self, x):
-      groups = towers if lrn_per_tower else 1
-      return torch.cat([self.lrn(part) for part in x.chunk(groups, dim=1)], dim=1)
-
-    def conv_block(self, name, x, lrn, pool):
-      x = getattr(self, name)(x)
-      self.sizes[name] = x.shape[-1]
-      if lrn and lrn_position == "before_relu":
-        x = self.normalize(x)
-      x = torch.relu(x)
-      if lrn and lrn_position == "after_relu":
-        x = self.normalize(x)
-      if pool:
-        x = self.pool(x)
-        self.sizes["pool" + name[-1]] = x.shape[-1]
-      return x
-
-    def forward(self, x):
-      x = self.conv_block("conv1", x, lrn=True, pool=True)
-      x = self.conv_block("conv2", x, lrn=True, pool=True)
-      x = self.conv_block("conv3", x, lrn=False, pool=False)
-      x = self.conv_block("conv4", x, lrn=False, pool=False)
-      x = self.conv_block("conv5", x, lrn=False, pool=True)
-      x = torch.flatten(x, 1)
-      x = self.dropout(torch.relu(self.fc6(x)))
-      x = self.dropout(torch.relu(self.fc7(x)))
-      return self.fc8(x)
-
-  return TorchAlexNet()
-
-
-def _conv_weight(kernel):
-  """(T, kh, kw, cin, cout/T) -> PyTorch (cout, cin, kh, kw); tower t owns outputs t*cout/T..."""
-  return np.concatenate([np.transpose(k, (3, 2, 0, 1)) for k in np.asarray(kernel)], axis=0)
-
-
-def _dense_weight(kernel):
-  """(T, in, out/T) -> PyTorch (out, in)."""
-  return np.concatenate([k.T for k in np.asarray(kernel)], axis=0)
-
-
-def _fc6_weight(kernel, side, channels):
-  """fc6 reads an NHWC flatten (h, w, c) in JAX and an NCHW flatten (c, h, w) in PyTorch."""
-  weight = _dense_weight(kernel)  # (out, h*w*c)
-  weight = weight.reshape(-1, side, side, channels).transpose(0, 3, 1, 2)
-  return weight.reshape(weight.shape[0], -1)
-
-
 def _copy_weights(torch, model, reference):
   """Loads the NNX parameters into the PyTorch reference."""
-  state = {}
-  for name, conv in zip(CONV_NAMES, model.convs):
-    state[f"{name}.weight"] = _conv_weight(conv.kernel[...])
-    state[f"{name}.bias"] = np.asarray(conv.bias[...]).reshape(-1)
-  side, channels = model.feature_sizes["pool5"], model.convs[-1].kernel.shape[-1] * model.towers
-  state["fc6.weight"] = _fc6_weight(model.fc6.kernel[...], side, channels)
-  state["fc7.weight"] = _dense_weight(model.fc7.kernel[...])
-  state["fc8.weight"] = _dense_weight(model.fc8.kernel[...])
-  for name in ("fc6", "fc7", "fc8"):
-    state[f"{name}.bias"] = np.asarray(getattr(model, name).bias[...]).reshape(-1)
+  state = torch_alexnet.state_dict_from_jax(nnx.state(model, nnx.Param))
   reference.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
 
 
@@ -114,7 +33,7 @@ def _random_params(towers, seed=0, **options):
   keeps the signal alive through all eight layers so every layer shapes the logits. numpy
   draws the 61M values in about a second, far faster than running the model's own init.
   """
-  abstract = nnx.eval_shape(lambda: models.AlexNet(10, towers=towers, rngs=nnx.Rngs(0), **options))
+  abstract = nnx.eval_shape(lambda: alexnet.AlexNet(10, towers=towers, rngs=nnx.Rngs(0), **options))
   rng = np.random.default_rng(seed)
 
   def draw(leaf):
@@ -131,7 +50,7 @@ def _model_with(params, **options):
 
   Only the parameters are real; eval mode never touches the (abstract) dropout RNG state.
   """
-  model = nnx.eval_shape(lambda: models.AlexNet(10, rngs=nnx.Rngs(0), **options))
+  model = nnx.eval_shape(lambda: alexnet.AlexNet(10, rngs=nnx.Rngs(0), **options))
   nnx.update(model, params)
   model.eval()
   return model
@@ -143,18 +62,20 @@ def full_size_params():
   return {towers: _random_params(towers, seed=towers) for towers in (1, 2)}
 
 
-@pytest.mark.parametrize("options", [
+@pytest.mark.parametrize(
+  "options",
+  [
     dict(towers=2),
     dict(towers=1),
     dict(towers=2, lrn_position="before_relu"),
     dict(towers=2, lrn_per_tower=False),
-], ids=["two_towers", "one_tower", "lrn_before_relu", "lrn_across_towers"])
+  ],
+  ids=["two_towers", "one_tower", "lrn_before_relu", "lrn_across_towers"],
+)
 def test_logits_match_pytorch(options, full_size_params):
   torch = pytest.importorskip("torch")
   model = _model_with(full_size_params[options["towers"]], **options)
-  reference = _torch_alexnet(torch, towers=options["towers"],
-                             lrn_position=options.get("lrn_position", "after_relu"),
-                             lrn_per_tower=options.get("lrn_per_tower", True), num_classes=10)
+  reference = torch_alexnet.TorchAlexNet(10, **options)
   _copy_weights(torch, model, reference)
   reference.eval()
   images = _images()
@@ -166,11 +87,12 @@ def test_logits_match_pytorch(options, full_size_params):
   # Elementwise within 1e-4 of the logits' scale.
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
   # PyTorch computes its own feature maps; they must agree with the model's size table.
-  assert reference.sizes == {k: models.feature_map_sizes(227)[k] for k in FEATURE_MAPS}
+  assert reference.sizes == {k: alexnet.feature_map_sizes(227)[k] for k in FEATURE_MAPS}
 
 
 # ----------------------------------------------------------------------------------------------
 # Variants that must actually change the network (otherwise the parity above proves less).
+
 
 @pytest.fixture(scope="module")
 def small_params():
@@ -212,28 +134,33 @@ def test_lrn_off_changes_the_output(small_params, small_images):
 
 @pytest.mark.parametrize("towers,expected", [(2, 60_965_224), (1, 62_378_344)])
 def test_parameter_count(towers, expected):
-  model = nnx.eval_shape(lambda: models.AlexNet(1000, towers=towers, rngs=nnx.Rngs(0)))
-  assert models.count_params(model) == expected
+  model = nnx.eval_shape(lambda: alexnet.AlexNet(1000, towers=towers, rngs=nnx.Rngs(0)))
+  assert alexnet.count_params(model) == expected
 
 
 def test_feature_map_sizes_227():
-  sizes = models.feature_map_sizes(227)
+  sizes = alexnet.feature_map_sizes(227)
   assert [sizes[k] for k in FEATURE_MAPS] == [55, 27, 27, 13, 13, 13, 13, 6]
 
 
 def test_paper_layer_shapes():
-  model = nnx.eval_shape(lambda: models.AlexNet(1000, rngs=nnx.Rngs(0)))
+  model = nnx.eval_shape(lambda: alexnet.AlexNet(1000, rngs=nnx.Rngs(0)))
   kernels = [tuple(conv.kernel.shape) for conv in model.convs]
-  assert kernels == [(2, 11, 11, 3, 48), (2, 5, 5, 48, 128), (2, 3, 3, 256, 192),
-                     (2, 3, 3, 192, 192), (2, 3, 3, 192, 128)]
+  assert kernels == [
+    (2, 11, 11, 3, 48),
+    (2, 5, 5, 48, 128),
+    (2, 3, 3, 256, 192),
+    (2, 3, 3, 192, 192),
+    (2, 3, 3, 192, 128),
+  ]
   assert model.fc6.kernel.shape == (2, 6 * 6 * 256, 2048)
   assert model.fc7.kernel.shape == (2, 4096, 2048)
   assert model.fc8.kernel.shape == (1, 4096, 1000)
 
 
 def test_width_multiplier_and_small_input_shapes():
-  model = nnx.eval_shape(lambda: models.AlexNet(7, width=0.5, input_size=67, rngs=nnx.Rngs(0)))
-  sizes = models.feature_map_sizes(67)
+  model = nnx.eval_shape(lambda: alexnet.AlexNet(7, width=0.5, input_size=67, rngs=nnx.Rngs(0)))
+  sizes = alexnet.feature_map_sizes(67)
   assert [sizes[k] for k in FEATURE_MAPS] == [15, 7, 7, 3, 3, 3, 3, 1]
   assert [conv.kernel.shape[-1] * 2 for conv in model.convs] == [48, 128, 192, 192, 128]
   assert model.fc6.kernel.shape == (2, 1 * 1 * 128, 1024)
@@ -244,9 +171,9 @@ def test_width_multiplier_and_small_input_shapes():
 
 
 def test_non_overlapping_pool_option():
-  sizes = models.feature_map_sizes(227, pool_window=2, pool_stride=2)
+  sizes = alexnet.feature_map_sizes(227, pool_window=2, pool_stride=2)
   assert [sizes[k] for k in FEATURE_MAPS] == [55, 27, 27, 13, 13, 13, 13, 6]
-  sizes = models.feature_map_sizes(224, pool_window=2, pool_stride=2)
+  sizes = alexnet.feature_map_sizes(224, pool_window=2, pool_stride=2)
   assert [sizes[k] for k in FEATURE_MAPS] == [54, 27, 27, 13, 13, 13, 13, 6]
 
 
@@ -260,13 +187,12 @@ def _mask_probe(rate):
   fc7's input is relu(fc6) after dropout, so with fc6 == 1 it is the dropout mask itself:
   0 where a unit was dropped, 1 / (1 - rate) where it was kept.
   """
-  model = models.AlexNet(10, dropout_rate=rate, rngs=nnx.Rngs(params=0, dropout=1), **SMALL)
+  model = alexnet.AlexNet(10, dropout_rate=rate, rngs=nnx.Rngs(params=0, dropout=1), **SMALL)
   model.fc6.kernel[...] = jnp.zeros_like(model.fc6.kernel[...])
   model.fc6.bias[...] = jnp.ones_like(model.fc6.bias[...])
   seen, fc7 = [], model.fc7
 
   class Recorder(nnx.Module):
-
     def __init__(self):
       self.layer = fc7
 
@@ -305,8 +231,9 @@ def test_dropout_off_in_eval_mode(small_images):
 BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
 # Fan-in of every layer at width 0.25 and 67x67 input: conv2/4/5 read only their own tower's
 # half of the previous layer's maps; fc6 reads pool5's 1 x 1 x 64 maps.
-SMALL_FAN_IN = dict(conv1=3 * 11 * 11, conv2=12 * 5 * 5, conv3=64 * 3 * 3, conv4=48 * 3 * 3,
-                    conv5=48 * 3 * 3, fc6=64, fc7=1024, fc8=1024)
+SMALL_FAN_IN = dict(
+  conv1=3 * 11 * 11, conv2=12 * 5 * 5, conv3=64 * 3 * 3, conv4=48 * 3 * 3, conv5=48 * 3 * 3, fc6=64, fc7=1024, fc8=1024
+)
 
 
 def _layers(model):
@@ -322,32 +249,42 @@ def _assert_init(model, weight_std, bias):
 
 
 def test_paper_init():
-  model = models.AlexNet(10, init="paper", rngs=nnx.Rngs(0), **SMALL)
-  _assert_init(model, weight_std=dict.fromkeys(SMALL_FAN_IN, 0.01),
-               bias={name: 1.0 if name in BIAS_ONE else 0.0 for name in SMALL_FAN_IN})
+  model = alexnet.AlexNet(10, init="paper", rngs=nnx.Rngs(0), **SMALL)
+  _assert_init(
+    model,
+    weight_std=dict.fromkeys(SMALL_FAN_IN, 0.01),
+    bias={name: 1.0 if name in BIAS_ONE else 0.0 for name in SMALL_FAN_IN},
+  )
   # Each tower draws its own weights (a shared key would make the towers clones).
   kernel = np.asarray(model.convs[0].kernel[...])
   assert not np.allclose(kernel[0], kernel[1])
 
 
 def test_caffe_init():
-  model = models.AlexNet(10, init="caffe", rngs=nnx.Rngs(0), **SMALL)
-  _assert_init(model,
-               weight_std={name: 0.005 if name in ("fc6", "fc7") else 0.01 for name in SMALL_FAN_IN},
-               bias={name: 0.1 if name in BIAS_ONE else 0.0 for name in SMALL_FAN_IN})
+  model = alexnet.AlexNet(10, init="caffe", rngs=nnx.Rngs(0), **SMALL)
+  _assert_init(
+    model,
+    weight_std={name: 0.005 if name in ("fc6", "fc7") else 0.01 for name in SMALL_FAN_IN},
+    bias={name: 0.1 if name in BIAS_ONE else 0.0 for name in SMALL_FAN_IN},
+  )
 
 
 def test_he_init():
-  model = models.AlexNet(10, init="he", rngs=nnx.Rngs(0), **SMALL)
-  _assert_init(model, weight_std={name: (2.0 / fan_in) ** 0.5 for name, fan_in in SMALL_FAN_IN.items()},
-               bias=dict.fromkeys(SMALL_FAN_IN, 0.0))
+  model = alexnet.AlexNet(10, init="he", rngs=nnx.Rngs(0), **SMALL)
+  _assert_init(
+    model,
+    weight_std={name: (2.0 / fan_in) ** 0.5 for name, fan_in in SMALL_FAN_IN.items()},
+    bias=dict.fromkeys(SMALL_FAN_IN, 0.0),
+  )
 
 
 # ----------------------------------------------------------------------------------------------
 # Invalid options.
 
 
-@pytest.mark.parametrize("option,value", [
+@pytest.mark.parametrize(
+  "option,value",
+  [
     ("towers", 3),
     ("towers", 0),
     ("lrn_region", "x"),
@@ -366,14 +303,15 @@ def test_he_init():
     ("pool_window", 0),
     ("pool_stride", 0),
     ("in_channels", 0),
-])
+  ],
+)
 def test_invalid_option_raises(option, value):
   kwargs = {"num_classes": 10, option: value}
   with pytest.raises(ValueError, match=option):
-    nnx.eval_shape(lambda: models.AlexNet(**kwargs, rngs=nnx.Rngs(0)))
+    nnx.eval_shape(lambda: alexnet.AlexNet(**kwargs, rngs=nnx.Rngs(0)))
 
 
 def test_too_small_input_names_smallest_size():
   with pytest.raises(ValueError, match="input_size >= 67"):
-    models.feature_map_sizes(66)
-  assert models.feature_map_sizes(67)["pool5"] == 1
+    alexnet.feature_map_sizes(66)
+  assert alexnet.feature_map_sizes(67)["pool5"] == 1

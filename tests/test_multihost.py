@@ -15,10 +15,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+import tiny_training
 from flax import nnx
 
-from alexnet_jax import sharding
-import tiny_training
+from alexnet_jax.parallel import sharding
 
 REPO = Path(__file__).resolve().parent.parent
 STEPS = 2
@@ -27,16 +27,27 @@ BATCH = 8
 
 def _run_two_processes(tmp_path, devices_per_process, tower_parallel, parallelism) -> dict:
   out = tmp_path / "result.npz"
-  worker = [sys.executable, str(REPO / "tests" / "multihost_steps.py"), f"--out={out}",
-            f"--tower_parallel={tower_parallel}", f"--parallelism={parallelism}",
-            f"--steps={STEPS}", f"--batch_size={BATCH}"]
-  launcher = [sys.executable, str(REPO / "launch" / "local_multiprocess.py"), "--num_processes=2",
-              f"--cpu_devices_per_process={devices_per_process}", "--timeout=280", "--"]
+  worker = [
+    sys.executable,
+    str(REPO / "tests" / "multihost_steps.py"),
+    f"--out={out}",
+    f"--tower_parallel={tower_parallel}",
+    f"--parallelism={parallelism}",
+    f"--steps={STEPS}",
+    f"--batch_size={BATCH}",
+  ]
+  launcher = [
+    sys.executable,
+    str(REPO / "launch" / "local_multiprocess.py"),
+    "--num_processes=2",
+    f"--cpu_devices_per_process={devices_per_process}",
+    "--timeout=280",
+    "--",
+  ]
   # LLVM optimisation off in the workers: they compile ~3x faster, and their numbers stay within
   # 1e-7 of an optimised build here (the reference below is computed optimised).
   xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
-  env = {**os.environ, "XLA_FLAGS": xla_flags,
-         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+  env = {**os.environ, "XLA_FLAGS": xla_flags, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
   done = subprocess.run(launcher + worker, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-4000:]
   return dict(np.load(out))
@@ -64,12 +75,15 @@ def _one_device_steps(model: nnx.Module) -> list[float]:
   return losses
 
 
-@pytest.mark.parametrize("devices_per_process,tower_parallel,parallelism,input_shard", [
+@pytest.mark.parametrize(
+  "devices_per_process,tower_parallel,parallelism,input_shard",
+  [
     (2, 2, "towers", [0, 2]),  # a tower pair inside each process; the processes split each batch
     (1, 2, "towers", [0, 1]),  # one device per process (as under SLURM): the pair spans both
-], ids=["pair-per-process", "pair-across-processes"])
-def test_two_processes_train_like_one(tmp_path, devices_per_process, tower_parallel, parallelism,
-                                      input_shard):
+  ],
+  ids=["pair-per-process", "pair-across-processes"],
+)
+def test_two_processes_train_like_one(tmp_path, devices_per_process, tower_parallel, parallelism, input_shard):
   result = _run_two_processes(tmp_path, devices_per_process, tower_parallel, parallelism)
   assert result["input_shard"].tolist() == input_shard
   model = _model_from(result, "initial/")

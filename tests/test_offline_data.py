@@ -1,11 +1,12 @@
 """Fashion-MNIST from Debian-style IDX files into TFDS, offline; the instructions when data is missing."""
+
 import gzip
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from alexnet_jax import datasets, input_pipeline, offline_data
+from alexnet_jax.data import datasets, fashion_mnist_offline, options, pipeline
 from experiments import fashion_mnist
 
 NUM_TRAIN, NUM_TEST = 30, 23
@@ -24,12 +25,11 @@ def source_dir(tmp_path_factory):
   directory = tmp_path_factory.mktemp("fashion-mnist")
   rng = np.random.default_rng(0)
   splits = {
-      "train": (rng.integers(0, 256, (NUM_TRAIN, 28, 28)), np.arange(NUM_TRAIN) % 10),
-      "test": (np.broadcast_to(10 * np.arange(NUM_TEST)[:, None, None], (NUM_TEST, 28, 28)),
-               np.arange(NUM_TEST) % 10),
+    "train": (rng.integers(0, 256, (NUM_TRAIN, 28, 28)), np.arange(NUM_TRAIN) % 10),
+    "test": (np.broadcast_to(10 * np.arange(NUM_TEST)[:, None, None], (NUM_TEST, 28, 28)), np.arange(NUM_TEST) % 10),
   }
   for split, (images, labels) in splits.items():
-    images_file, labels_file = offline_data.SPLIT_FILES[split]
+    images_file, labels_file = fashion_mnist_offline.SPLIT_FILES[split]
     write_idx(directory / images_file, images)
     write_idx(directory / labels_file, labels)
   return str(directory)
@@ -56,7 +56,7 @@ def config_for(data_dir, dataset="fashion_mnist"):
 @pytest.fixture(scope="module")
 def built_dir(source_dir, tmp_path_factory):
   data_dir = tmp_path_factory.mktemp("tfds")
-  offline_data.prepare_fashion_mnist(str(data_dir), source_dir)
+  fashion_mnist_offline.prepare_fashion_mnist(str(data_dir), source_dir)
   return data_dir
 
 
@@ -70,21 +70,19 @@ def test_the_catalog_builder_loads_what_was_built(source_dir, built_dir, tmp_pat
   for split, size in (("train", NUM_TRAIN), ("test", NUM_TEST)):
     assert builder.info.splits[split].num_examples == size
     stored = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-    images, labels = offline_data.read_split(source_dir, split)
-    for got, expected in zip(sorted_examples(stored["image"], stored["label"]),
-                             sorted_examples(images, labels)):
+    images, labels = fashion_mnist_offline.read_split(source_dir, split)
+    for got, expected in zip(sorted_examples(stored["image"], stored["label"]), sorted_examples(images, labels)):
       np.testing.assert_array_equal(got, expected)
 
 
-def test_the_pipeline_builds_it_when_missing_and_shares_eval_over_processes(
-    source_dir, tmp_path, monkeypatch):
-  monkeypatch.setattr(offline_data, "DEBIAN_DIR", source_dir)
+def test_the_pipeline_builds_it_when_missing_and_shares_eval_over_processes(source_dir, tmp_path, monkeypatch):
+  monkeypatch.setattr(fashion_mnist_offline, "DEBIAN_DIR", source_dir)
   config = config_for(tmp_path)
-  assert input_pipeline.dataset_info(config) == (NUM_TRAIN, NUM_TEST, 10)
+  assert pipeline.dataset_info(config) == (NUM_TRAIN, NUM_TEST, 10)
   assert tfds.builder("fashion_mnist", data_dir=str(tmp_path)).is_prepared()
   seen, batch_counts = [], set()
   for process in range(3):  # batch 6 -> 2 per process; 23 examples -> 8, 8, 7 -> 4 batches each
-    batches = list(input_pipeline.create_eval_iterator(config, process_index=process, process_count=3))
+    batches = list(pipeline.create_eval_iterator(config, process_index=process, process_count=3))
     batch_counts.add(len(batches))
     for batch in batches:
       real = batch["mask"] == 1
@@ -99,7 +97,7 @@ def test_train_processes_read_disjoint_shares(built_dir):
   config.train_split = "test"  # identifiable images; 23 -> 11 per process -> 3 batches of 3
   shares = []
   for process in range(2):
-    batches = input_pipeline.create_train_iterator(config, seed=0, process_index=process, process_count=2)
+    batches = pipeline.create_train_iterator(config, seed=0, process_index=process, process_count=2)
     ids = np.concatenate([ids_of_test_images(next(batches)["image"]) for _ in range(3)])
     assert len(set(ids)) == 9
     shares.append(set(ids))
@@ -108,7 +106,7 @@ def test_train_processes_read_disjoint_shares(built_dir):
 
 def ids_of_test_images(images):
   """Recovers i from a normalised test image filled with the value 10 i."""
-  mean, std = datasets.PIXEL_STATS["fashion_mnist"]
+  mean, std = options.PIXEL_STATS["fashion_mnist"]
   pixels = images.reshape(len(images), -1).mean(axis=1) * std[0] + mean[0]
   return np.rint(pixels * 255 / 10).astype(int)
 
@@ -116,50 +114,54 @@ def ids_of_test_images(images):
 def test_read_idx_rejects_other_files(tmp_path):
   write_idx(tmp_path / "labels.gz", np.zeros(4))
   with pytest.raises(ValueError, match="expected 2051"):
-    offline_data.read_idx(str(tmp_path / "labels.gz"), ndim=3)
+    fashion_mnist_offline.read_idx(str(tmp_path / "labels.gz"), ndim=3)
 
 
 @pytest.fixture
 def offline(monkeypatch):
   """TFDS downloads fail at once, as they do here after minutes of retries."""
+
   def fail(self, *args, **kwargs):
     raise ConnectionError(f"cannot reach the download host of {self.name}")
+
   monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", fail)
 
 
 def test_missing_fashion_mnist_says_which_package_to_install(tmp_path, monkeypatch, offline):
-  monkeypatch.setattr(offline_data, "DEBIAN_DIR", str(tmp_path / "not-installed"))
+  monkeypatch.setattr(fashion_mnist_offline, "DEBIAN_DIR", str(tmp_path / "not-installed"))
   with pytest.raises(datasets.DatasetUnavailableError) as error:
-    input_pipeline.dataset_info(config_for(tmp_path / "tfds"))
+    pipeline.dataset_info(config_for(tmp_path / "tfds"))
   message = str(error.value)
   assert "apt-get install dataset-fashion-mnist" in message
   assert "/usr/share/datasets/fashion-mnist" in message and str(tmp_path / "tfds") in message
-  assert "python -m alexnet_jax.offline_data" in message
+  assert "python -m alexnet_jax.data.fashion_mnist_offline" in message
   assert isinstance(error.value.__cause__, ConnectionError)
 
 
 def test_missing_cifar10_says_it_needs_a_download_or_a_prepared_data_dir(tmp_path, offline):
   with pytest.raises(datasets.DatasetUnavailableError, match="needs one online run.*config.data_dir"):
-    input_pipeline.dataset_info(config_for(tmp_path, "cifar10"))
+    pipeline.dataset_info(config_for(tmp_path, "cifar10"))
 
 
 def test_missing_imagenet_names_the_tars_and_where_they_go(tmp_path):
   config = config_for(tmp_path / "tfds", "imagenet2012")  # TFDS itself fails: nothing is mocked
   with pytest.raises(datasets.DatasetUnavailableError) as error:
-    input_pipeline.create_train_iterator(config, seed=0)
-  assert all(s in str(error.value) for s in (
-      "ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", str(tmp_path / "tfds" / "downloads" / "manual")))
+    pipeline.create_train_iterator(config, seed=0)
+  assert all(
+    s in str(error.value)
+    for s in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", str(tmp_path / "tfds" / "downloads" / "manual"))
+  )
   config.manual_dir = str(tmp_path / "my-tars")
   with pytest.raises(datasets.DatasetUnavailableError, match=f"into {config.manual_dir} "):
-    input_pipeline.dataset_info(config)
+    pipeline.dataset_info(config)
 
 
-@pytest.mark.skipif(not offline_data.has_source_files(), reason="dataset-fashion-mnist not installed")
+@pytest.mark.skipif(not fashion_mnist_offline.has_source_files(), reason="dataset-fashion-mnist not installed")
 def test_fashion_mnist_pixel_stats_are_those_of_the_real_train_split():
-  images, _ = offline_data.read_split(offline_data.DEBIAN_DIR, "train")
+  images, _ = fashion_mnist_offline.read_split(fashion_mnist_offline.DEBIAN_DIR, "train")
   counts = np.bincount(images.ravel(), minlength=256)  # a histogram: exact and fast
   values = np.arange(256) / 255.0
   mean = counts @ values / counts.sum()
   std = np.sqrt(counts @ (values - mean) ** 2 / counts.sum())
-  expected_mean, expected_std = datasets.PIXEL_STATS["fashion_mnist"]
+  expected_mean, expected_std = options.PIXEL_STATS["fashion_mnist"]
   np.testing.assert_allclose([mean, std], [expected_mean[0], expected_std[0]], atol=1e-7)

@@ -1,11 +1,12 @@
 """The update rules against the paper's equations in numpy, and the learning-rate schedules."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from alexnet_jax import optimizers
+from alexnet_jax.train import optimizers
 from experiments import fashion_mnist
 
 # Three steps at eps = 0.01, then the paper's drop to 0.001 for three more.

@@ -1,5 +1,6 @@
 """When things go wrong: missing data, a foreign or unwritable workdir, NaN, signals, kill -9,
 unreadable checkpoints. The CLI cases run ``alexnet_jax.main`` in a subprocess on mock data."""
+
 import json
 import os
 import random
@@ -9,13 +10,14 @@ import sys
 import time
 
 import jax
+import mock_inputs
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
-import mock_inputs
-from alexnet_jax import checkpointing, datasets, divergence, offline_data, preemption, train, workdir
+from alexnet_jax.data import datasets, fashion_mnist_offline
+from alexnet_jax.train import checkpoints, divergence, loop, preemption, run_dir
 from experiments import fashion_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,8 +28,9 @@ SMOKE = "--config=experiments/fashion_mnist.py:smoke"
 @pytest.fixture
 def mock_data():
   with mock_inputs.mock_data():
-    from alexnet_jax import input_pipeline
-    yield input_pipeline
+    from alexnet_jax.data import pipeline
+
+    yield pipeline
 
 
 def _checkpoint_steps(run_dir):
@@ -41,21 +44,34 @@ def _params(run_dir, step):
 
 # --- 2. Missing data -------------------------------------------------------------------------------
 
+
 def test_missing_imagenet_says_which_files_go_where(tmp_path):
   data_dir = tmp_path / "tfds"
   result = subprocess.run(
-      [sys.executable, "-m", "alexnet_jax.main", f"--workdir={tmp_path / 'run'}",
-       "--config=experiments/imagenet2012.py:smoke", f"--config.data_dir={data_dir}"],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "alexnet_jax.main",
+      f"--workdir={tmp_path / 'run'}",
+      "--config=experiments/imagenet2012.py:smoke",
+      f"--config.data_dir={data_dir}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
-  assert (f"put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (as downloaded, not extracted)"
-          f" into {data_dir}/downloads/manual") in result.stderr
+  assert (
+    f"put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (as downloaded, not extracted)"
+    f" into {data_dir}/downloads/manual"
+  ) in result.stderr
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
 def test_missing_fashion_mnist_offline_says_which_package_to_install(tmp_path, monkeypatch):
-  monkeypatch.setattr(offline_data, "has_source_files", lambda directory: False)  # no Debian copy
+  monkeypatch.setattr(fashion_mnist_offline, "has_source_files", lambda directory: False)  # no Debian copy
 
   def offline(self, *args, **kwargs):  # what TFDS raises after its retries, without the wait
     raise ConnectionError("Failed to establish a new connection: Network is unreachable")
@@ -68,39 +84,40 @@ def test_missing_fashion_mnist_offline_says_which_package_to_install(tmp_path, m
   message = str(error.value)
   assert f"fashion_mnist is not prepared in {tmp_path}" in message
   assert "Network is unreachable" in message
-  assert offline_data.INSTALL_HINT in message and "dataset-fashion-mnist" in message
+  assert fashion_mnist_offline.INSTALL_HINT in message and "dataset-fashion-mnist" in message
 
 
 # --- 3. Workdir safety -----------------------------------------------------------------------------
 
+
 def test_a_workdir_of_another_config_is_refused_with_the_differences(tmp_path):
   config = json.loads(fashion_mnist.get_config("smoke").to_json_best_effort())
-  workdir.prepare(str(tmp_path), config, allow_config_change=False)
-  workdir.prepare(str(tmp_path), config, allow_config_change=False)  # the same config resumes
+  run_dir.prepare(str(tmp_path), config, allow_config_change=False)
+  run_dir.prepare(str(tmp_path), config, allow_config_change=False)  # the same config resumes
   changed = json.loads(json.dumps(config))
   changed["model"]["dropout_rate"], changed["batch_size"] = 0.3, 32
-  with pytest.raises(workdir.WorkdirError) as error:
-    workdir.prepare(str(tmp_path), changed, allow_config_change=False)
+  with pytest.raises(run_dir.WorkdirError) as error:
+    run_dir.prepare(str(tmp_path), changed, allow_config_change=False)
   message = str(error.value)
   assert "batch_size: 16 in the workdir, 32 now" in message
   assert f"model.dropout_rate: {config['model']['dropout_rate']} in the workdir, 0.3 now" in message
   assert "--allow_config_change" in message and "num_train_steps" not in message
-  workdir.prepare(str(tmp_path), changed, allow_config_change=True)  # allowed, and now recorded
-  workdir.prepare(str(tmp_path), changed, allow_config_change=False)
+  run_dir.prepare(str(tmp_path), changed, allow_config_change=True)  # allowed, and now recorded
+  run_dir.prepare(str(tmp_path), changed, allow_config_change=False)
 
 
 def test_an_unwritable_workdir_fails_before_training(mock_data, tmp_path, monkeypatch):
   blocker = tmp_path / "a_file"
   blocker.write_text("")
   monkeypatch.setattr(mock_data, "dataset_info", lambda config: pytest.fail("data was loaded"))
-  with pytest.raises(workdir.WorkdirError, match="is not a writable directory"):
-    train.train_and_evaluate(fashion_mnist.get_config("smoke"), str(blocker / "run"))
+  with pytest.raises(run_dir.WorkdirError, match="is not a writable directory"):
+    loop.train_and_evaluate(fashion_mnist.get_config("smoke"), str(blocker / "run"))
   read_only = tmp_path / "read_only"
   read_only.mkdir()
   monkeypatch.setattr(os, "makedirs", lambda *a, **k: None)
   monkeypatch.setattr("tempfile.NamedTemporaryFile", _permission_denied)
-  with pytest.raises(workdir.WorkdirError, match="Permission denied"):
-    train.train_and_evaluate(fashion_mnist.get_config("smoke"), str(read_only))
+  with pytest.raises(run_dir.WorkdirError, match="Permission denied"):
+    loop.train_and_evaluate(fashion_mnist.get_config("smoke"), str(read_only))
 
 
 def _permission_denied(*args, **kwargs):  # what a read-only directory gives (root ignores chmod)
@@ -109,24 +126,26 @@ def _permission_denied(*args, **kwargs):  # what a read-only directory gives (ro
 
 # --- 4. NaN or Inf loss ----------------------------------------------------------------------------
 
-def test_a_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(mock_data, tmp_path,
-                                                                         monkeypatch):
+
+def test_a_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(mock_data, tmp_path, monkeypatch):
   config = fashion_mnist.get_config("smoke")
   config.num_train_steps, config.checkpoint_every_steps, config.log_every_steps = 8, 2, 4
   config.eval_every_steps = 8  # no eval before the NaN: one compile less
   real_iterator = mock_data.create_train_iterator
 
   def nan_at_step_5(config, *, seed, start_step=0, **kwargs):
-    for step, batch in enumerate(real_iterator(config, seed=seed, start_step=start_step, **kwargs),
-                                 start=start_step + 1):
+    for step, batch in enumerate(
+      real_iterator(config, seed=seed, start_step=start_step, **kwargs), start=start_step + 1
+    ):
       if step == 5:
         batch = dict(batch, image=np.full_like(batch["image"], np.inf))
       yield batch
 
   monkeypatch.setattr(mock_data, "create_train_iterator", nan_at_step_5)
-  with pytest.raises(divergence.DivergedError,
-                     match=r"loss is nan at step 5; .*last good checkpoint \(step 4\) is kept"):
-    train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(
+    divergence.DivergedError, match=r"loss is nan at step 5; .*last good checkpoint \(step 4\) is kept"
+  ):
+    loop.train_and_evaluate(config, str(tmp_path))
   assert _checkpoint_steps(str(tmp_path)) == [2, 4]
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(_params(str(tmp_path), 4)))
 
@@ -140,8 +159,9 @@ def test_non_finite_parameters_are_never_saved():
 
 # --- 7. Unreadable checkpoints ---------------------------------------------------------------------
 
+
 def _save_steps(directory, steps):
-  checkpointer = checkpointing.Checkpointer(directory, keep=5, every_steps=1)
+  checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
   for step in steps:
     checkpointer.save(step, {"w": np.full(64, step, np.float32)}, {"input_position": step})
   checkpointer.close()
@@ -159,21 +179,21 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, 
   directory = str(tmp_path / "checkpoints")
   _save_steps(directory, [1, 2, 3])
   _truncate_files(os.path.join(directory, "3"))
-  checkpointer = checkpointing.Checkpointer(directory, keep=5, every_steps=1)
+  checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
   state, meta = checkpointer.restore_latest({"w": jax.numpy.zeros(64, np.float32)})
   assert meta == {"input_position": 2} and float(state["w"][0]) == 2
   assert "Checkpoint at step 3" in caplog.text and "cannot be read" in caplog.text
-  assert os.path.isdir(os.path.join(directory, checkpointing.UNREADABLE_DIR, "3"))
+  assert os.path.isdir(os.path.join(directory, checkpoints.UNREADABLE_DIR, "3"))
   checkpointer.save(3, {"w": np.full(64, 3.5, np.float32)}, {"input_position": 3})  # redo step 3
   checkpointer.close()
-  assert checkpointing.Checkpointer(directory, keep=5, every_steps=1).latest_step() == 3
+  assert checkpoints.Checkpointer(directory, keep=5, every_steps=1).latest_step() == 3
 
 
 def test_a_half_written_checkpoint_is_never_a_step(tmp_path):
   directory = str(tmp_path / "checkpoints")
   _save_steps(directory, [1])
   os.makedirs(os.path.join(directory, "2.orbax-checkpoint-tmp-1234", "state"))  # killed mid-save
-  checkpointer = checkpointing.Checkpointer(directory, keep=5, every_steps=1)
+  checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
   _, meta = checkpointer.restore_latest({"w": jax.numpy.zeros(64, np.float32)})
   assert checkpointer.latest_step() == 1 and meta == {"input_position": 1}
   checkpointer.close()
@@ -184,20 +204,22 @@ def test_no_readable_checkpoint_over_an_existing_run_is_an_error_not_a_fresh_sta
   _save_steps(directory, [1, 2])
   for step in ("1", "2"):
     _truncate_files(os.path.join(directory, step))
-  checkpointer = checkpointing.Checkpointer(directory, keep=5, every_steps=1)
-  with pytest.raises(checkpointing.CheckpointError, match="none can be read.*Refusing to start"):
+  checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
+  with pytest.raises(checkpoints.CheckpointError, match="none can be read.*Refusing to start"):
     checkpointer.restore_latest({"w": jax.numpy.zeros(64, np.float32)})
   assert ocp.CheckpointManager(directory).all_steps() == [1, 2]  # nothing was moved away
 
 
 # --- 5. SIGTERM and SIGINT -------------------------------------------------------------------------
 
+
 class Training:
   """A CLI training subprocess whose log lines are read as they come."""
 
   def __init__(self, *args):
-    self.process = subprocess.Popen([*MAIN_ON_MOCK_DATA, *args], cwd=REPO, stderr=subprocess.PIPE,
-                                    stdout=subprocess.DEVNULL, text=True)
+    self.process = subprocess.Popen(
+      [*MAIN_ON_MOCK_DATA, *args], cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
     self.lines = []
 
   def wait_for(self, text, timeout=180):
@@ -218,9 +240,14 @@ class Training:
 
 def test_sigterm_and_sigint_checkpoint_flush_and_resume(tmp_path):
   run_dir = str(tmp_path / "run")
-  args = (f"--workdir={run_dir}", SMOKE, "--config.num_train_steps=10000",
-          "--config.log_every_steps=1", "--config.checkpoint_every_steps=5000",
-          "--config.eval_every_steps=5000")
+  args = (
+    f"--workdir={run_dir}",
+    SMOKE,
+    "--config.num_train_steps=10000",
+    "--config.log_every_steps=1",
+    "--config.checkpoint_every_steps=5000",
+    "--config.eval_every_steps=5000",
+  )
   first = Training(*args)
   assert first.wait_for("step 3/10000")
   first.process.send_signal(signal.SIGTERM)
@@ -243,6 +270,7 @@ def test_sigterm_and_sigint_checkpoint_flush_and_resume(tmp_path):
 
 def _logged_train_steps(run_dir):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   steps = set()
   for name in os.listdir(run_dir):
     if name.startswith("events.out.tfevents"):
@@ -258,11 +286,16 @@ KILL_RUN_STEPS = 16
 
 
 def test_kill_9_at_random_moments_resumes_to_the_uninterrupted_result(mock_data, tmp_path):
-  overrides = {"num_train_steps": KILL_RUN_STEPS, "checkpoint_every_steps": 1, "keep_checkpoints": 2,
-               "log_every_steps": 1, "eval_every_steps": KILL_RUN_STEPS}
+  overrides = {
+    "num_train_steps": KILL_RUN_STEPS,
+    "checkpoint_every_steps": 1,
+    "keep_checkpoints": 2,
+    "log_every_steps": 1,
+    "eval_every_steps": KILL_RUN_STEPS,
+  }
   config = fashion_mnist.get_config("smoke")
   config.update(overrides)
-  train.train_and_evaluate(config, str(tmp_path / "straight"))
+  loop.train_and_evaluate(config, str(tmp_path / "straight"))
   want = _params(str(tmp_path / "straight"), KILL_RUN_STEPS)
 
   run_dir = str(tmp_path / "killed")

@@ -11,11 +11,12 @@ import re
 import jax
 import numpy as np
 import pytest
+import tiny_training
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from alexnet_jax import models, sharding
-import tiny_training
+from alexnet_jax.model import alexnet
+from alexnet_jax.parallel import sharding
 
 BATCH = 8
 STEPS = 2
@@ -97,14 +98,23 @@ def _train(initial_model, mesh, parallelism):
     losses.append(float(loss))
     grads.append(_numpy(step_grads))
   hlo = tiny_training.jit_sgd_step.lower(model, batch, mesh=mesh, parallelism=parallelism).compile().as_text()
-  return {"losses": losses, "grads": grads, "params": _numpy(nnx.state(model, nnx.Param)),
-          "rng": _numpy(nnx.state(model, nnx.RngState)), "hlo": hlo, "mesh": mesh,
-          "parallelism": parallelism, "model": model}
+  return {
+    "losses": losses,
+    "grads": grads,
+    "params": _numpy(nnx.state(model, nnx.Param)),
+    "rng": _numpy(nnx.state(model, nnx.RngState)),
+    "hlo": hlo,
+    "mesh": mesh,
+    "parallelism": parallelism,
+    "model": model,
+  }
 
 
 def _numpy(state) -> dict:
-  return {path: np.asarray(jax.random.key_data(v) if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) else v)
-          for path, v in _flat(state).items()}
+  return {
+    path: np.asarray(jax.random.key_data(v) if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) else v)
+    for path, v in _flat(state).items()
+  }
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +134,9 @@ def test_sharded_step_matches_one_device(layout_run, reference):
   np.testing.assert_allclose(layout_run["losses"], reference["losses"], **TOLERANCE)
   for step in range(STEPS):
     for path, want in reference["grads"][step].items():
-      np.testing.assert_allclose(layout_run["grads"][step][path], want, **TOLERANCE,
-                                 err_msg=f"gradient of {path} at step {step}")
+      np.testing.assert_allclose(
+        layout_run["grads"][step][path], want, **TOLERANCE, err_msg=f"gradient of {path} at step {step}"
+      )
   for path, want in reference["params"].items():
     np.testing.assert_allclose(layout_run["params"][path], want, **TOLERANCE, err_msg=f"param {path}")
 
@@ -143,9 +154,10 @@ def test_dropout_drew_masks_and_rng_state_comes_back(layout_run, reference, init
 # ---- The communication pattern, read from the compiled HLO ----------------------------------
 
 _COLLECTIVE = re.compile(
-    r"^\s*(?:ROOT )?%\S+ = (?P<type>\(.*?\)|\S+) (?P<kind>all-gather|all-reduce|reduce-scatter|"
-    r"all-to-all|collective-permute|collective-broadcast)(?:-start)?\(.*replica_groups="
-    r"(?P<groups>\{[{}\d,]*\}|\[[\d,]+\]<=\[[\d,]+\](?:T\([\d,]+\))?|mesh\[[^\]]*\] \{[^}]*\})")
+  r"^\s*(?:ROOT )?%\S+ = (?P<type>\(.*?\)|\S+) (?P<kind>all-gather|all-reduce|reduce-scatter|"
+  r"all-to-all|collective-permute|collective-broadcast)(?:-start)?\(.*replica_groups="
+  r"(?P<groups>\{[{}\d,]*\}|\[[\d,]+\]<=\[[\d,]+\](?:T\([\d,]+\))?|mesh\[[^\]]*\] \{[^}]*\})"
+)
 
 
 def _collectives(hlo: str, num_devices: int) -> list[tuple[str, list[tuple[int, ...]], frozenset]]:
@@ -154,8 +166,7 @@ def _collectives(hlo: str, num_devices: int) -> list[tuple[str, list[tuple[int, 
   for line in hlo.splitlines():
     match = _COLLECTIVE.match(line)
     if match:
-      shapes = [tuple(int(d) for d in dims.split(",") if d)
-                for dims in re.findall(r"\w+\[([\d,]*)\]", match["type"])]
+      shapes = [tuple(int(d) for d in dims.split(",") if d) for dims in re.findall(r"\w+\[([\d,]*)\]", match["type"])]
       found.append((match["kind"], shapes, _replica_groups(match["groups"], num_devices)))
   return found
 
@@ -192,17 +203,17 @@ def _mesh_groups(mesh):
 def _exchanges(model, parallelism, rows):
   """Shapes at the towers' meeting points on one device: (gathered, own slice) per exchange."""
   towers = model.fc6.kernel.shape[0]
-  sizes = models.feature_map_sizes(tiny_training.INPUT_SIZE)
+  sizes = alexnet.feature_map_sizes(tiny_training.INPUT_SIZE)
   conv2_out, conv5_out = (towers * model.convs[i].kernel.shape[-1] for i in (1, 4))
   fc6_out, fc7_out = (towers * layer.kernel.shape[-1] for layer in (model.fc6, model.fc7))
   fc_inputs = [((rows, fc6_out), (rows, fc6_out // towers)), ((rows, fc7_out), (rows, fc7_out // towers))]
   if parallelism == "weird_trick":  # conv features gathered over the batch, then the FC exchanges
     flat = sizes["pool5"] ** 2 * conv5_out
     return [((rows, flat), (rows // towers, flat))] + fc_inputs
-  return [((rows, sizes["pool2"], sizes["pool2"], conv2_out),
-           (rows, sizes["pool2"], sizes["pool2"], conv2_out // towers)),
-          ((rows, sizes["pool5"], sizes["pool5"], conv5_out),
-           (rows, sizes["pool5"], sizes["pool5"], conv5_out // towers))] + fc_inputs
+  return [
+    ((rows, sizes["pool2"], sizes["pool2"], conv2_out), (rows, sizes["pool2"], sizes["pool2"], conv2_out // towers)),
+    ((rows, sizes["pool5"], sizes["pool5"], conv5_out), (rows, sizes["pool5"], sizes["pool5"], conv5_out // towers)),
+  ] + fc_inputs
 
 
 def test_cross_tower_traffic_only_at_exchanges_and_gradient_reduction(layout_run):
@@ -217,7 +228,8 @@ def test_cross_tower_traffic_only_at_exchanges_and_gradient_reduction(layout_run
   params = _flat(nnx.state(model, nnx.Param))
   # A gradient may be reduced whole, per tower slice or transposed: compare shapes up to that.
   local_param_shapes = {_dims(v.shape[1:]) for p, v in params.items()} | {
-      _dims(v.shape) for p, v in params.items() if specs[p] == P()}
+    _dims(v.shape) for p, v in params.items() if specs[p] == P()
+  }
   replicated_shapes = {_dims(v.shape[s:]) for p, v in params.items() if specs[p] == P() for s in (0, 1)}
 
   reductions = [(shapes, groups) for kind, shapes, groups in collectives if kind == "all-reduce"]
@@ -250,6 +262,7 @@ def _flat_specs(specs) -> dict:
 
 # ---- Several processes feeding one batch ----------------------------------------------------
 
+
 def test_single_process_reads_the_whole_batch():
   mesh = sharding.create_mesh(2)
   assert sharding.input_shard(mesh) == (0, 1)
@@ -258,12 +271,15 @@ def test_single_process_reads_the_whole_batch():
   assert batch["label"].shape == (BATCH,)
 
 
-@pytest.mark.parametrize("row_owners,expected", [
-    ([[0, 0], [1, 1]], [(0, 2), (1, 2)]),                  # a tower pair per host: one slice each
-    ([[0, 1]], [(0, 1), (0, 1)]),                          # one pair across two hosts: same slice
+@pytest.mark.parametrize(
+  "row_owners,expected",
+  [
+    ([[0, 0], [1, 1]], [(0, 2), (1, 2)]),  # a tower pair per host: one slice each
+    ([[0, 1]], [(0, 1), (0, 1)]),  # one pair across two hosts: same slice
     ([[0, 1], [2, 3]], [(0, 2), (0, 2), (1, 2), (1, 2)]),  # one GPU per process (SLURM), pairs
     ([[0, 0], [0, 0], [1, 1], [1, 1]], [(0, 2), (1, 2)]),  # two rows per host
-])
+  ],
+)
 def test_input_shard_follows_the_data_rows(row_owners, expected):
   assert [sharding.input_shard_of(row_owners, p) for p in range(len(expected))] == expected
 

@@ -11,13 +11,14 @@ import textwrap
 
 import pytest
 
-from alexnet_jax import sweep_report, sweep_runner, sweeps
+from alexnet_jax import sweeps
+from alexnet_jax.sweeps import report, runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _experiment_sweeps():
-  spec = importlib.util.spec_from_file_location("exp_sweeps", os.path.join(REPO, "experiments", "sweeps.py"))
+  spec = importlib.util.spec_from_file_location("exp_sweeps", os.path.join(REPO, "experiments", "ablations.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -42,8 +43,9 @@ FAKE_MAIN = textwrap.dedent("""
     seed = int(args.get("config.seed", 0))
     lrn = args.get("config.model.lrn", "True") == "True"
     error = 0.10 + 0.02 * dropout - (0.01 if lrn else 0.0) + 0.001 * seed
-    json.dump({"step": 10, "eval_top1_error": error, "eval_top5_error": error / 10,
-               "eval_loss": 3 * error, "train_loss": 2 * error, "wall_seconds": 60.0}, open(os.path.join(workdir, "summary.json"), "w"))
+    summary = {"step": 10, "eval_top1_error": error, "eval_top5_error": error / 10,
+               "eval_loss": 3 * error, "train_loss": 2 * error, "wall_seconds": 60.0}
+    json.dump(summary, open(os.path.join(workdir, "summary.json"), "w"))
 """)
 
 
@@ -78,8 +80,11 @@ def test_labelled_axis_and_names_are_unique():
 
 def test_override_flags_format():
   flags = sweeps.override_flags({"model.lrn": False, "model.dropout_rate": 0.25, "schedule.boundaries": (0.5, 0.75)})
-  assert flags == ["--config.model.lrn=False", "--config.model.dropout_rate=0.25",
-                   "--config.schedule.boundaries=(0.5,0.75)"]
+  assert flags == [
+    "--config.model.lrn=False",
+    "--config.model.dropout_rate=0.25",
+    "--config.schedule.boundaries=(0.5,0.75)",
+  ]
 
 
 def test_experiment_sweeps_have_the_required_cells():
@@ -92,20 +97,26 @@ def test_experiment_sweeps_have_the_required_cells():
   assert {r.labels["dropout"] for r in lrn_dropout.runs} == {0.0, 0.25, 0.5, 0.75}
   pooling = module.pooling(num_seeds=4)
   assert len(pooling.runs) == 8
-  assert {(r.overrides["model.pool_window"], r.overrides["model.pool_stride"]) for r in pooling.runs} == {(3, 2), (2, 2)}
+  assert {(r.overrides["model.pool_window"], r.overrides["model.pool_stride"]) for r in pooling.runs} == {
+    (3, 2),
+    (2, 2),
+  }
 
 
 def _sweep(num_seeds=2):
-  return sweeps.Sweep("experiments/fashion_mnist.py",
-                      sweeps.product(sweeps.axis("lrn", values={"off": {"model.lrn": False},
-                                                                "across": {"model.lrn": True}}),
-                                     sweeps.axis("dropout", "model.dropout_rate", [0.0, 0.5, 0.75]),
-                                     sweeps.seeds(num_seeds)),
-                      {"num_epochs": 1.0})
+  return sweeps.Sweep(
+    "experiments/fashion_mnist.py",
+    sweeps.product(
+      sweeps.axis("lrn", values={"off": {"model.lrn": False}, "across": {"model.lrn": True}}),
+      sweeps.axis("dropout", "model.dropout_rate", [0.0, 0.5, 0.75]),
+      sweeps.seeds(num_seeds),
+    ),
+    {"num_epochs": 1.0},
+  )
 
 
 def test_plan_builds_main_commands(tmp_path):
-  jobs = sweep_runner.plan(_sweep(), str(tmp_path), ("python", "-m", "alexnet_jax.main"))
+  jobs = runner.plan(_sweep(), str(tmp_path), ("python", "-m", "alexnet_jax.main"))
   assert len(jobs) == 12
   command = jobs[0].command
   assert command[:3] == ("python", "-m", "alexnet_jax.main")
@@ -117,16 +128,16 @@ def test_plan_builds_main_commands(tmp_path):
 
 def test_runner_skips_finished_and_reports_failures(tmp_path, fake_main, monkeypatch):
   monkeypatch.setenv("FAKE_MODE", "fail_075")
-  jobs = sweep_runner.plan(_sweep(), str(tmp_path), fake_main)
+  jobs = runner.plan(_sweep(), str(tmp_path), fake_main)
   messages = []
-  failed = sweep_runner.run_locally(jobs, parallel=2, report=messages.append)
+  failed = runner.run_locally(jobs, parallel=2, report=messages.append)
   assert sorted(j.run.name for j in failed) == sorted(j.run.name for j in jobs if j.run.labels["dropout"] == 0.75)
   assert all(j.finished for j in jobs if j.run.labels["dropout"] != 0.75)
   assert sum("FAILED" in m for m in messages) == 4 and "[12/12]" in messages[-1] and "ETA" in messages[-1]
   # Re-running skips the 8 finished runs and retries only the failed ones (now succeeding).
   monkeypatch.setenv("FAKE_MODE", "")
   messages.clear()
-  assert sweep_runner.run_locally(jobs, parallel=2, report=messages.append) == []
+  assert runner.run_locally(jobs, parallel=2, report=messages.append) == []
   assert messages[0].startswith("8/12 runs already finished")
   attempts = {j.run.name: int(open(os.path.join(j.workdir, "attempts")).read()) for j in jobs}
   assert all(attempts[j.run.name] == (2 if j.run.labels["dropout"] == 0.75 else 1) for j in jobs)
@@ -134,18 +145,18 @@ def test_runner_skips_finished_and_reports_failures(tmp_path, fake_main, monkeyp
 
 def test_rerun_resumes_an_interrupted_run_in_the_same_workdir(tmp_path, fake_main, monkeypatch):
   monkeypatch.setenv("FAKE_MODE", "crash_first")
-  jobs = sweep_runner.plan(_sweep(num_seeds=1), str(tmp_path), fake_main)[:2]
-  assert len(sweep_runner.run_locally(jobs, report=lambda m: None)) == 2
-  assert sweep_runner.run_locally(jobs, report=lambda m: None) == []
+  jobs = runner.plan(_sweep(num_seeds=1), str(tmp_path), fake_main)[:2]
+  assert len(runner.run_locally(jobs, report=lambda m: None)) == 2
+  assert runner.run_locally(jobs, report=lambda m: None) == []
   for job in jobs:
     assert open(os.path.join(job.workdir, "attempts")).read() == "2"
-    log = open(os.path.join(job.workdir, sweep_runner.LOG_FILE)).read()
+    log = open(os.path.join(job.workdir, runner.LOG_FILE)).read()
     assert log.count("$ ") == 2  # both attempts logged to the same file
 
 
 def test_slurm_array_script(tmp_path):
-  jobs = sweep_runner.plan(_sweep(), str(tmp_path / "sw"), ("python", "-m", "alexnet_jax.main"))
-  path = sweep_runner.slurm_array_script(jobs, str(tmp_path / "sw"), parallel=3, sbatch_options=["--gres=gpu:1"])
+  jobs = runner.plan(_sweep(), str(tmp_path / "sw"), ("python", "-m", "alexnet_jax.main"))
+  path = runner.slurm_array_script(jobs, str(tmp_path / "sw"), parallel=3, sbatch_options=["--gres=gpu:1"])
   script = open(path).read()
   assert "#SBATCH --array=0-11%3" in script and "#SBATCH --gres=gpu:1" in script
   assert "SLURM_ARRAY_TASK_ID" in script
@@ -156,14 +167,14 @@ def test_slurm_array_script(tmp_path):
 def test_report_aggregates_fake_runs(tmp_path, fake_main):
   root = str(tmp_path / "sweep")
   sweep = _sweep(num_seeds=3)
-  jobs = sweep_runner.plan(sweep, root, fake_main)
-  sweep_runner.write_manifest(sweep, jobs, root)
-  assert sweep_runner.run_locally(jobs, parallel=2, report=lambda m: None) == []
-  cells = sweep_report.group_cells(sweep_report.load_results(root))
+  jobs = runner.plan(sweep, root, fake_main)
+  runner.write_manifest(sweep, jobs, root)
+  assert runner.run_locally(jobs, parallel=2, report=lambda m: None) == []
+  cells = report.group_cells(report.load_results(root))
   assert len(cells) == 6
   mean, std, n = cells[0].stat("eval_top1_error")  # lrn off, dropout 0: 0.10 + 0.001 * seed
   assert n == 3 and math.isclose(mean, 0.101) and math.isclose(std, 0.001)
-  written = sweep_report.write_report(root)
+  written = report.write_report(root)
   table = open(written["table"]).read()
   assert "| lrn | dropout | top-1 error (%) |" in table
   assert "| off | 0.0 | 10.10 +- 0.10 |" in table and "| across | 0.75 | 10.60 +- 0.10 |" in table
@@ -173,17 +184,17 @@ def test_report_aggregates_fake_runs(tmp_path, fake_main):
   assert written["error_plot"].endswith("error_vs_dropout.png")
   hparams_runs = sorted(os.listdir(written["hparams"]))
   assert "lrn=across,dropout=0.5,seed=2" in hparams_runs
-  curves = sweep_report.read_curves(os.path.join(written["hparams"], "lrn=across,dropout=0.5,seed=2"))
+  curves = report.read_curves(os.path.join(written["hparams"], "lrn=across,dropout=0.5,seed=2"))
   assert math.isclose(curves["eval_top1_error"][0][1], 0.10 + 0.01 - 0.01 + 0.002, rel_tol=1e-6)
 
 
 def test_report_counts_unfinished_runs(tmp_path, fake_main):
   root = str(tmp_path / "sweep")
   sweep = _sweep(num_seeds=1)
-  jobs = sweep_runner.plan(sweep, root, fake_main)
-  sweep_runner.write_manifest(sweep, jobs, root)
-  sweep_runner.run_locally(jobs[:2], report=lambda m: None)
-  written = sweep_report.write_report(root, hparams=False)
+  jobs = runner.plan(sweep, root, fake_main)
+  runner.write_manifest(sweep, jobs, root)
+  runner.run_locally(jobs[:2], report=lambda m: None)
+  written = report.write_report(root, hparams=False)
   table = open(written["table"]).read()
   assert "2/6 runs finished" in table
   assert table.count("| - | - | - | 0 |") == 4
@@ -192,13 +203,16 @@ def test_report_counts_unfinished_runs(tmp_path, fake_main):
 def test_report_draws_the_curves_the_sweep_names(tmp_path, fake_main):
   root = str(tmp_path / "sweep")
   sweep = dataclasses.replace(_sweep(num_seeds=2), curves={"lrn": "across", "dropout": (0.0, 0.75)})
-  jobs = sweep_runner.plan(sweep, root, fake_main)
-  sweep_runner.write_manifest(sweep, jobs, root)
-  assert sweep_runner.run_locally(jobs, parallel=2, report=lambda m: None) == []
-  chosen = sweep_report._curve_runs(sweep_report.load_results(root), "dropout",  # pylint: disable=protected-access
-                                    sweep_report._manifest(root)["curves"])  # pylint: disable=protected-access
+  jobs = runner.plan(sweep, root, fake_main)
+  runner.write_manifest(sweep, jobs, root)
+  assert runner.run_locally(jobs, parallel=2, report=lambda m: None) == []
+  chosen = report._curve_runs(
+    report.load_results(root),
+    "dropout",  # pylint: disable=protected-access
+    report._manifest(root)["curves"],
+  )  # pylint: disable=protected-access
   assert sorted(r.name for r in chosen) == ["lrn=across,dropout=0.0,seed=0", "lrn=across,dropout=0.75,seed=0"]
-  default = sweep_report._curve_runs(sweep_report.load_results(root), "dropout", None)  # pylint: disable=protected-access
+  default = report._curve_runs(report.load_results(root), "dropout", None)  # pylint: disable=protected-access
   assert sorted(r.name for r in default) == ["lrn=off,dropout=0.0,seed=0", "lrn=off,dropout=0.75,seed=0"]
 
 
@@ -206,8 +220,14 @@ def test_smoke_sweep_end_to_end_through_the_cli(tmp_path):
   """launch/sweep.py trains the smoke sweep (on mock data), then writes the table and plots."""
   root = tmp_path / "smoke"
   main_command = f"{sys.executable} {os.path.join(REPO, 'tests', 'mock_data_main.py')}"
-  command = [sys.executable, os.path.join(REPO, "launch", "sweep.py"), "--sweep=smoke", f"--root={root}",
-             "--parallel=2", f"--main_command={main_command}"]
+  command = [
+    sys.executable,
+    os.path.join(REPO, "launch", "sweep.py"),
+    "--sweep=smoke",
+    f"--root={root}",
+    "--parallel=2",
+    f"--main_command={main_command}",
+  ]
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
   assert "[2/2]" in result.stdout

@@ -1,4 +1,5 @@
 """The real TensorBoard server, on loopback over a smoke run's workdir, serves what the run wrote."""
+
 import json
 import socket
 import subprocess
@@ -7,11 +8,11 @@ import time
 import urllib.parse
 import urllib.request
 
+import mock_inputs
 import numpy as np
 import pytest
 
-import mock_inputs
-from alexnet_jax import summaries, train
+from alexnet_jax.train import loop, summaries
 from experiments import fashion_mnist
 
 STARTUP_SECONDS = 90
@@ -48,7 +49,7 @@ def _wait_for_tags(base, plugin, expected, server):
 def smoke_workdir(tmp_path):
   config = fashion_mnist.get_config("smoke")
   with mock_inputs.mock_data():
-    summary = train.train_and_evaluate(config, str(tmp_path))
+    summary = loop.train_and_evaluate(config, str(tmp_path))
   return str(tmp_path), summary
 
 
@@ -56,15 +57,35 @@ def test_tensorboard_serves_the_runs_scalars_and_kernel_images(smoke_workdir):
   workdir, summary = smoke_workdir
   port = _free_port()
   server = subprocess.Popen(
-      [sys.executable, "-m", "tensorboard.main", "--logdir", workdir, "--port", str(port),
-       "--host", "127.0.0.1", "--reload_interval", "1"],
-      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    [
+      sys.executable,
+      "-m",
+      "tensorboard.main",
+      "--logdir",
+      workdir,
+      "--port",
+      str(port),
+      "--host",
+      "127.0.0.1",
+      "--reload_interval",
+      "1",
+    ],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   base = f"http://127.0.0.1:{port}"
   try:
     scalar_tags = _wait_for_tags(base, "scalars", {"eval_top1_error", "train_loss"}, server)
     (run,) = scalar_tags
-    assert {"train_top1_error", "train_top5_error", "train_learning_rate", "train_images_per_second",
-            "eval_loss", "eval_top5_error"} <= set(scalar_tags[run])
+    assert {
+      "train_top1_error",
+      "train_top5_error",
+      "train_learning_rate",
+      "train_images_per_second",
+      "eval_loss",
+      "eval_top5_error",
+    } <= set(scalar_tags[run])
     query = urllib.parse.urlencode({"run": run, "tag": "eval_top1_error"})
     points = _get_json(f"{base}/data/plugin/scalars/scalars?{query}")  # [[wall_time, step, value]]
     assert [step for _, step, _ in points] == [summary["step"]]
@@ -90,7 +111,7 @@ def test_kernel_grid_lays_out_each_kernel_stretched_to_unit_range():
   grid = summaries.kernel_grid(kernels, columns=8, pad=1, scale=1)
   assert grid.shape == (3 * 12 + 1, 8 * 12 + 1, 3)
   assert grid.min() >= 0 and grid.max() <= 1
-  ninth = grid[1 + 12:1 + 12 + 11, 1 + 12:1 + 12 + 11]  # row 1, column 1 -> kernel 9
+  ninth = grid[1 + 12 : 1 + 12 + 11, 1 + 12 : 1 + 12 + 11]  # row 1, column 1 -> kernel 9
   k = kernels[..., 9]
   np.testing.assert_allclose(ninth, (k - k.min()) / (k.max() - k.min()), rtol=1e-6)
   images = summaries.conv1_kernel_images(np.stack([kernels, kernels]))

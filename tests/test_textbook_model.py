@@ -1,20 +1,21 @@
-"""The benchmark's textbook "before" computes the same network as models.AlexNet."""
-import jax
+"""The benchmark's textbook "before" computes the same network as alexnet.AlexNet."""
+
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from flax import nnx
 
-from alexnet_jax import models
-from alexnet_jax.textbook_model import LAYER_NAMES, TextbookAlexNet, copy_params, merge_towers
+from alexnet_jax.model import alexnet
+from alexnet_jax.model.alexnet import LAYER_NAMES
+from alexnet_jax.yardsticks.textbook import TextbookAlexNet, copy_params, merge_towers
 
 
 @pytest.fixture(scope="module", params=[2, 1], ids=["two_towers", "one_tower"])
 def pair(request):
-  """A models.AlexNet with random kernels and biases, its copy as a TextbookAlexNet, and a batch."""
+  """A alexnet.AlexNet with random kernels and biases, its copy as a TextbookAlexNet, and a batch."""
   towers = request.param
-  source = models.AlexNet(10, towers=towers, input_size=67, init="he", rngs=nnx.Rngs(0))
+  source = alexnet.AlexNet(10, towers=towers, input_size=67, init="he", rngs=nnx.Rngs(0))
   # Random biases too (He init has zeros), so a mis-ordered bias copy shows.
   rng = np.random.default_rng(towers)
   for layer in (*source.convs, source.fc6, source.fc7, source.fc8):
@@ -44,12 +45,14 @@ def test_textbook_gradients_match_the_model(pair):
   source, target, images = pair
   grad = nnx.jit(nnx.grad(_loss))  # jitted, as in the benchmark's train step
   source_grads, target_grads = grad(source, images), grad(target, images)
-  source_layers = dict(zip(LAYER_NAMES, (*source_grads["convs"].values(), source_grads["fc6"],
-                                         source_grads["fc7"], source_grads["fc8"])))
+  source_layers = dict(
+    zip(LAYER_NAMES, (*source_grads["convs"].values(), source_grads["fc6"], source_grads["fc7"], source_grads["fc8"]))
+  )
   for name in LAYER_NAMES:
     for param in ("kernel", "bias"):
       expected = np.asarray(merge_towers(source_layers[name][param][...]))
       got = np.asarray(target_grads[name][param][...])
       assert np.abs(expected).max() > 0, (name, param)
-      np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max(),
-                                 err_msg=f"{name}.{param}")
+      np.testing.assert_allclose(
+        got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max(), err_msg=f"{name}.{param}"
+      )

@@ -1,4 +1,5 @@
 """The CLI's smoke run gives the same metrics with the towers on two devices as on one."""
+
 import json
 import os
 import subprocess
@@ -14,9 +15,20 @@ METRICS = ("eval_top1_error", "eval_top5_error", "eval_loss", "train_loss", "tra
 def _smoke_summary(workdir, devices, *overrides):
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
   result = subprocess.run(
-      [sys.executable, MAIN_ON_MOCK_DATA, f"--workdir={workdir}",
-       "--config=experiments/fashion_mnist.py:smoke", "--config.num_train_steps=3", *overrides],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      MAIN_ON_MOCK_DATA,
+      f"--workdir={workdir}",
+      "--config=experiments/fashion_mnist.py:smoke",
+      "--config.num_train_steps=3",
+      *overrides,
+    ],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(workdir, "summary.json")) as f:
     return json.load(f)

@@ -1,34 +1,39 @@
 """train_and_evaluate end to end on mock data: every config's smoke variant, resume, summary.json."""
+
 import json
 import os
 
 import jax
 import jax.numpy as jnp
+import mock_inputs
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-import mock_inputs
-from alexnet_jax import config_validation, optimizers, sharding, train
+from alexnet_jax.config import validation
+from alexnet_jax.parallel import sharding
+from alexnet_jax.train import loop, optimizers, steps
+from alexnet_jax.train import state as state_lib
 from experiments import cifar10, fashion_mnist, imagenet2012
 
-SUMMARY_KEYS = {"step", "eval_top1_error", "eval_top5_error", "eval_loss", "wall_seconds",
-                "config_overrides", "config"}
+SUMMARY_KEYS = {"step", "eval_top1_error", "eval_top5_error", "eval_loss", "wall_seconds", "config_overrides", "config"}
 
 
 @pytest.fixture
 def mock_data():
   with mock_inputs.mock_data():
-    from alexnet_jax import input_pipeline
-    yield input_pipeline
+    from alexnet_jax.data import pipeline
+
+    yield pipeline
 
 
-@pytest.mark.parametrize("config_module", [fashion_mnist, cifar10, imagenet2012],
-                         ids=["fashion_mnist", "cifar10", "imagenet2012"])
+@pytest.mark.parametrize(
+  "config_module", [fashion_mnist, cifar10, imagenet2012], ids=["fashion_mnist", "cifar10", "imagenet2012"]
+)
 def test_smoke_config_trains_evaluates_and_writes_its_summary(config_module, mock_data, tmp_path):
   config = config_module.get_config("smoke")
   overrides = {"log_every_steps": 2}
-  summary = train.train_and_evaluate(config, str(tmp_path), overrides=overrides)
+  summary = loop.train_and_evaluate(config, str(tmp_path), overrides=overrides)
   assert summary["step"] == config.num_train_steps
   _, num_eval, _ = mock_data.dataset_info(config)
   assert summary["eval_count"] == min(num_eval, config.eval_max_examples)  # each example once
@@ -69,7 +74,7 @@ def _final_state(workdir, step):
 
 def test_resume_continues_exactly(mock_data, tmp_path, monkeypatch):
   config = _resume_config()
-  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+  straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
 
   real_iterator = mock_data.create_train_iterator
   start_steps = []
@@ -84,10 +89,11 @@ def test_resume_continues_exactly(mock_data, tmp_path, monkeypatch):
   monkeypatch.setattr(mock_data, "create_train_iterator", preempted_after_3)
   resumed_dir = str(tmp_path / "resumed")
   with pytest.raises(Preempted):
-    train.train_and_evaluate(config, resumed_dir)
-  monkeypatch.setattr(mock_data, "create_train_iterator",
-                      lambda *a, **k: (start_steps.append(k["start_step"]), real_iterator(*a, **k))[1])
-  resumed = train.train_and_evaluate(config, resumed_dir)
+    loop.train_and_evaluate(config, resumed_dir)
+  monkeypatch.setattr(
+    mock_data, "create_train_iterator", lambda *a, **k: (start_steps.append(k["start_step"]), real_iterator(*a, **k))[1]
+  )
+  resumed = loop.train_and_evaluate(config, resumed_dir)
   assert start_steps == [0, 3]
 
   want, got = _final_state(str(tmp_path / "straight"), 6), _final_state(resumed_dir, 6)
@@ -100,15 +106,15 @@ def test_resume_continues_exactly(mock_data, tmp_path, monkeypatch):
 
   # A finished run neither trains nor evaluates again; it returns its summary.
   start_steps.clear()
-  again = train.train_and_evaluate(config, resumed_dir)
+  again = loop.train_and_evaluate(config, resumed_dir)
   assert start_steps == [] and again == resumed
 
 
 def test_bad_config_is_rejected_before_training(mock_data, tmp_path):
   config = fashion_mnist.get_config("smoke")
   config.schedule.name = "exponential"
-  with pytest.raises(config_validation.ConfigError, match=r"schedule\.name='exponential'.*plateau"):
-    train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(validation.ConfigError, match=r"schedule\.name='exponential'.*plateau"):
+    loop.train_and_evaluate(config, str(tmp_path))
   assert not os.path.exists(tmp_path / "checkpoints")
 
 
@@ -116,7 +122,7 @@ def test_classification_metrics_match_numpy():
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(32, 10)).astype(np.float32)
   labels = rng.integers(0, 10, 32).astype(np.int32)
-  got = train.classification_metrics(jax.nn.log_softmax(logits), labels)
+  got = steps.classification_metrics(jax.nn.log_softmax(logits), labels)
   log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   ranks = (logits > logits[np.arange(32), labels][:, None]).sum(-1)  # classes scored higher
   np.testing.assert_allclose(got["loss"], -log_probs[np.arange(32), labels], rtol=1e-5)
@@ -127,14 +133,14 @@ def test_classification_metrics_match_numpy():
 def test_ten_crop_eval_averages_softmax_over_crops_and_honours_the_mask():
   config = imagenet2012.get_config("smoke")
   mesh = sharding.create_mesh(1)
-  model_def, state = train.create_train_state(config, mesh, optimizers.create_optimizer(config))
+  model_def, state = state_lib.create_train_state(config, mesh, optimizers.create_optimizer(config))
   rng = np.random.default_rng(0)
   size, crops, side, classes = config.batch_size, 10, config.input.crop_size, config.model.num_classes
   images = rng.normal(size=(size, crops, side, side, 3)).astype(np.float32)
   labels = rng.integers(0, classes, size).astype(np.int32)
   mask = (np.arange(size) < size - 3).astype(np.float32)  # the last three are padding
   batch = sharding.global_batch({"image": images, "label": labels, "mask": mask}, mesh)
-  sums = jax.device_get(train.jit_eval_step(model_def, mesh)(state.params, batch))
+  sums = jax.device_get(steps.jit_eval_step(model_def, mesh)(state.params, batch))
 
   forward = jax.jit(lambda params, x: model_def.eval_model(params)(x))
   logits = np.asarray(forward(state.params, images.reshape(size * crops, side, side, 3)), np.float64)
@@ -150,12 +156,14 @@ def test_train_step_is_a_function_of_seed_and_step():
   config = fashion_mnist.get_config("smoke")
   mesh = sharding.create_mesh(1)
   tx = optimizers.create_optimizer(config)
-  model_def, state = train.create_train_state(config, mesh, tx)
+  model_def, state = state_lib.create_train_state(config, mesh, tx)
   schedule = optimizers.create_schedule(config, config.num_train_steps)
-  step = train.jit_train_step(model_def, tx, schedule, mesh)
+  step = steps.jit_train_step(model_def, tx, schedule, mesh)
   rng = np.random.default_rng(0)
-  batch = sharding.global_batch({"image": rng.normal(size=(16, 67, 67, 3)).astype(np.float32),
-                                 "label": rng.integers(0, 10, 16).astype(np.int32)}, mesh)
+  batch = sharding.global_batch(
+    {"image": rng.normal(size=(16, 67, 67, 3)).astype(np.float32), "label": rng.integers(0, 10, 16).astype(np.int32)},
+    mesh,
+  )
   leaves = lambda s: [np.asarray(x) for x in jax.tree.leaves(s.params)]
   copy = lambda s: jax.tree.map(jnp.copy, s)  # the step donates its input state
   first, metrics = step(copy(state), batch)
@@ -166,6 +174,10 @@ def test_train_step_is_a_function_of_seed_and_step():
   assert int(first.step) == 1 and float(metrics["learning_rate"]) == pytest.approx(float(schedule(0)))
 
 
-def test_validation_knows_the_pipelines_datasets():
-  from alexnet_jax import datasets
-  assert set(config_validation.DATASETS) == set(datasets.PIXEL_STATS)
+def test_every_dataset_the_validator_allows_is_a_tfds_dataset():
+  import tensorflow_datasets as tfds
+
+  from alexnet_jax.data import options
+
+  for name in options.DATASETS:
+    assert tfds.builder_cls(name).name == name

@@ -10,25 +10,34 @@ import numpy as np
 import optax
 from flax import nnx
 
-from alexnet_jax import models, sharding
+from alexnet_jax.model import alexnet
+from alexnet_jax.parallel import sharding
 
 INPUT_SIZE = 67
 NUM_CLASSES = 10
 LEARNING_RATE = 0.05
 
 
-def small_model(towers: int = 2, dropout_rate: float = 0.5, seed: int = 0) -> models.AlexNet:
+def small_model(towers: int = 2, dropout_rate: float = 0.5, seed: int = 0) -> alexnet.AlexNet:
   """AlexNet at width 1/8 on 67x67 inputs: every layer, LRN and dropout, compiled in seconds."""
-  return models.AlexNet(NUM_CLASSES, towers=towers, width=0.125, input_size=INPUT_SIZE,
-                        dropout_rate=dropout_rate, init="he",
-                        rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+  return alexnet.AlexNet(
+    NUM_CLASSES,
+    towers=towers,
+    width=0.125,
+    input_size=INPUT_SIZE,
+    dropout_rate=dropout_rate,
+    init="he",
+    rngs=nnx.Rngs(params=seed, dropout=seed + 1),
+  )
 
 
 def synthetic_batch(batch_size: int, seed: int = 0) -> dict:
   """Images in [-1, 1] and integer labels, as numpy (what an input pipeline hands over)."""
   rng = np.random.default_rng(seed)
-  return {"image": rng.uniform(-1, 1, (batch_size, INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32),
-          "label": rng.integers(0, NUM_CLASSES, batch_size).astype(np.int32)}
+  return {
+    "image": rng.uniform(-1, 1, (batch_size, INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32),
+    "label": rng.integers(0, NUM_CLASSES, batch_size).astype(np.int32),
+  }
 
 
 def loss_fn(model, batch, mesh, parallelism):

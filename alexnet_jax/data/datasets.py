@@ -1,0 +1,72 @@
+"""The datasets the pipeline knows: their pixel statistics, and how each one gets onto the disk.
+
+:func:`prepared_builder` returns a TFDS builder whose data is ready to read, in this order:
+already prepared in ``config.data_dir`` -> read it (no network); ``fashion_mnist`` with Debian's
+files installed -> convert them offline (``fashion_mnist_offline.py``); otherwise TFDS's usual
+``download_and_prepare`` (online download, or ImageNet's manual tars). When that fails, a
+:class:`DatasetUnavailableError` says exactly what to install or where to put which files.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow_datasets as tfds
+from absl import logging
+
+from alexnet_jax.data import fashion_mnist_offline
+
+
+class DatasetUnavailableError(ValueError):
+  """The dataset is neither prepared nor obtainable here; the message says how to get it."""
+
+
+def prepared_builder(config) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of ``config.dataset`` in ``config.data_dir``, prepared if it was not."""
+  data_dir = config.data_dir or None
+  builder = tfds.builder(config.dataset, data_dir=data_dir)
+  if builder.is_prepared():
+    return builder
+  if config.dataset == "fashion_mnist" and fashion_mnist_offline.has_source_files(fashion_mnist_offline.DEBIAN_DIR):
+    return fashion_mnist_offline.prepare_fashion_mnist(data_dir, fashion_mnist_offline.DEBIAN_DIR)
+  logging.info(
+    "%s is not prepared in %s; asking TFDS to download and prepare it (offline, this "
+    "fails after a few minutes of retries)",
+    config.dataset,
+    builder.data_dir_root,
+  )
+  manual_dir = config.manual_dir or None
+  try:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  except Exception as error:  # noqa: BLE001 -- any failure here means: the data is not obtainable
+    raise DatasetUnavailableError(how_to_get(config.dataset, builder, manual_dir, error)) from error
+  return builder
+
+
+def how_to_get(dataset: str, builder, manual_dir: str | None, error: Exception) -> str:
+  """What the user must do so that ``dataset`` can be prepared in ``builder``'s data_dir."""
+  root = os.fspath(builder.data_dir_root)
+  failure = f"{dataset} is not prepared in {root} and TFDS could not prepare it ({type(error).__name__}: {error})."
+  if dataset == "fashion_mnist":
+    return (
+      f"{failure}\nOffline, install Debian's copy and rerun (it is converted automatically):\n"
+      f"  {fashion_mnist_offline.INSTALL_HINT}\n"
+      f"or convert the four IDX .gz files from another directory:\n"
+      f"  python -m alexnet_jax.data.fashion_mnist_offline --source_dir=DIR --data_dir={root}"
+    )
+  if dataset == "imagenet2012":
+    manual_dir = manual_dir or os.path.join(root, "downloads", "manual")
+    return (
+      f"{failure}\nImageNet must be downloaded by hand: register at"
+      f" https://image-net.org/download-images, then put ILSVRC2012_img_train.tar and"
+      f" ILSVRC2012_img_val.tar (as downloaded, not extracted)"
+      f" into {manual_dir} (or point --config.manual_dir at the directory holding them) and rerun;"
+      f" the first run converts them into {root}."
+    )
+  if dataset == "cifar10":
+    return (
+      f"{failure}\nCIFAR-10 needs one online run (TFDS downloads it from www.cs.toronto.edu), or"
+      f" --config.data_dir pointing at a directory where it is already prepared (e.g. a copy of"
+      f" ~/tensorflow_datasets/cifar10 from an online machine)."
+    )
+  return f"{failure}\nRun once online, or set --config.data_dir to a directory where it is prepared."

@@ -1,0 +1,303 @@
+"""AlexNet (Krizhevsky, Sutskever & Hinton, 2012) as a Flax NNX module, built from one layer table.
+
+:data:`CONV_LAYERS` is the paper's layer table (§3.5) as named rows; the model, the FLOP count, the
+textbook and PyTorch yardsticks and the tests all read it. For a 227x227 input:
+
+=====  ===========================  ===========  ============  ==========================
+layer  kernels                      out          connectivity  then
+=====  ===========================  ===========  ============  ==========================
+conv1  96 @ 11x11, stride 4          55x55x96     input         ReLU, LRN, max-pool 3/2
+conv2  256 @ 5x5, pad 2              27x27x256    within tower  ReLU, LRN, max-pool 3/2
+conv3  384 @ 3x3, pad 1              13x13x384    across        ReLU
+conv4  384 @ 3x3, pad 1              13x13x384    within tower  ReLU
+conv5  256 @ 3x3, pad 1              13x13x256    within tower  ReLU, max-pool 3/2
+fc6    4096                                       across        ReLU, dropout
+fc7    4096                                       across        ReLU, dropout
+fc8    num_classes                                across        (softmax in the loss)
+=====  ===========================  ===========  ============  ==========================
+
+The tower split itself (tower layers and the exchange) is in ``towers.py``, LRN and max-pooling in
+``layers.py``. With ``towers=2`` and 1000 classes the network has 60,965,224 parameters;
+``towers=1`` is the fully connected variant (62,378,344).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from alexnet_jax.config import rules
+from alexnet_jax.model import layers
+from alexnet_jax.model.towers import TowerConv, TowerDense, TowerDropout, exchange
+
+LRN_POSITIONS = ("after_relu", "before_relu")
+INIT_SCHEMES = ("paper", "caffe", "he")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvLayer:
+  """One row of the paper's convolution table."""
+
+  name: str
+  channels: int
+  kernel: int
+  stride: int
+  padding: int
+  within_tower: bool  # reads only its own tower's maps (conv2, conv4, conv5)
+  pool: bool  # followed by max-pooling
+  lrn: bool  # followed by local response normalisation
+
+
+CONV_LAYERS = (
+  ConvLayer("conv1", 96, 11, 4, 0, within_tower=False, pool=True, lrn=True),
+  ConvLayer("conv2", 256, 5, 1, 2, within_tower=True, pool=True, lrn=True),
+  ConvLayer("conv3", 384, 3, 1, 1, within_tower=False, pool=False, lrn=False),
+  ConvLayer("conv4", 384, 3, 1, 1, within_tower=True, pool=False, lrn=False),
+  ConvLayer("conv5", 256, 3, 1, 1, within_tower=True, pool=True, lrn=False),
+)
+FC_WIDTH = 4096  # fc6 and fc7
+LAYER_NAMES = (*(layer.name for layer in CONV_LAYERS), "fc6", "fc7", "fc8")
+
+# The rule for every option of AlexNet(...); config validation reports a broken one as
+# config.model.<option>. The LRN options follow layers.LRN_RULES.
+OPTION_RULES = (
+  rules.integer("num_classes", 1),
+  rules.one_of("towers", (1, 2)),
+  rules.number("width", 0.0, low_open=True),
+  rules.integer("input_size", 1),
+  rules.integer("in_channels", 1),
+  rules.boolean("lrn"),
+  rules.boolean("lrn_per_tower"),
+  rules.one_of("lrn_position", LRN_POSITIONS),
+  *(dataclasses.replace(rule, field=f"lrn_{rule.field}") for rule in layers.LRN_RULES),
+  rules.number("dropout_rate", 0.0, 1.0),
+  rules.integer("pool_window", 1),
+  rules.integer("pool_stride", 1),
+  rules.one_of("init", INIT_SCHEMES),
+)
+
+
+def check_options(**options) -> None:
+  """Raises ``rules.OptionError`` for every AlexNet option that breaks :data:`OPTION_RULES`, or a
+  ValueError when the input is too small for the layer stack; returns None otherwise."""
+  rules.check_options("AlexNet", [r for r in OPTION_RULES if r.field in options], options)
+  feature_map_sizes(options["input_size"], options["pool_window"], options["pool_stride"])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Init:
+  """Weight std and bias value per layer for one initialisation scheme."""
+
+  weight_std: dict
+  bias: dict
+
+
+def _init_scheme(name: str) -> _Init:
+  """The paper's init (§5), Caffe's bvlc_alexnet variant, or He-normal for small data.
+
+  "paper": weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7 and 0 elsewhere.
+  "caffe": as the paper but std 0.005 in fc6/fc7 and bias 0.1 where the paper has 1
+  (the paper's bias 1 gave a flat loss in Caffe).
+  "he": weights N(0, 2/fan_in), all biases 0 -- trains quickly from scratch on small data.
+  """
+  ones = ("conv2", "conv4", "conv5", "fc6", "fc7")
+  if name == "paper":
+    return _Init(weight_std={}, bias={n: 1.0 for n in ones})
+  if name == "caffe":
+    return _Init(weight_std={"fc6": 0.005, "fc7": 0.005}, bias={n: 0.1 for n in ones})
+  return _Init(weight_std={}, bias={})
+
+
+class AlexNet(nnx.Module):
+  """AlexNet with the paper's defaults; every option below is an ablation knob.
+
+  Args:
+    num_classes: outputs of fc8.
+    towers: 2 (the paper's two-GPU split) or 1 (full connectivity).
+    width: multiplier on every layer's channel count (1.0 = the paper).
+    input_size: side of the square input; pool5 must come out at least 1x1.
+    in_channels: image channels (3; grey images are replicated to RGB by the input pipeline).
+    lrn: whether conv1 and conv2 are followed by local response normalisation.
+    lrn_region: "across" channels (paper) or "within" channel (spatial window).
+    lrn_size, lrn_k, lrn_alpha, lrn_beta: LRN hyper-parameters (paper: 5, 2, 1e-4, 0.75).
+    lrn_position: "after_relu" (the paper's text) or "before_relu" (the lecture, cuda-convnet2).
+    lrn_per_tower: normalise each tower's maps on their own (the two-GPU original) rather than
+      letting the channel window cross the tower boundary (Caffe's one-GPU grouped model).
+    dropout_rate: dropout on fc6 and fc7 outputs (paper: 0.5).
+    pool_window, pool_stride: max-pool geometry (paper: 3/2 overlapping; 2/2 is the ablation).
+    init: "paper", "caffe" or "he" (see ``_init_scheme``).
+    dtype: computation dtype (parameters stay float32).
+    rngs: "params" stream for init, "dropout" stream for training.
+  """
+
+  def __init__(
+    self,
+    num_classes: int = 1000,
+    *,
+    towers: int = 2,
+    width: float = 1.0,
+    input_size: int = 227,
+    in_channels: int = 3,
+    lrn: bool = True,
+    lrn_region: str = "across",
+    lrn_size: int = 5,
+    lrn_k: float = 2.0,
+    lrn_alpha: float = 1e-4,
+    lrn_beta: float = 0.75,
+    lrn_position: str = "after_relu",
+    lrn_per_tower: bool = True,
+    dropout_rate: float = 0.5,
+    pool_window: int = 3,
+    pool_stride: int = 2,
+    init: str = "paper",
+    dtype=jnp.float32,
+    rngs: nnx.Rngs | None = None,
+  ):
+    rngs = nnx.Rngs(0) if rngs is None else rngs
+    check_options(
+      num_classes=num_classes,
+      towers=towers,
+      width=width,
+      input_size=input_size,
+      in_channels=in_channels,
+      lrn=lrn,
+      lrn_region=lrn_region,
+      lrn_size=lrn_size,
+      lrn_k=lrn_k,
+      lrn_alpha=lrn_alpha,
+      lrn_beta=lrn_beta,
+      lrn_position=lrn_position,
+      lrn_per_tower=lrn_per_tower,
+      dropout_rate=dropout_rate,
+      pool_window=pool_window,
+      pool_stride=pool_stride,
+      init=init,
+    )
+    self.lrn = (
+      layers.LocalResponseNorm(size=lrn_size, k=lrn_k, alpha=lrn_alpha, beta=lrn_beta, region=lrn_region)
+      if lrn
+      else None
+    )
+    self.lrn_position, self.lrn_per_tower = lrn_position, lrn_per_tower
+    self.pool_window, self.pool_stride = pool_window, pool_stride
+    self.towers, self.input_size, self.num_classes = towers, input_size, num_classes
+    self.feature_sizes = feature_map_sizes(input_size, pool_window, pool_stride)
+
+    scheme = _init_scheme(init)
+    std = lambda name: scheme.weight_std.get(name, 0.01) if init != "he" else None
+    channels = [scaled_channels(layer.channels, width, towers) for layer in CONV_LAYERS]
+    self.convs = nnx.List()
+    in_features = in_channels
+    for layer, out in zip(CONV_LAYERS, channels):
+      self.convs.append(
+        TowerConv(
+          in_features,
+          out,
+          towers=towers,
+          within_tower=layer.within_tower,
+          kernel_size=layer.kernel,
+          stride=layer.stride,
+          padding=layer.padding,
+          weight_std=std(layer.name),
+          bias=scheme.bias.get(layer.name, 0.0),
+          dtype=dtype,
+          rngs=rngs,
+        )
+      )
+      in_features = out
+    fc_width = scaled_channels(FC_WIDTH, width, towers)
+    flat = self.feature_sizes["pool5"] ** 2 * channels[-1]
+    self.fc6 = TowerDense(
+      flat, fc_width, towers=towers, weight_std=std("fc6"), bias=scheme.bias.get("fc6", 0.0), dtype=dtype, rngs=rngs
+    )
+    self.fc7 = TowerDense(
+      fc_width, fc_width, towers=towers, weight_std=std("fc7"), bias=scheme.bias.get("fc7", 0.0), dtype=dtype, rngs=rngs
+    )
+    self.fc8 = TowerDense(fc_width, num_classes, towers=1, weight_std=std("fc8"), bias=0.0, dtype=dtype, rngs=rngs)
+    self.dropout6 = TowerDropout(dropout_rate, rngs=rngs)
+    self.dropout7 = TowerDropout(dropout_rate, rngs=rngs)
+
+  def __call__(self, images: jax.Array, *, tower_axis: str | None = None, batch_axis: str | None = None) -> jax.Array:
+    """Logits for NHWC float images.
+
+    ``tower_axis`` names the mesh axis the towers are sharded over when called inside
+    ``jax.shard_map``, ``batch_axis`` the one the batch is split over (for dropout masks);
+    leave both None on one device or under plain ``jit`` data parallelism.
+    """
+    features = self.features(images, tower_axis=tower_axis)
+    return self.classify(features, tower_axis=tower_axis, batch_axis=batch_axis)
+
+  def features(self, images: jax.Array, *, tower_axis: str | None = None) -> jax.Array:
+    """The convolutional half, conv1 to pool5: both towers' maps, flattened (fc6's input).
+
+    Split from :meth:`classify` so that "one weird trick" parallelism can run the convolutions
+    data-parallel and only the FC layers across towers (see ``sharding.py``).
+    """
+    x = images
+    for layer, conv in zip(CONV_LAYERS, self.convs):
+      if not layer.within_tower:
+        x = exchange(x, tower_axis) if isinstance(x, list) else x
+      x = conv(x)
+      if layer.lrn and self.lrn is not None and self.lrn_position == "before_relu":
+        x = self._normalize(x, tower_axis)
+      x = [jax.nn.relu(p) for p in x]
+      if layer.lrn and self.lrn is not None and self.lrn_position == "after_relu":
+        x = self._normalize(x, tower_axis)
+      if layer.pool:
+        x = [layers.max_pool(p, self.pool_window, self.pool_stride) for p in x]
+    flat = exchange(x, tower_axis)
+    return flat.reshape(flat.shape[0], -1)
+
+  def classify(self, features: jax.Array, *, tower_axis: str | None = None, batch_axis: str | None = None) -> jax.Array:
+    """The fully connected half, fc6 to fc8, on flattened features from :meth:`features`."""
+    x = self.fc6(features)
+    x = self.dropout6([jax.nn.relu(p) for p in x], tower_axis, batch_axis)
+    x = self.fc7(exchange(x, tower_axis))
+    x = self.dropout7([jax.nn.relu(p) for p in x], tower_axis, batch_axis)
+    (logits,) = self.fc8(exchange(x, tower_axis))
+    return logits.astype(jnp.float32)
+
+  def _normalize(self, parts: list[jax.Array], tower_axis: str | None) -> list[jax.Array]:
+    """LRN per tower, or over all towers' channels with each tower keeping its own slice."""
+    if self.lrn_per_tower or self.towers == 1:
+      return [self.lrn(p) for p in parts]
+    full = self.lrn(exchange(parts, tower_axis))
+    width = parts[0].shape[-1]
+    first = 0 if tower_axis is None else jax.lax.axis_index(tower_axis) * len(parts)
+    return [jax.lax.dynamic_slice_in_dim(full, (first + t) * width, width, axis=-1) for t in range(len(parts))]
+
+
+def feature_map_sizes(input_size: int, pool_window: int = 3, pool_stride: int = 2) -> dict:
+  """Spatial side of every feature map for a square input; raises if pool5 would vanish."""
+  sizes = _feature_map_sizes(input_size, pool_window, pool_stride)
+  if min(sizes.values()) < 1:
+    smallest = next(s for s in range(1, 10_000) if min(_feature_map_sizes(s, pool_window, pool_stride).values()) >= 1)
+    raise ValueError(
+      f"AlexNet option input_size={input_size} is too small for pool {pool_window}/{pool_stride}: "
+      f"feature maps would be {sizes}; pool5 must be at least 1x1, so input_size >= {smallest}"
+    )
+  return sizes
+
+
+def _feature_map_sizes(input_size: int, pool_window: int, pool_stride: int) -> dict:
+  sizes, side = {}, input_size
+  for layer in CONV_LAYERS:
+    side = (side + 2 * layer.padding - layer.kernel) // layer.stride + 1
+    sizes[layer.name] = side
+    if layer.pool:
+      side = (side - pool_window) // pool_stride + 1
+      sizes["pool" + layer.name[-1]] = side
+  return sizes
+
+
+def count_params(model: nnx.Module) -> int:
+  """Number of scalar parameters in ``model``."""
+  return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def scaled_channels(channels: int, width: float, towers: int) -> int:
+  """Channel count times the width multiplier, rounded to a multiple of the tower count."""
+  return max(towers, int(round(channels * width / towers)) * towers)

@@ -1,0 +1,219 @@
+"""AlexNet's custom layers: local response normalisation (LRN) and max-pooling.
+
+This is the one place where LRN lives. The formula is the paper's (§3.3), literally:
+
+    b[c] = a[c] / (k + alpha * sum_{j in window(c)} a[j]**2) ** beta
+
+``alpha`` multiplies the *plain* sum of squares over the window; the window is clipped
+at the borders (no wrap-around, no division by the window size).
+
+Mapping to other libraries (paper values size=5, k=2, alpha=1e-4, beta=0.75):
+
+=================  ============================================================  =======================
+library            call                                                          alpha to pass
+=================  ============================================================  =======================
+TensorFlow         ``tf.nn.local_response_normalization(x, depth_radius=size//2,   ``alpha`` (literal)
+                   bias=k, alpha=alpha, beta=beta)`` (NHWC)
+PyTorch            ``torch.nn.LocalResponseNorm(size, alpha=alpha*size, beta,       ``alpha * size``
+                   k=k)`` (NCHW; divides alpha by ``size``)
+Caffe              ``LRN {local_size: size alpha: alpha*size beta k}``;            ``alpha * size``, or
+                   ``WITHIN_CHANNEL`` divides by ``size*size``                     ``alpha * size**2``
+cuda-convnet2      ``[rnorm] size=size scale=... pow=beta`` (divides ``scale`` by  ``alpha * size``
+                   ``size``; its ``k`` is fixed to 2 in the ``cmrnorm`` layer)
+=================  ============================================================  =======================
+
+The alpha ambiguity: cuda-convnet2's published ImageNet config uses ``scale=1e-4``, which after its
+division by ``size`` is an effective alpha of 2e-5 in the literal formula. So the paper's
+``alpha=1e-4`` may be the pre-division value. This module always takes the *literal* alpha; pass
+``alpha=2e-5`` to reproduce cuda-convnet2's effective normalisation.
+
+``region="within"`` is the within-channel ("intra-channel") variant: the sum runs over a
+``size x size`` spatial window of the same channel, clipped at the image borders.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from alexnet_jax.config import rules
+
+LRN_REGIONS = ("across", "within")
+# The one rule for LRN's hyper-parameters; AlexNet checks its lrn_* options against it too.
+LRN_RULES = (
+  rules.odd_integer("size"),
+  rules.number("k", 0.0, low_open=True),
+  rules.number("alpha", 0.0),
+  rules.number("beta", 0.0),
+  rules.one_of("region", LRN_REGIONS),
+)
+
+
+def check_lrn_options(**options) -> None:
+  """Raises ``rules.OptionError`` (a ValueError) naming every LRN option outside :data:`LRN_RULES`."""
+  rules.check_options("LRN", LRN_RULES, options)
+
+
+def local_response_norm(
+  x: jax.Array,
+  *,
+  size: int = 5,
+  k: float = 2.0,
+  alpha: float = 1e-4,
+  beta: float = 0.75,
+  region: str = "across",
+) -> jax.Array:
+  """Local response normalisation of NHWC ``x`` with the paper's literal formula.
+
+  Args:
+    x: activations, shape (N, H, W, C).
+    size: window width n (channels for "across", n x n pixels for "within"); odd.
+    k, alpha, beta: the paper's hyper-parameters (see the module docstring for
+      how they map onto other libraries).
+    region: "across" (adjacent channels, the paper) or "within" (spatial window, same channel).
+  """
+  check_lrn_options(size=size, k=k, alpha=alpha, beta=beta, region=region)
+  # Work in at least float32 (bfloat16 sums lose the small terms); keep float64 as is.
+  normalized = _lrn(x.astype(jnp.promote_types(x.dtype, jnp.float32)), size, k, alpha, beta, region)
+  return normalized.astype(x.dtype)
+
+
+def _window_sum(v: jax.Array, size: int, region: str) -> jax.Array:
+  """Sum over each element's LRN window; zero padding clips the window at the borders.
+
+  The window relation is symmetric (j is in i's window iff i is in j's), so this linear map is
+  its own transpose, which the backward pass below relies on.
+  """
+  half = size // 2
+  if region == "across":
+    window, padding = (1, 1, 1, size), ((0, 0), (0, 0), (0, 0), (half, half))
+  else:
+    window, padding = (1, size, size, 1), ((0, 0), (half, half), (half, half), (0, 0))
+  # A concrete (numpy) init value keeps the sum differentiable under jit as well.
+  return jax.lax.reduce_window(v, np.zeros((), v.dtype), jax.lax.add, window, (1, 1, 1, 1), padding)
+
+
+def _inverse_power(z: jax.Array, beta: float) -> jax.Array:
+  """``z ** -beta`` for z > 0; the paper's beta = 0.75 as ``rsqrt(z * sqrt(z))``.
+
+  XLA:CPU evaluates ``pow`` as exp(log) per element, which dominated LRN's cost; the
+  square-root form is exact to float32 rounding and several times cheaper.
+  """
+  if beta == 0.75:
+    return jax.lax.rsqrt(z * jnp.sqrt(z))
+  return jnp.power(z, -beta)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _lrn(x, size, k, alpha, beta, region):
+  return _lrn_fwd(x, size, k, alpha, beta, region)[0]
+
+
+def _lrn_fwd(x, size, k, alpha, beta, region):
+  denominator_base = k + alpha * _window_sum(jnp.square(x), size, region)
+  return x * _inverse_power(denominator_base, beta), (x, denominator_base)
+
+
+def _lrn_bwd(size, k, alpha, beta, region, residuals, grad_out):
+  """The LRN gradient in closed form, with z = k + alpha * W(x**2) and s = z**-beta:
+
+      dx = g * s - 2 * alpha * beta * x * W(g * x * s / z)
+
+  (W is the symmetric window sum). Autodiff reaches the same value through a chain of
+  intermediate arrays (and a second power); this form is two passes and one window sum.
+  """
+  del k
+  x, denominator_base = residuals
+  scale = _inverse_power(denominator_base, beta)
+  spread = _window_sum(grad_out * x * scale / denominator_base, size, region)
+  return (grad_out * scale - (2.0 * alpha * beta) * x * spread,)
+
+
+_lrn.defvjp(_lrn_fwd, _lrn_bwd)
+
+
+class LocalResponseNorm(nnx.Module):
+  """NNX wrapper of :func:`local_response_norm`; has no parameters."""
+
+  def __init__(
+    self,
+    *,
+    size: int = 5,
+    k: float = 2.0,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    region: str = "across",
+  ):
+    check_lrn_options(size=size, k=k, alpha=alpha, beta=beta, region=region)
+    self.size, self.k, self.alpha, self.beta, self.region = size, k, alpha, beta, region
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return local_response_norm(x, size=self.size, k=self.k, alpha=self.alpha, beta=self.beta, region=self.region)
+
+
+def max_pool(x: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
+  """VALID max-pooling of NHWC ``x``; window 3 / stride 2 is the paper's overlapping pool.
+
+  Same values and gradient as ``lax.reduce_window`` with ``lax.max`` (whose gradient is XLA's
+  ``select_and_scatter``), computed as the maximum of the ``window**2`` strided slices of ``x``.
+  XLA:CPU runs ``select_and_scatter`` as a slow scalar loop; the slices are plain element-wise
+  work that fuses. Ties follow XLA's rule: the first maximum in the window (row-major) gets the
+  whole gradient. See :func:`_strided_max_pool_bwd`.
+  """
+  return _strided_max_pool(x, window, stride)
+
+
+def _window_slices(x: jax.Array, window: int, stride: int) -> list[jax.Array]:
+  """The ``window**2`` strided views of NHWC ``x``, row-major in the window; each is pool-shaped."""
+  out_h = (x.shape[1] - window) // stride + 1
+  out_w = (x.shape[2] - window) // stride + 1
+  if out_h < 1 or out_w < 1:
+    raise ValueError(f"max_pool window {window} is larger than the input {x.shape[1:3]}")
+  return [
+    x[:, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride, :]
+    for i in range(window)
+    for j in range(window)
+  ]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _strided_max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
+  return functools.reduce(jnp.maximum, _window_slices(x, window, stride))
+
+
+def _strided_max_pool_fwd(x, window, stride):
+  out = _strided_max_pool(x, window, stride)
+  return out, (x, out)
+
+
+def _strided_max_pool_bwd(window, stride, residuals, grad_out):
+  """Routes each output's gradient to the first input in its window that equals the maximum.
+
+  Each window offset (i, j) contributes ``grad_out`` where its slice holds the maximum and no
+  earlier offset did; ``lax.pad`` with interior padding scatters that back onto the strided
+  input positions (the transpose of the strided slice). All of it fuses into one loop.
+  """
+  x, out = residuals
+  out_h, out_w = out.shape[1:3]
+  grad_x = jnp.zeros_like(x)
+  unclaimed = jnp.ones(out.shape, bool)
+  zero = jnp.zeros((), grad_out.dtype)
+  for index, piece in enumerate(_window_slices(x, window, stride)):
+    i, j = divmod(index, window)
+    winner = unclaimed & (piece == out)
+    unclaimed = unclaimed & ~winner
+    padding = (
+      (0, 0, 0),
+      (i, x.shape[1] - i - stride * (out_h - 1) - 1, stride - 1),
+      (j, x.shape[2] - j - stride * (out_w - 1) - 1, stride - 1),
+      (0, 0, 0),
+    )
+    grad_x = grad_x + jax.lax.pad(jnp.where(winner, grad_out, zero), zero, padding)
+  return (grad_x,)
+
+
+_strided_max_pool.defvjp(_strided_max_pool_fwd, _strided_max_pool_bwd)

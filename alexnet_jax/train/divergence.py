@@ -1,0 +1,59 @@
+"""Stops training at the first NaN or Inf loss, before a diverged state can be checkpointed.
+
+The step's loss stays on the device until the loop next synchronises (a log, eval or save step),
+so watching costs no extra host round trip per step; :meth:`LossWatch.check` then names the first
+bad step. Before each save :func:`check_params_finite` also checks the parameters themselves: the
+update of the last step may overflow while its loss (computed before the update) was finite.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class DivergedError(RuntimeError):
+  """The loss or the parameters became NaN or Inf; nothing from that point was saved."""
+
+
+class LossWatch:
+  """Collects (step, loss) pairs and checks them in one device fetch."""
+
+  def __init__(self):
+    self._pending: list[tuple[int, jax.Array]] = []
+
+  def add(self, step: int, loss: jax.Array) -> None:
+    self._pending.append((step, loss))
+
+  def check(self, last_saved_step: int | None) -> None:
+    """Raises :class:`DivergedError` at the first non-finite loss since the last check."""
+    steps = [step for step, _ in self._pending]
+    losses = jax.device_get([loss for _, loss in self._pending])
+    self._pending = []
+    for step, loss in zip(steps, losses):
+      if not np.isfinite(loss):
+        raise DivergedError(_message(f"the training loss is {float(loss)} at step {step}", last_saved_step))
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def check_params_finite(step: int, params, last_saved_step: int | None) -> None:
+  if not bool(_all_finite(params)):
+    raise DivergedError(_message(f"the parameters hold NaN or Inf after step {step}", last_saved_step))
+
+
+def _message(what: str, last_saved_step: int | None) -> str:
+  kept = (
+    f"the last good checkpoint (step {last_saved_step}) is kept"
+    if last_saved_step is not None
+    else "no checkpoint was saved"
+  )
+  return (
+    f"training diverged: {what}; stopped without saving it; {kept}. Lower "
+    "config.optimizer.learning_rate or raise config.schedule.warmup_steps and rerun "
+    "(with --allow_config_change in the same workdir)."
+  )

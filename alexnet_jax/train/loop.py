@@ -1,0 +1,247 @@
+"""The one training loop: :func:`train_and_evaluate` trains a config in a work directory.
+
+``main.py`` calls it. The pieces it drives are pure and tested on their own: the train state
+(``state.py``), the jitted steps (``steps.py``), the update rules (``optimizers.py``), checkpoints,
+divergence and preemption handling. TensorFlow comes in only with the input pipeline and the
+TensorBoard writer, imported inside :func:`train_and_evaluate`: the model and the steps import
+without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from alexnet_jax import utils
+from alexnet_jax.config import validation
+from alexnet_jax.parallel import distributed, sharding
+from alexnet_jax.train import checkpoints, divergence, optimizers, preemption, run_dir, steps, summaries
+from alexnet_jax.train.state import TrainState, create_train_state
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """How long to train and when to evaluate, from the config and the dataset size."""
+
+  num_steps: int
+  steps_per_epoch: int
+  eval_every: int
+
+  @classmethod
+  def from_config(cls, config, num_train_examples: int) -> Plan:
+    steps_per_epoch = max(num_train_examples // config.batch_size, 1)
+    num_steps = (
+      config.num_train_steps if config.num_train_steps > 0 else max(round(config.num_epochs * steps_per_epoch), 1)
+    )
+    eval_every = config.eval_every_steps if config.eval_every_steps > 0 else steps_per_epoch
+    return cls(num_steps, steps_per_epoch, eval_every)
+
+
+class Progress:
+  """Throughput and ETA over the steps trained since the last report (evals excluded)."""
+
+  def __init__(self, step: int, num_steps: int, batch_size: int):
+    self.num_steps, self.batch_size = num_steps, batch_size
+    self.restart(step)
+
+  def restart(self, step: int) -> None:
+    self._step, self._time = step, time.perf_counter()
+
+  def report(self, step: int) -> tuple[float, float]:
+    """(images/s, seconds left) since the last restart, then restarts the window at ``step``."""
+    steps_per_second = (step - self._step) / max(time.perf_counter() - self._time, 1e-9)
+    self.restart(step)
+    eta = (self.num_steps - step) / max(steps_per_second, 1e-9)
+    return steps_per_second * self.batch_size, eta
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, *, overrides: dict | None = None, allow_config_change: bool = False
+) -> dict:
+  """Trains ``config`` in ``workdir`` (resuming its latest checkpoint) and returns the summary.
+
+  ``overrides`` (the command line's ``--config.X`` values) are recorded in ``summary.json``. A
+  workdir holding a run of another config is refused unless ``allow_config_change``. Raises
+  ``preemption.Preempted`` after checkpointing on SIGTERM/SIGINT and ``divergence.DivergedError``
+  (saving nothing) when the loss or the parameters stop being finite.
+  """
+  from alexnet_jax.data import pipeline
+
+  start_time = time.time()
+  validation.validate(config)
+  run_dir.prepare(
+    workdir,
+    json.loads(config.to_json_best_effort()),
+    allow_config_change=allow_config_change,
+    write=jax.process_index() == 0,
+  )
+  num_train_examples, _, num_classes = pipeline.dataset_info(config)
+  if num_classes != config.model.num_classes:
+    raise validation.ConfigError(
+      f"config.model.num_classes={config.model.num_classes} but {config.dataset} has {num_classes}"
+    )
+  plan = Plan.from_config(config, num_train_examples)
+  mesh = sharding.create_mesh(config.tower_parallel)
+  tx = optimizers.create_optimizer(config)
+  model_def, state = create_train_state(config, mesh, tx)
+  schedule = optimizers.create_schedule(config, plan.num_steps)
+  train_fn = steps.jit_train_step(model_def, tx, schedule, mesh, config.parallelism)
+  eval_fn = steps.jit_eval_step(model_def, mesh, config.parallelism)
+  plateau_fn = jax.jit(
+    functools.partial(  # jit keeps the plateau record on the state's devices
+      optimizers.update_plateau,
+      patience=config.schedule.plateau_patience,
+      factor=config.schedule.decay_factor,
+      max_drops=config.schedule.max_drops,
+    )
+  )
+  place = functools.partial(sharding.global_batch, mesh=mesh)
+  shard_index, shard_count = sharding.input_shard(mesh)
+
+  os.makedirs(workdir, exist_ok=True)
+  summary_path = os.path.join(workdir, "summary.json")
+  checkpointer = checkpoints.Checkpointer(
+    os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints, every_steps=config.checkpoint_every_steps
+  )
+  is_chief = distributed.is_main_process()
+  writer = summaries.SummaryWriter(workdir, enabled=is_chief)
+
+  def run_eval(step, state):
+    batches = pipeline.create_eval_iterator(config, process_index=shard_index, process_count=shard_count)
+    metrics = steps.evaluate(eval_fn, state.params, batches, place)
+    _report_eval(step, metrics, state, writer)
+    return metrics
+
+  stop = preemption.StopRequests()
+  try:
+    state, meta = checkpointer.restore_latest(state)
+    step = int(state.step)
+    if step >= plan.num_steps and os.path.exists(summary_path):
+      logging.info("Run in %s already finished at step %d: %s", workdir, step, summary_path)
+      with open(summary_path) as f:
+        return json.load(f)
+    elapsed = lambda: meta.get("wall_seconds", 0.0) + time.time() - start_time
+    history = list(meta.get("eval_history", []))
+    num_params = sum(x.size for x in jax.tree.leaves(state.params))
+    logging.info(
+      "Training on %s: %d parameters, %d steps (%.2f epochs), from step %d, %d devices",
+      config.dataset,
+      num_params,
+      plan.num_steps,
+      plan.num_steps / plan.steps_per_epoch,
+      step,
+      jax.device_count(),
+    )
+    if step == 0:
+      writer.config(config.to_dict(), str(config))
+    batches = pipeline.create_train_iterator(
+      config,
+      seed=config.seed,
+      start_step=meta.get("input_position", step),
+      process_index=shard_index,
+      process_count=shard_count,
+    )
+    progress = Progress(step, plan.num_steps, config.batch_size)
+    pending, train_metrics, eval_metrics = [], {}, {}
+    losses, last_saved = divergence.LossWatch(), (step or None)
+    with stop:
+      while step < plan.num_steps:
+        state, metrics = train_fn(state, place(next(batches)))
+        step += 1
+        pending.append(metrics)
+        losses.add(step, metrics["loss"])
+        is_log, is_eval = step % config.log_every_steps == 0, step % plan.eval_every == 0
+        is_last, is_save = step == plan.num_steps, checkpointer.is_save_step(step)
+        if is_log or is_eval or is_save or is_last or stop.requested:
+          losses.check(last_saved)
+        if is_log or is_last:
+          train_metrics = _report_training(step, pending, progress, writer)
+          pending = []
+        if is_eval or is_last:
+          eval_metrics = run_eval(step, state)
+          history.append({"step": step, **eval_metrics})
+          if config.schedule.name == "plateau":
+            state = state.replace(plateau=plateau_fn(state.plateau, eval_metrics["top1_error"]))
+          progress.restart(step)
+        if is_save or is_last or stop.requested:
+          divergence.check_params_finite(step, state.params, last_saved)
+          checkpointer.save(
+            step, state, {"input_position": step, "eval_history": history, "wall_seconds": elapsed()}, force=True
+          )
+          last_saved = step
+        if stop.requested:
+          writer.flush()
+          raise preemption.Preempted(step, stop.signal_name)
+    if not eval_metrics:  # the last checkpoint was final but the summary was never written
+      eval_metrics = run_eval(step, state)
+    record = {
+      "step": step,
+      "num_train_steps": plan.num_steps,
+      "epochs": step / plan.steps_per_epoch,
+      **{f"eval_{name}": value for name, value in eval_metrics.items()},
+      **{f"train_{name}": value for name, value in train_metrics.items()},
+      "wall_seconds": elapsed(),
+      "num_params": num_params,
+      "devices": jax.device_count(),
+      "eval_history": history,
+      "config_overrides": dict(overrides or {}),
+      "config": json.loads(config.to_json_best_effort()),
+    }
+    if is_chief:
+      utils.write_json_atomically(summary_path, record)
+    logging.info(
+      "Finished at step %d: eval top-1 error %.4f, top-5 error %.4f, loss %.4f, %.0f s in all. Summary: %s",
+      step,
+      record["eval_top1_error"],
+      record["eval_top5_error"],
+      record["eval_loss"],
+      record["wall_seconds"],
+      summary_path,
+    )
+    return record
+  finally:
+    writer.close()
+    checkpointer.close()
+
+
+def _report_training(step: int, pending: list[dict], progress: Progress, writer) -> dict:
+  """Averages the steps' metrics since the last report; logs and writes them with throughput."""
+  fetched = jax.device_get(pending)
+  metrics = {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
+  images_per_second, eta = progress.report(step)
+  metrics["images_per_second"] = images_per_second
+  writer.scalars(step, {f"train_{name}": value for name, value in metrics.items()})
+  logging.info(
+    "step %d/%d  loss %.4f  top-1 error %.4f  lr %.3g  %.1f img/s  ETA %s",
+    step,
+    progress.num_steps,
+    metrics["loss"],
+    metrics["top1_error"],
+    metrics["learning_rate"],
+    images_per_second,
+    utils.format_duration(eta),
+  )
+  return metrics
+
+
+def _report_eval(step: int, metrics: dict, state: TrainState, writer) -> None:
+  """Logs an evaluation; writes its scalars and the conv1 kernels (the paper's Figure 3)."""
+  writer.scalars(step, {f"eval_{name}": value for name, value in metrics.items() if name != "count"})
+  writer.images(step, summaries.conv1_kernel_images(jax.device_get(state.params["convs"][0]["kernel"])))
+  writer.flush()
+  logging.info(
+    "eval at step %d: loss %.4f  top-1 error %.4f  top-5 error %.4f  (%d examples)",
+    step,
+    metrics["loss"],
+    metrics["top1_error"],
+    metrics["top5_error"],
+    metrics["count"],
+  )

@@ -1,0 +1,94 @@
+"""What a run reports: TensorBoard events, the conv1 kernel picture, and ``summary.json``.
+
+TensorBoard events are written with TensorFlow's ``tf.summary`` (imported only when a writer is
+made, so the model and the train step import without TensorFlow). Only process 0 writes; other
+processes get a writer that drops everything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from alexnet_jax import utils
+
+
+class SummaryWriter:
+  """Scalars, images, text and hyper-parameters for TensorBoard, in ``logdir``."""
+
+  def __init__(self, logdir: str, *, enabled: bool = True):
+    self._writer = None
+    if enabled:
+      from alexnet_jax.data import tf_host  # pylint: disable=g-import-not-at-top
+
+      self._tf = tf_host.tensorflow()
+      self._writer = self._tf.summary.create_file_writer(logdir)
+
+  def scalars(self, step: int, values: Mapping[str, float]) -> None:
+    if self._writer:
+      with self._writer.as_default(step=step):
+        for name, value in values.items():
+          self._tf.summary.scalar(name, float(value))
+
+  def images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+    """HxWxC float images in [0, 1]."""
+    if self._writer:
+      with self._writer.as_default(step=step):
+        for name, image in images.items():
+          self._tf.summary.image(name, np.asarray(image, np.float32)[None])
+
+  def config(self, config_dict: Mapping[str, Any], text: str) -> None:
+    """The run's config: as hyper-parameters (flattened) and as a text panel."""
+    if self._writer:
+      from tensorboard.plugins.hparams import api as hparams  # pylint: disable=g-import-not-at-top
+
+      with self._writer.as_default(step=0):
+        hparams.hparams(flatten_for_hparams(config_dict))
+        self._tf.summary.text("config", "    " + text.replace("\n", "\n    "))
+
+  def flush(self) -> None:
+    if self._writer:
+      self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer:
+      self._writer.close()
+
+
+def flatten_for_hparams(tree: Mapping[str, Any]) -> dict[str, Any]:
+  """Nested dict -> {"a.b": value} with values TensorBoard's hparams accept (bool/int/float/str)."""
+  return {
+    name: value if isinstance(value, (bool, int, float, str)) else str(value)
+    for name, value in utils.flatten(tree).items()
+  }
+
+
+def kernel_grid(kernels: np.ndarray, *, columns: int = 16, pad: int = 1, scale: int = 3) -> np.ndarray:
+  """Conv kernels (kh, kw, in, n) as one RGB image, the paper's Figure 3 layout.
+
+  Each kernel is stretched to [0, 1] on its own (as the figure does) and placed on a grid of
+  ``columns`` per row with a ``pad``-pixel white border; ``scale`` enlarges each pixel.
+  """
+  kh, kw, channels, count = kernels.shape
+  kernels = np.asarray(kernels, np.float32).transpose(3, 0, 1, 2)
+  if channels == 1:
+    kernels = np.repeat(kernels, 3, axis=-1)
+  low = kernels.min(axis=(1, 2, 3), keepdims=True)
+  high = kernels.max(axis=(1, 2, 3), keepdims=True)
+  kernels = (kernels - low) / np.maximum(high - low, 1e-12)
+  columns = min(columns, count)
+  rows = math.ceil(count / columns)
+  grid = np.ones((rows * (kh + pad) + pad, columns * (kw + pad) + pad, 3), np.float32)
+  for index, kernel in enumerate(kernels):
+    top = pad + (index // columns) * (kh + pad)
+    left = pad + (index % columns) * (kw + pad)
+    grid[top : top + kh, left : left + kw] = kernel[..., :3]
+  return grid.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def conv1_kernel_images(conv1_kernel: np.ndarray) -> dict[str, np.ndarray]:
+  """One picture per tower from the stacked conv1 kernel (towers, kh, kw, in, n_per_tower)."""
+  return {f"conv1_kernels/tower{t + 1}": kernel_grid(np.asarray(k)) for t, k in enumerate(conv1_kernel)}

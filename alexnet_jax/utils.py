@@ -1,0 +1,46 @@
+"""Small helpers that several sub-packages share: atomic file writes, flat dicts, durations."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+
+def write_text_atomically(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` through a temporary file, fsync and a rename: a reader (or a run
+  killed mid-write) sees the old file or the new one, never half of one."""
+  tmp = f"{path}.tmp.{os.getpid()}"
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_json_atomically(path: str, data: Any) -> None:
+  """``data`` as indented, key-sorted JSON (anything else as its ``str``), written atomically."""
+  write_text_atomically(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """Nested mappings -> one level with dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      flat.update(flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def format_duration(seconds: float) -> str:
+  """``H:MM:SS``, e.g. 3725 -> "1:02:05"."""
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}:{minutes:02d}:{seconds:02d}"
