@@ -16,7 +16,7 @@ PIXEL_STATS = {
 
 DATASETS = tuple(PIXEL_STATS)
 EVAL_CROPS = ("center", "ten_crop")  # augment.eval_views: the centre patch, or the paper's ten
-NORMALIZATIONS = ("standardize", "subtract_mean")  # pipeline._mean_std
+NORMALIZATIONS = ("standardize", "subtract_mean")  # pipeline.mean_std
 
 
 def pixel_stats(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -181,19 +181,27 @@ def _train_batch(step, batch, *, config, stream_seed) -> Batch:
     random_position=config.input.random_crop,
     flip=config.input.random_flip,
     lighting_std=config.input.pca_noise_std,
-    **_mean_std(config),
+    **mean_std(config),
   )
   return {"image": views, "label": batch["label"]}
 
 
 def _eval_batch(batch, *, config) -> Batch:
-  views = augment.eval_views(
-    _batch_squares(batch["image"], config),
+  return {"image": eval_images(batch["image"], config), "label": batch["label"], "mask": batch["mask"]}
+
+
+def eval_images(images: tf.Tensor, config) -> tf.Tensor:
+  """The run's test views of a batch: uint8 images of the dataset's fixed size, or central squares
+  (float, from ``augment.central_square``), -> (B, S, S, 3) or, for ten crops, (B, 10, S, S, 3).
+
+  The eval iterator's preprocessing; ``alexnet_jax.predict`` applies it to image files.
+  """
+  return augment.eval_views(
+    _batch_squares(images, config),
     crop_size=config.input.crop_size,
     ten_crop=config.input.eval_crops == "ten_crop",
-    **_mean_std(config),
+    **mean_std(config),
   )
-  return {"image": views, "label": batch["label"], "mask": batch["mask"]}
 
 
 def _batch_squares(images: tf.Tensor, config) -> tf.Tensor:
@@ -214,7 +222,7 @@ def _decoded_bytes(builder, num_examples: int) -> float:
   return num_examples * math.prod(builder.info.features["image"].shape)
 
 
-def _mean_std(config) -> dict[str, tuple[float, ...]]:
+def mean_std(config) -> dict[str, tuple[float, ...]]:
   """``standardize``: the dataset's mean and std. ``subtract_mean``: the paper's centred raw pixels,
   (x - mean) * 255, i.e. std = 1/255."""
   mean, std = options.pixel_stats(config.dataset)

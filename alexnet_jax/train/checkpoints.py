@@ -27,6 +27,12 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 UNREADABLE_DIR = "unreadable"  # where unreadable checkpoints are moved, inside the checkpoint dir
+CHECKPOINT_DIR = "checkpoints"  # inside a work directory
+
+
+def checkpoint_dir(workdir: str) -> str:
+  """Where a run in ``workdir`` keeps its checkpoints."""
+  return os.path.join(workdir, CHECKPOINT_DIR)
 
 
 class CheckpointError(RuntimeError):
@@ -36,14 +42,21 @@ class CheckpointError(RuntimeError):
 class Checkpointer:
   """Saves every ``every_steps`` steps (and when forced), keeps the newest ``keep``."""
 
-  def __init__(self, directory: str, *, keep: int, every_steps: int):
+  def __init__(self, directory: str, *, keep: int, every_steps: int, read_only: bool = False):
+    """``read_only`` (for commands that use a run, not train it): nothing is created, cleaned up
+    or saved, so a run still training in ``directory`` is left alone."""
     self._every_steps = every_steps
     self._directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=not read_only, cleanup_tmp_directories=not read_only, read_only=read_only
+    )
     self._manager = ocp.CheckpointManager(self._directory, options=options)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
 
   def is_save_step(self, step: int) -> bool:
     return step % self._every_steps == 0
@@ -62,23 +75,20 @@ class Checkpointer:
     and moved to ``unreadable/`` (so that this step can be saved again); if every checkpoint
     fails, :class:`CheckpointError` is raised and nothing is moved.
     """
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template)
     steps = sorted(self._manager.all_steps(), reverse=True)
     failures = []
     for step in steps:
       try:
-        restored = self._manager.restore(
-          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
-        )
+        restored = self._restore(step, template)
       except Exception as error:  # noqa: BLE001 -- any read failure means: try the previous one
-        message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        message = _one_line(error)
         logging.warning(
           "Checkpoint at step %d in %s cannot be read (%s); trying the previous one", step, self._directory, message
         )
         failures.append((step, message))
         continue
       self._set_aside([failed for failed, _ in failures])
-      return restored.state, dict(restored.meta)
+      return restored
     if failures:
       listing = "; ".join(f"step {step}: {message}" for step, message in failures)
       raise CheckpointError(
@@ -87,6 +97,29 @@ class Checkpointer:
         "directory away to start a new run."
       )
     return template, {}
+
+  def restore(self, step: int, template: Any) -> tuple[Any, dict]:
+    """The (state, meta) of the checkpoint at ``step``, laid out like ``template``; moves nothing.
+
+    Raises :class:`CheckpointError` naming the steps there are if ``step`` has no checkpoint, or
+    saying why it cannot be read.
+    """
+    if step not in self._manager.all_steps():
+      steps = ", ".join(map(str, self.all_steps())) or "none"
+      raise CheckpointError(f"{self._directory} has no checkpoint of step {step} (steps there: {steps})")
+    try:
+      return self._restore(step, template)
+    except Exception as error:  # noqa: BLE001 -- any read failure is reported as one line
+      raise CheckpointError(
+        f"the checkpoint of step {step} in {self._directory} cannot be read ({_one_line(error)})"
+      ) from error
+
+  def _restore(self, step: int, template: Any) -> tuple[Any, dict]:
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template)
+    restored = self._manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+    )
+    return restored.state, dict(restored.meta)
 
   def _set_aside(self, steps: list[int]) -> None:
     """Moves unreadable checkpoints out of the step list, keeping their files for inspection."""
@@ -105,3 +138,8 @@ class Checkpointer:
     """Waits for pending saves to finish, then releases the manager."""
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _one_line(error: Exception) -> str:
+  """``Type: first line of the message``."""
+  return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"

@@ -109,7 +109,7 @@ def train_and_evaluate(
   os.makedirs(workdir, exist_ok=True)
   summary_path = os.path.join(workdir, "summary.json")
   checkpointer = checkpoints.Checkpointer(
-    os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints, every_steps=config.checkpoint_every_steps
+    checkpoints.checkpoint_dir(workdir), keep=config.keep_checkpoints, every_steps=config.checkpoint_every_steps
   )
   is_chief = distributed.is_main_process()
   writer = summaries.SummaryWriter(workdir, enabled=is_chief)
