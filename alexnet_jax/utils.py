@@ -1,4 +1,4 @@
-"""Small helpers that several sub-packages share: atomic file writes, flat dicts, durations."""
+"""Small helpers that several sub-packages share: atomic file writes, flat dicts, durations, pyplot."""
 
 from __future__ import annotations
 
@@ -44,3 +44,13 @@ def format_duration(seconds: float) -> str:
   minutes, seconds = divmod(int(seconds), 60)
   hours, minutes = divmod(minutes, 60)
   return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+def pyplot():
+  """``matplotlib.pyplot`` on the Agg backend (PNG files, no display needed), imported on first use."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  return plt

@@ -16,10 +16,19 @@ PIXEL_STATS = {
 
 DATASETS = tuple(PIXEL_STATS)
 EVAL_CROPS = ("center", "ten_crop")  # augment.eval_views: the centre patch, or the paper's ten
-NORMALIZATIONS = ("standardize", "subtract_mean")  # pipeline.mean_std
+NORMALIZATIONS = ("standardize", "subtract_mean")  # mean_std
 
 
 def pixel_stats(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
   if dataset not in PIXEL_STATS:
     raise ValueError(f"config.dataset={dataset!r} is not supported; known: {sorted(PIXEL_STATS)}")
   return PIXEL_STATS[dataset]
+
+
+def mean_std(config) -> dict[str, tuple[float, ...]]:
+  """What the pipeline normalises with. ``standardize``: the dataset's mean and std.
+  ``subtract_mean``: the paper's centred raw pixels, (x - mean) * 255, i.e. std = 1/255."""
+  mean, std = pixel_stats(config.dataset)
+  if config.input.normalization == "subtract_mean":
+    std = (1 / 255,) * len(mean)
+  return {"mean": mean, "std": std}

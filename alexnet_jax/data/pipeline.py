@@ -181,7 +181,7 @@ def _train_batch(step, batch, *, config, stream_seed) -> Batch:
     random_position=config.input.random_crop,
     flip=config.input.random_flip,
     lighting_std=config.input.pca_noise_std,
-    **mean_std(config),
+    **options.mean_std(config),
   )
   return {"image": views, "label": batch["label"]}
 
@@ -200,7 +200,7 @@ def eval_images(images: tf.Tensor, config) -> tf.Tensor:
     _batch_squares(images, config),
     crop_size=config.input.crop_size,
     ten_crop=config.input.eval_crops == "ten_crop",
-    **mean_std(config),
+    **options.mean_std(config),
   )
 
 
@@ -220,15 +220,6 @@ def _decoded_bytes(builder, num_examples: int) -> float:
   if not _fixed_size(builder):
     return math.inf
   return num_examples * math.prod(builder.info.features["image"].shape)
-
-
-def mean_std(config) -> dict[str, tuple[float, ...]]:
-  """``standardize``: the dataset's mean and std. ``subtract_mean``: the paper's centred raw pixels,
-  (x - mean) * 255, i.e. std = 1/255."""
-  mean, std = options.pixel_stats(config.dataset)
-  if config.input.normalization == "subtract_mean":
-    std = (1 / 255,) * len(mean)
-  return {"mean": mean, "std": std}
 
 
 def _num_examples(builder, split) -> int:

@@ -17,28 +17,23 @@ from alexnet_jax.config import flag_errors, validation
 from alexnet_jax.train import checkpoints
 
 
-class UsageError(ValueError):
-  """A request the command cannot carry out (e.g. a model option an export format lacks)."""
+def user_errors(*, data: bool = True) -> tuple[type[Exception], ...]:
+  """The exceptions reported as one ``error:`` line; ``data=False`` leaves out the dataset's (whose
+  module imports TensorFlow) for a command that reads no data."""
+  from alexnet_jax.inference import export, trained_run  # pylint: disable=g-import-not-at-top
 
+  errors = (trained_run.RunError, checkpoints.CheckpointError, validation.ConfigError, export.ExportError)
+  if data:
+    from alexnet_jax.data import datasets  # pylint: disable=g-import-not-at-top
 
-def user_errors() -> tuple[type[Exception], ...]:
-  """The exceptions reported as one ``error:`` line (imported late: some modules import TensorFlow)."""
-  from alexnet_jax.data import datasets  # pylint: disable=g-import-not-at-top
-  from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
-
-  return (
-    trained_run.RunError,
-    checkpoints.CheckpointError,
-    validation.ConfigError,
-    datasets.DatasetUnavailableError,
-    UsageError,
-  )
+    errors += (datasets.DatasetUnavailableError,)
+  return errors
 
 
 @contextlib.contextmanager
-def reporting_user_errors():
+def reporting_user_errors(*, data: bool = True):
   """Turns the errors of :func:`user_errors` into ``error: MESSAGE`` on stderr and exit status 1."""
-  errors = user_errors()
+  errors = user_errors(data=data)
   try:
     yield
   except errors as error:

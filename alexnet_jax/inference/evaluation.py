@@ -76,11 +76,7 @@ def write(report: dict, stem: str) -> tuple[str, str]:
 
 def plot_confusion(confusion: np.ndarray, names: list[str], path: str, report: dict) -> None:
   """Rows normalised to the fraction of each true class; counts written in the cells up to 20 classes."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
+  plt = utils.pyplot()
   classes = len(names)
   fractions = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
   size = min(4 + 0.45 * classes, 12)
