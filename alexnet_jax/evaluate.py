@@ -28,10 +28,13 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
-  from alexnet_jax.inference import evaluation, trained_run  # pylint: disable=g-import-not-at-top
+  from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
 
   with cli.reporting_user_errors():
+    trained_run.check_workdir(FLAGS.workdir)  # before seconds of importing TensorFlow
+    tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
+    from alexnet_jax.inference import evaluation  # pylint: disable=g-import-not-at-top
+
     overrides = {"input.eval_crops": FLAGS.crops, "eval_split": FLAGS.split, "eval_max_examples": FLAGS.max_examples}
     run = trained_run.load(FLAGS.workdir, FLAGS.step, {k: v for k, v in overrides.items() if v is not None})
     report = evaluation.evaluate(run)

@@ -25,7 +25,7 @@ def main(argv):
     raise app.UsageError("Give one output file: python -m alexnet_jax.export --workdir=W --format=torch|npz OUT")
   from alexnet_jax.inference import export, trained_run  # pylint: disable=g-import-not-at-top
 
-  with cli.reporting_user_errors(data=False):
+  with cli.reporting_user_errors():
     run = trained_run.load(FLAGS.workdir, FLAGS.step)
     paths = export.export(argv[1], run.params, run.config, run.step, FLAGS.format)
   print(f"wrote {paths[0]} (step {run.step}) and {paths[1]}")

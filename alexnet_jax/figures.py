@@ -28,10 +28,13 @@ flags.mark_flags_as_required(["workdir", "out"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
-  from alexnet_jax.inference import figures, trained_run  # pylint: disable=g-import-not-at-top
+  from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
 
   with cli.reporting_user_errors():
+    trained_run.check_workdir(FLAGS.workdir)  # before seconds of importing TensorFlow
+    tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
+    from alexnet_jax.inference import figures  # pylint: disable=g-import-not-at-top
+
     run = trained_run.load(FLAGS.workdir, FLAGS.step)
     paths = figures.write_all(run, FLAGS.out, examples=FLAGS.examples, queries=FLAGS.queries, pool=FLAGS.neighbour_pool)
   print("\n".join(f"wrote {path}" for path in paths))

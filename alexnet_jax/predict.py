@@ -28,10 +28,13 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   if len(argv) < 2:
     raise app.UsageError("Give one or more image files: python -m alexnet_jax.predict --workdir=W IMAGE...")
-  tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
-  from alexnet_jax.inference import prediction, trained_run  # pylint: disable=g-import-not-at-top
+  from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
 
   with cli.reporting_user_errors():
+    trained_run.check_workdir(FLAGS.workdir)  # before seconds of importing TensorFlow
+    tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
+    from alexnet_jax.inference import prediction  # pylint: disable=g-import-not-at-top
+
     results = prediction.predict_files(trained_run.load(FLAGS.workdir, FLAGS.step), argv[1:])
   for result in results:
     if "error" in result:

@@ -17,27 +17,25 @@ from alexnet_jax.config import flag_errors, validation
 from alexnet_jax.train import checkpoints
 
 
-def user_errors(*, data: bool = True) -> tuple[type[Exception], ...]:
-  """The exceptions reported as one ``error:`` line; ``data=False`` leaves out the dataset's (whose
-  module imports TensorFlow) for a command that reads no data."""
+def user_errors() -> tuple[type[Exception], ...]:
+  """The exceptions reported as one ``error:`` line. The dataset's is among them only once its
+  module (which imports TensorFlow) is loaded: it cannot have been raised before."""
   from alexnet_jax.inference import export, trained_run  # pylint: disable=g-import-not-at-top
 
   errors = (trained_run.RunError, checkpoints.CheckpointError, validation.ConfigError, export.ExportError)
-  if data:
-    from alexnet_jax.data import datasets  # pylint: disable=g-import-not-at-top
-
-    errors += (datasets.DatasetUnavailableError,)
-  return errors
+  datasets = sys.modules.get("alexnet_jax.data.datasets")
+  return errors + ((datasets.DatasetUnavailableError,) if datasets else ())
 
 
 @contextlib.contextmanager
-def reporting_user_errors(*, data: bool = True):
+def reporting_user_errors():
   """Turns the errors of :func:`user_errors` into ``error: MESSAGE`` on stderr and exit status 1."""
-  errors = user_errors(data=data)
   try:
     yield
-  except errors as error:
-    fail(str(error))
+  except Exception as error:
+    if isinstance(error, user_errors()):
+      fail(str(error))
+    raise
 
 
 def fail(message: str) -> None:

@@ -15,6 +15,7 @@ sees them (the centre crop, un-normalised). PNGs are drawn at :data:`DPI` with m
 
 from __future__ import annotations
 
+import io
 import math
 import os
 
@@ -28,6 +29,7 @@ from alexnet_jax.inference.trained_run import TrainedRun
 from alexnet_jax.train import summaries
 
 DPI = 100
+MAX_PNG_BYTES = 300_000  # small enough to commit; a larger drawing is stored with a 256-colour palette
 NEIGHBOURS = 6  # the paper's Figure 4 shows six per query
 PER_ROW = 4  # Figure 4 left: examples per row
 FILES = {"figure3": "figure3_conv1_kernels.png", "left": "figure4_left.png", "right": "figure4_right.png"}
@@ -88,7 +90,17 @@ def figure4_left(run: TrainedRun, views: np.ndarray, labels: np.ndarray, path: s
   probabilities = np.exp(run.log_probs(views))
   rows, columns = math.ceil(len(views) / PER_ROW), min(PER_ROW, len(views))
   fig = plt.figure(figsize=figure4_left_size(len(views)), dpi=DPI)
-  grid = fig.add_gridspec(2 * rows, columns, height_ratios=[1.6, 1.0] * rows, hspace=0.35, wspace=0.9)
+  grid = fig.add_gridspec(
+    2 * rows,
+    columns,
+    height_ratios=[1.6, 1.0] * rows,
+    hspace=0.45,
+    wspace=0.9,
+    left=0.1,
+    right=0.98,
+    top=0.94,
+    bottom=0.05,
+  )
   for index, (image, label, probs) in enumerate(zip(images, labels, probabilities)):
     row, column = divmod(index, PER_ROW)
     picture = fig.add_subplot(grid[2 * row, column])
@@ -103,13 +115,13 @@ def figure4_left(run: TrainedRun, views: np.ndarray, labels: np.ndarray, path: s
     bars.invert_yaxis()
     bars.set_xlim(0, 1)
     bars.tick_params(axis="x", labelsize=6)
-  fig.savefig(path, dpi=DPI)
+  save_png(fig, path)
   plt.close(fig)
 
 
 def figure4_left_size(count: int) -> tuple[float, float]:
   """Figure 4 left's size in inches for ``count`` test images (pixels: times :data:`DPI`)."""
-  return (2.2 * min(PER_ROW, count), 2.6 * math.ceil(count / PER_ROW))
+  return (2.2 * min(PER_ROW, count), 3.0 * math.ceil(count / PER_ROW))
 
 
 def figure4_right(run: TrainedRun, queries: np.ndarray, pool: np.ndarray, path: str) -> None:
@@ -128,10 +140,26 @@ def figure4_right(run: TrainedRun, queries: np.ndarray, pool: np.ndarray, path: 
   axes[0, 0].set_title("test image", fontsize=8)
   axes[0, 1].set_title(f"nearest in fc7 among {len(pool)} training images", fontsize=8, loc="left")
   fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.05, hspace=0.05)
-  fig.savefig(path, dpi=DPI)
+  save_png(fig, path)
   plt.close(fig)
 
 
 def figure4_right_size(queries: int, neighbours: int = NEIGHBOURS) -> tuple[float, float]:
   """Figure 4 right's size in inches (pixels: times :data:`DPI`)."""
   return (1.1 * (neighbours + 1), 1.1 * queries + 0.3)
+
+
+def save_png(fig, path: str) -> None:
+  """``fig`` as a PNG at :data:`DPI`, palette-quantised if it would exceed :data:`MAX_PNG_BYTES`
+  (photographs and noise compress poorly; the figures stay the same size in pixels)."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=DPI)
+  data = buffer.getvalue()
+  if len(data) > MAX_PNG_BYTES:
+    from PIL import Image  # pylint: disable=g-import-not-at-top -- matplotlib's own dependency
+
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").quantize(256).save(buffer, format="PNG", optimize=True)
+    data = buffer.getvalue()
+  with open(path, "wb") as f:
+    f.write(data)

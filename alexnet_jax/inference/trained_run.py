@@ -88,6 +88,16 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(recorded)
 
 
+def check_workdir(workdir: str) -> ml_collections.ConfigDict:
+  """The run's config if ``workdir`` has one and a checkpoint directory, else RunError: a quick check
+  that commands make before they spend seconds importing TensorFlow."""
+  config = read_config(workdir)
+  directory = checkpoints.checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
+    raise RunError(f"--workdir={workdir} has no checkpoints (no {directory}); train the run first")
+  return config
+
+
 def load(workdir: str, step: int | None = None, overrides: dict | None = None) -> TrainedRun:
   """The run in ``workdir`` at checkpoint ``step`` (default: the latest), on one device.
 
@@ -95,14 +105,12 @@ def load(workdir: str, step: int | None = None, overrides: dict | None = None) -
   Raises RunError for a workdir without a config or checkpoints, ``checkpoints.CheckpointError`` for a
   step that is not there or cannot be read, and ``validation.ConfigError`` for a config that is not valid.
   """
-  config = read_config(workdir)
+  config = check_workdir(workdir)
   config.tower_parallel = 1
   for name, value in (overrides or {}).items():
     _set_field(config, name, value)
   validation.validate(config, device_count=1)
   directory = checkpoints.checkpoint_dir(workdir)
-  if not os.path.isdir(directory):
-    raise RunError(f"--workdir={workdir} has no checkpoints (no {directory}); train the run first")
   checkpointer = checkpoints.Checkpointer(directory, keep=1, every_steps=1, read_only=True)
   try:
     step = checkpointer.latest_step() if step is None else step
