@@ -223,3 +223,16 @@ def _assert_same_logits(torch, reference, expected, images, softmax=False):
     logits = reference(torch.from_numpy(images).permute(0, 3, 1, 2))
   actual = (torch.softmax(logits, dim=-1) if softmax else logits).numpy()
   np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("towers", [2, 1])
+def test_fc7_features_are_what_fc8_reads(towers):
+  config = fashion_mnist.get_config("smoke")
+  config.model.towers = towers
+  model = state.create_model(config, nnx.Rngs(0))
+  model.eval()
+  images = np.random.default_rng(2).standard_normal((2, 67, 67, 3)).astype(np.float32)
+  features = model.fc7_features(images)
+  assert features.shape == (2, 512) and float(features.min()) >= 0.0  # after the ReLU
+  (logits,) = model.fc8(features)
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(model(images)), rtol=1e-5, atol=1e-6)
