@@ -70,7 +70,7 @@ def write_manifest(sweep: sweeps.Sweep, jobs: Sequence[Job], root: str) -> str:
     "curves": dict(sweep.curves),
   }
   path = os.path.join(root, MANIFEST_FILE)
-  utils.write_json_atomically(path, manifest)
+  utils.write_json_atomically(path, manifest, sort_keys=False)  # label order is the report's column order
   return path
 
 
