@@ -15,14 +15,19 @@ from alexnet_jax.data import options, tf_host
 from alexnet_jax.inference import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Work directory of a trained run (holds config.json and checkpoints/).")
-flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest).")
-flags.DEFINE_enum("crops", None, list(options.EVAL_CROPS), "Test views (default: the run's config.input.eval_crops).")
-flags.DEFINE_string("split", None, "TFDS split to evaluate, e.g. test or train[:10%] (default: the run's eval split).")
-flags.DEFINE_integer(
-  "max_examples", None, "Evaluate at most this many examples; -1 = the whole split (default: the run's setting)."
-)
-flags.mark_flags_as_required(["workdir"])
+
+
+def define_flags() -> None:
+  """This command's flags; defined when it runs, not when it is imported (several commands
+  share flag names, and absl allows one definition per process)."""
+  cli.define_run_flags()
+  flags.DEFINE_enum("crops", None, list(options.EVAL_CROPS), "Test views (default: the run's config.input.eval_crops).")
+  flags.DEFINE_string(
+    "split", None, "TFDS split to evaluate, e.g. test or train[:10%] (default: the run's eval split)."
+  )
+  flags.DEFINE_integer(
+    "max_examples", None, "Evaluate at most this many examples; -1 = the whole split (default: the run's setting)."
+  )
 
 
 def main(argv):
@@ -44,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, define_flags)

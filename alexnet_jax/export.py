@@ -14,10 +14,14 @@ from absl import app, flags
 from alexnet_jax.inference import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Work directory of a trained run (holds config.json and checkpoints/).")
-flags.DEFINE_enum("format", None, ["torch", "npz"], "torch: a TorchAlexNet state_dict; npz: numpy arrays.")
-flags.DEFINE_integer("step", None, "Checkpoint step to export (default: the latest).")
-flags.mark_flags_as_required(["workdir", "format"])
+
+
+def define_flags() -> None:
+  """This command's flags; defined when it runs, not when it is imported (several commands
+  share flag names, and absl allows one definition per process)."""
+  cli.define_run_flags()
+  flags.DEFINE_enum("format", None, ["torch", "npz"], "torch: a TorchAlexNet state_dict; npz: numpy arrays.")
+  flags.mark_flags_as_required(["format"])
 
 
 def main(argv):
@@ -32,4 +36,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, define_flags)

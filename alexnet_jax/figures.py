@@ -14,15 +14,19 @@ from alexnet_jax.data import tf_host
 from alexnet_jax.inference import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Work directory of a trained run (holds config.json and checkpoints/).")
-flags.DEFINE_string("out", None, "Directory for the PNG files (created if missing).")
-flags.DEFINE_integer("step", None, "Checkpoint step to use (default: the latest).")
-flags.DEFINE_integer("examples", 8, "Figure 4 left: test images shown with their top-5 classes.", lower_bound=1)
-flags.DEFINE_integer("queries", 5, "Figure 4 right: query test images (one row each).", lower_bound=1)
-flags.DEFINE_integer(
-  "neighbour_pool", 10_000, "Figure 4 right: training images searched for nearest neighbours.", lower_bound=1
-)
-flags.mark_flags_as_required(["workdir", "out"])
+
+
+def define_flags() -> None:
+  """This command's flags; defined when it runs, not when it is imported (several commands
+  share flag names, and absl allows one definition per process)."""
+  cli.define_run_flags()
+  flags.DEFINE_string("out", None, "Directory for the PNG files (created if missing).")
+  flags.DEFINE_integer("examples", 8, "Figure 4 left: test images shown with their top-5 classes.", lower_bound=1)
+  flags.DEFINE_integer("queries", 5, "Figure 4 right: query test images (one row each).", lower_bound=1)
+  flags.DEFINE_integer(
+    "neighbour_pool", 10_000, "Figure 4 right: training images searched for nearest neighbours.", lower_bound=1
+  )
+  flags.mark_flags_as_required(["out"])
 
 
 def main(argv):
@@ -41,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, define_flags)

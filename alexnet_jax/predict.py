@@ -19,10 +19,13 @@ from alexnet_jax.data import tf_host
 from alexnet_jax.inference import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Work directory of a trained run (holds config.json and checkpoints/).")
-flags.DEFINE_integer("step", None, "Checkpoint step to use (default: the latest).")
-flags.DEFINE_bool("json", False, "Print the predictions as JSON instead of text.")
-flags.mark_flags_as_required(["workdir"])
+
+
+def define_flags() -> None:
+  """This command's flags; defined when it runs, not when it is imported (several commands
+  share flag names, and absl allows one definition per process)."""
+  cli.define_run_flags()
+  flags.DEFINE_bool("json", False, "Print the predictions as JSON instead of text.")
 
 
 def main(argv):
@@ -45,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, define_flags)

@@ -27,4 +27,4 @@ if __name__ == "__main__":
     else:
       from alexnet_jax.inference import cli  # pylint: disable=g-import-not-at-top
 
-      cli.run(command.main)
+      cli.run(command.main, command.define_flags)

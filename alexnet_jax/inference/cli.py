@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 
-from absl import app, logging
+from absl import app, flags, logging
 
 from alexnet_jax.config import flag_errors, validation
 from alexnet_jax.train import checkpoints
@@ -43,8 +43,16 @@ def fail(message: str) -> None:
   sys.exit(1)
 
 
-def run(main) -> None:
-  """``app.run(main)`` with one-line flag errors and absl logging at WARNING."""
+def define_run_flags() -> None:
+  """``--workdir`` (required) and ``--step``, the flags every command on a trained run has."""
+  flags.DEFINE_string("workdir", None, "Work directory of a trained run (holds config.json and checkpoints/).")
+  flags.DEFINE_integer("step", None, "Checkpoint step to use (default: the latest).", lower_bound=0)
+  flags.mark_flags_as_required(["workdir"])
+
+
+def run(main, define_flags) -> None:
+  """``define_flags()``, then ``app.run(main)`` with one-line flag errors and absl logging at WARNING."""
+  define_flags()
 
   def quiet_main(argv):
     logging.set_verbosity(logging.WARNING)
