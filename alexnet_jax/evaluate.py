@@ -9,7 +9,7 @@ and the matrix as ``..._confusion.png`` next to it. A workdir without checkpoint
 not hold, ends with one ``error:`` line and exit status 1.
 """
 
-from absl import app, flags
+from absl import flags
 
 from alexnet_jax.data import options, tf_host
 from alexnet_jax.inference import cli
@@ -32,7 +32,7 @@ def define_flags() -> None:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
 
   with cli.reporting_user_errors():

@@ -9,7 +9,7 @@ model options and the input the network expects). Names and layouts: ``alexnet_j
 PyTorch is needed only for ``--format=torch``.
 """
 
-from absl import app, flags
+from absl import flags
 
 from alexnet_jax.inference import cli
 
@@ -26,7 +26,7 @@ def define_flags() -> None:
 
 def main(argv):
   if len(argv) != 2:
-    raise app.UsageError("Give one output file: python -m alexnet_jax.export --workdir=W --format=torch|npz OUT")
+    cli.fail("give one output file: python -m alexnet_jax.export --workdir=W --format=torch|npz OUT")
   from alexnet_jax.inference import export, trained_run  # pylint: disable=g-import-not-at-top
 
   with cli.reporting_user_errors():

@@ -8,7 +8,7 @@ images nearest to them in fc7 feature space, searched among the first ``--neighb
 images) into ``--out``. See ``alexnet_jax/inference/figures.py``.
 """
 
-from absl import app, flags
+from absl import flags
 
 from alexnet_jax.data import tf_host
 from alexnet_jax.inference import cli
@@ -31,7 +31,7 @@ def define_flags() -> None:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
 
   with cli.reporting_user_errors():

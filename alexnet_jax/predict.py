@@ -13,7 +13,7 @@ predicted, and the exit status is then 1. ``--json`` prints a JSON list instead 
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from alexnet_jax.data import tf_host
 from alexnet_jax.inference import cli
@@ -30,7 +30,7 @@ def define_flags() -> None:
 
 def main(argv):
   if len(argv) < 2:
-    raise app.UsageError("Give one or more image files: python -m alexnet_jax.predict --workdir=W IMAGE...")
+    cli.fail("give one or more image files: python -m alexnet_jax.predict --workdir=W IMAGE...")
   from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
 
   with cli.reporting_user_errors():
