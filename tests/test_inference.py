@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from unittest import mock
 
 import jax
 import numpy as np
@@ -236,3 +237,29 @@ def test_fc7_features_are_what_fc8_reads(towers):
   assert features.shape == (2, 512) and float(features.min()) >= 0.0  # after the ReLU
   (logits,) = model.fc8(features)
   np.testing.assert_allclose(np.asarray(logits), np.asarray(model(images)), rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_names_the_splits_when_one_is_unknown(workdir):
+  run = trained_run.load(workdir)
+  with mock.patch.object(type(run), "builder", mock.Mock(info=mock.Mock(splits={"test": 1, "train": 2}))):
+    _check_splits(run)
+
+
+def _check_splits(run):
+  with pytest.raises(trained_run.RunError, match="fashion_mnist has no split 'validation'; its splits: test, train"):
+    run.check_split("train[:10%]+validation")
+  run.check_split("train[:10%]+test")
+
+
+def test_ten_crop_evaluation_and_prediction(workdir, mock_data):
+  from alexnet_jax.inference import evaluation
+
+  run = trained_run.load(workdir, overrides={"input.eval_crops": "ten_crop", "eval_max_examples": 16})
+  report = evaluation.evaluate(run)
+  assert (report["crops"], report["count"], np.asarray(report["confusion_matrix"]).sum()) == ("ten_crop", 16, 16)
+  assert 0.0 <= report["top1_accuracy"] <= report["top5_accuracy"] <= 1.0
+  assert "ten crops" in evaluation.format_report(report)
+  views = prediction.test_views(np.zeros((30, 40, 1), np.uint8), run.config)
+  assert views.shape == (10, 67, 67, 3)
+  probabilities = np.exp(run.log_probs(views[None]))
+  np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)

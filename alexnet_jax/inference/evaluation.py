@@ -29,6 +29,7 @@ def evaluate(run: TrainedRun) -> dict:
   """
   from alexnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top -- TensorFlow
 
+  run.check_split(run.config.eval_split)
   eval_fn = steps.jit_eval_step(run.model_def, run.mesh, run.config.parallelism, with_log_probs=True)
   place = functools.partial(sharding.global_batch, mesh=run.mesh)
   names = run.label_names()
@@ -109,7 +110,8 @@ PRINTED_CLASSES = 50  # more classes than this: only the 10 worst and the 10 bes
 def format_report(report: dict) -> str:
   """The report as text: the totals, then one line per class (the worst and best ten of many)."""
   lines = [
-    f"step {report['step']}, {report['split']} ({report['count']} examples, {report['crops']} crops): "
+    f"step {report['step']}, {report['split']} ({report['count']} examples, "
+    f"{'ten crops' if report['crops'] == 'ten_crop' else 'centre crop'}): "
     f"top-1 accuracy {100 * report['top1_accuracy']:.2f} %, top-5 accuracy {100 * report['top5_accuracy']:.2f} %, "
     f"loss {report['loss']:.4f}",
   ]

@@ -70,6 +70,15 @@ class TrainedRun:
     """The dataset's class names, index = label."""
     return list(self.builder.info.features["label"].names)
 
+  def check_split(self, split: str) -> None:
+    """RunError unless every split named in ``split`` (e.g. ``test``, ``train[:10%]+test``) exists."""
+    known = sorted(self.builder.info.splits)
+    if not known:  # split sizes not recorded (TFDS's mock data): TFDS itself judges the name
+      return
+    for part in split.split("+"):
+      if part.split("[")[0].strip() not in known:
+        raise RunError(f"{self.config.dataset} has no split {part.strip()!r}; its splits: {', '.join(known)}")
+
   def image_channels(self) -> int:
     """Channels of the dataset's images (1 for grey datasets, which the pipeline makes RGB)."""
     return self.builder.info.features["image"].shape[-1]
