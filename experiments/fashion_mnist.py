@@ -75,6 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval_every_steps = -1  # -1 = once per epoch
   config.checkpoint_every_steps = 500
   config.keep_checkpoints = 3
+  config.profile_steps = ""  # "A:B": a jax.profiler trace of steps A..B-1 in WORKDIR/profile; "" = off
 
   # Parallelism: devices on the mesh's "tower" axis (1 = pure data parallelism).
   config.tower_parallel = 1
