@@ -90,6 +90,7 @@ def paper_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = -1  # -1 = once per epoch: the plateau rule watches it
   config.checkpoint_every_steps = 2_000
   config.keep_checkpoints = 3
+  config.profile_steps = ""  # "A:B": a jax.profiler trace of steps A..B-1 in WORKDIR/profile; "" = off
 
   # Parallelism: devices on the mesh's "tower" axis (1 = pure data parallelism). The paper's two
   # GPUs hold one tower each: set 2 on two (or 2k) accelerators.

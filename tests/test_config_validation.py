@@ -5,6 +5,7 @@ so a rule that is too loose fails here.
 """
 
 import math
+import re
 
 import ml_collections
 import pytest
@@ -98,6 +99,11 @@ INVALID = {
   "eval_every_steps": minus_one_or_positive(),
   "checkpoint_every_steps": int_below(1),
   "keep_checkpoints": int_below(1),
+  "profile_steps": st.one_of(
+    NOT_A_STRING,
+    st.sampled_from(["1:1", "3:2", "0:2", "2", "2:", "a:b", "2:4:6"]),
+    UNKNOWN_NAME.filter(lambda s: s and not re.fullmatch(r"[0-9]+:[0-9]+", s)),
+  ),
   "tower_parallel": int_below(1),
   "parallelism": st.sampled_from(["data", "model", "Towers", ""]),
 }
