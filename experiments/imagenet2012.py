@@ -66,6 +66,7 @@ def paper_config() -> ml_collections.ConfigDict:
   config.model.pool_window = 3
   config.model.pool_stride = 2
   config.model.init = "paper"
+  config.model.fc8_zero_init = False  # the paper: N(0, 0.01) like every layer
   config.model.dtype = "float32"
 
   # Optimiser: "paper_sgd" (the paper's rule, LR inside the momentum trace) or optax "sgd".

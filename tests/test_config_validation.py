@@ -82,6 +82,7 @@ INVALID = {
   "model.pool_window": int_below(1),
   "model.pool_stride": int_below(1),
   "model.init": UNKNOWN_NAME.filter(lambda s: s not in ("paper", "caffe", "he")),
+  "model.fc8_zero_init": NOT_A_BOOL,
   "model.dtype": st.sampled_from(["float64", "int8", "fp16", "", "bf16"]),
   "optimizer.name": st.sampled_from(["adam", "SGD", "momentum", ""]),
   "optimizer.learning_rate": below(0.0, inclusive=True),
