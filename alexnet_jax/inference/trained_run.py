@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import json
 import os
 
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 from flax import nnx
 
+from alexnet_jax import utils
 from alexnet_jax.config import validation
 from alexnet_jax.parallel import sharding
 from alexnet_jax.train import checkpoints, optimizers, run_dir, state, steps
@@ -94,7 +97,32 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     raise RunError(f"--workdir={workdir} holds no run: there is no {path} (train one with alexnet_jax.main)") from error
   except (OSError, ValueError) as error:
     raise RunError(f"cannot read the run's config {path}: {error}") from error
-  return ml_collections.ConfigDict(recorded)
+  return ml_collections.ConfigDict(with_new_fields(recorded, _dataset_defaults(recorded.get("dataset"))))
+
+
+def with_new_fields(recorded: dict, defaults: dict) -> dict:
+  """``recorded`` plus every field of ``defaults`` it lacks: options added to the code after the run
+  was recorded (new options default to the old behaviour) take the experiment config's value."""
+  added = [(name, value) for name, value in utils.flatten(defaults).items() if name not in utils.flatten(recorded)]
+  if added:
+    logging.warning("The run's config predates %s; using their defaults", ", ".join(name for name, _ in added))
+  merged = json.loads(json.dumps(recorded))
+  for name, value in added:
+    *parents, leaf = name.split(".")
+    node = merged
+    for parent in parents:
+      node = node.setdefault(parent, {})
+    node[leaf] = value
+  return merged
+
+
+def _dataset_defaults(dataset) -> dict:
+  """The config of ``experiments/<dataset>.py`` as JSON data ({} if there is none or it cannot load)."""
+  try:
+    module = importlib.import_module(f"experiments.{dataset}")
+    return json.loads(module.get_config().to_json_best_effort())
+  except Exception:  # noqa: BLE001 -- only a fallback for old runs: without it the validator speaks
+    return {}
 
 
 def check_workdir(workdir: str) -> ml_collections.ConfigDict:
