@@ -103,7 +103,8 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 def with_new_fields(recorded: dict, defaults: dict) -> dict:
   """``recorded`` plus every field of ``defaults`` it lacks: options added to the code after the run
   was recorded (new options default to the old behaviour) take the experiment config's value."""
-  added = [(name, value) for name, value in utils.flatten(defaults).items() if name not in utils.flatten(recorded)]
+  present = utils.flatten(recorded)
+  added = [(name, value) for name, value in utils.flatten(defaults).items() if name not in present]
   if added:
     logging.warning("The run's config predates %s; using their defaults", ", ".join(name for name, _ in added))
   merged = json.loads(json.dumps(recorded))
