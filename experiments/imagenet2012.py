@@ -43,7 +43,18 @@ def paper_config() -> ml_collections.ConfigDict:
   config.input.random_crop = True
   config.input.random_flip = True
   config.input.pca_noise_std = 0.1  # the paper's colour augmentation
+  # "cuda_convnet": the authors' code, alpha_i * sigma_i (sigma: each component's std); or
+  # "fb_resnet": fb.resnet.torch's alpha_i * eigenvalue_i (2.2x / 7.7x / 17x weaker).
+  config.input.pca_noise_form = "cuda_convnet"
   config.input.normalization = "subtract_mean"  # the paper: mean-centred raw RGB; or "standardize"
+  # "image": the prepared store's 256x256x3 mean image, as cuda-convnet2 and Caffe subtract (the
+  # per-channel mean where no store supplies one); or "channel": one mean per channel.
+  config.input.mean = "image"
+  # "device": the host decodes, crops and flips uint8 images; colour noise and the mean run in the
+  # jitted train step. "host": all of it in tf.data, float32 batches.
+  config.input.augment_on = "device"
+  # Read the prepared store (``python -m alexnet_jax.data.prepare_store``) when it exists.
+  config.input.use_store = True
   config.input.eval_crops = "ten_crop"  # "center" or "ten_crop" (4 corners + centre, flipped)
   config.input.shuffle_buffer = 16_384
   config.eval_max_examples = -1  # -1 = the whole eval split
@@ -74,6 +85,7 @@ def paper_config() -> ml_collections.ConfigDict:
   config.optimizer.learning_rate = 0.01
   config.optimizer.momentum = 0.9
   config.optimizer.weight_decay = 5e-4
+  config.optimizer.decay_biases = False  # cuda-convnet2 (wc) and Caffe (decay_mult: 0) decay weights only
   config.schedule = ml_collections.ConfigDict()
   config.schedule.name = "plateau"  # "constant", "cosine", "piecewise" or "plateau"
   config.schedule.warmup_steps = 0

@@ -6,10 +6,15 @@ This is the one place to read what happens to a picture (Krizhevsky et al. 2012,
   (:func:`central_square`); grey images are replicated to three channels (:func:`to_rgb`); the
   mean pixel is subtracted (:func:`normalize`: a per-channel mean, divided by a per-channel std or,
   for the paper's raw centred pixels, by 1/255).
+  The mean is per channel, or a mean image (cuda-convnet2's and Caffe's 256x256x3), subtracted
+  from the square before it is cropped, so each view loses the mean of its own pixels.
 - train (:func:`train_views`): a random 224x224 (``crop_size``) patch, its horizontal reflection
-  with probability 1/2, and "PCA colour" (lighting) noise: add ``[p1, p2, p3] @ [a1 l1, a2 l2, a3 l3]``
-  with ``a_i ~ N(0, 0.1)`` drawn once per image, where ``p_i, l_i`` are the eigenvectors and
-  eigenvalues of the RGB pixel covariance of ImageNet.
+  with probability 1/2, and "PCA colour" (lighting) noise: add ``[p1, p2, p3] @ [a1 s1, a2 s2, a3 s3]``
+  with ``a_i ~ N(0, 0.1)`` drawn once per image, where ``p_i`` are the eigenvectors of the RGB pixel
+  covariance of ImageNet and ``s_i`` each component's std (the authors' cuda-convnet2) or its
+  eigenvalue (fb.resnet.torch); see ``options.pca_noise_basis``.
+- the same draws without the float work (:func:`train_crops`): uint8 patches plus each image's crop
+  offset, flip and colour coefficients, for the device to finish (``data/device_augment.py``).
 - test (:func:`eval_views`): the centre patch, or the four corner patches, the centre patch and the
   reflections of all five ("ten crops"), over which the network's softmax is averaged.
 
@@ -24,21 +29,22 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-# ImageNet RGB eigenvalues and eigenvectors (columns) for pixels in [0, 1], as used by
-# cuda-convnet / fb.resnet.torch for the paper's lighting noise.
-PCA_EIGENVALUES = (0.2175, 0.0188, 0.0045)
-PCA_EIGENVECTORS = (
-  (-0.5675, 0.7192, 0.4009),
-  (-0.5808, -0.0045, -0.8140),
-  (-0.5836, -0.6948, 0.4203),
-)
+from alexnet_jax.data import options
+
+# fb.resnet.torch's ImageNet colour PCA for [0, 1] pixels (not cuda-convnet's: its per-component
+# stds are options.CUDA_CONVNET_PCA_STDDEVS); options.pca_noise_basis chooses the scales.
+PCA_EIGENVALUES = options.PCA_EIGENVALUES
+PCA_EIGENVECTORS = options.PCA_EIGENVECTORS
 
 
 def central_square(images: tf.Tensor, size: int) -> tf.Tensor:
   """uint8 (..., H, W, C) -> float32 in [0, 1], shorter side resized to ``size``, central square kept.
 
-  One image of any size, or a batch of equally sized images.
+  One image of any size, or a batch of equally sized images. Squares already of that size (a
+  prepared store's) are only rescaled.
   """
+  if tuple(images.shape[-3:-1]) == (size, size):
+    return tf.cast(images, tf.float32) / 255.0
   images = resize_shorter_side(tf.cast(images, tf.float32) / 255.0, size)
   return center_crop(images, size)
 
@@ -94,33 +100,58 @@ def ten_crops(images: tf.Tensor, size: int) -> tf.Tensor:
   return tf.concat([five, tf.reverse(five, axis=[3])], axis=1)
 
 
-def random_crops(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
-  """(B, H, W, C) -> (B, size, size, C), each patch at its own uniformly random position."""
+def crop_offsets(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
+  """(B, 2) int32: each image's uniformly random (top, left) for a ``size`` x ``size`` patch."""
   height, width = _spatial_size(images)
   positions = tf.cast(tf.stack([height - size + 1, width - size + 1]), tf.float32)
   draws = tf.random.stateless_uniform([tf.shape(images)[0], 2], seed)
-  offsets = tf.cast(draws * positions, tf.int32)  # (B, 2): top, left
+  return tf.cast(draws * positions, tf.int32)
+
+
+def crops_at(images: tf.Tensor, offsets: tf.Tensor, size: int) -> tf.Tensor:
+  """(B, H, W, C) -> (B, size, size, C): image b's patch at ``offsets[b]`` (top, left); any dtype."""
   window = tf.range(size)
   images = tf.gather(images, offsets[:, :1] + window, axis=1, batch_dims=1)  # rows
   return tf.gather(images, offsets[:, 1:] + window, axis=2, batch_dims=1)  # columns
 
 
-def random_flips(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-  """Each image of (B, H, W, C) reflected horizontally with probability 1/2."""
-  width = _spatial_size(images)[1]
-  flip = tf.random.stateless_uniform([tf.shape(images)[0], 1], seed) < 0.5
-  columns = tf.range(width)
-  columns = tf.where(flip, columns[::-1], columns)  # (B, W): each image's column order
+def random_crops(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
+  """(B, H, W, C) -> (B, size, size, C), each patch at its own uniformly random position."""
+  return crops_at(images, crop_offsets(images, size, seed), size)
+
+
+def flip_draws(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """(B,) bool: which images of (B, H, W, C) to reflect, each with probability 1/2."""
+  return tf.random.stateless_uniform([tf.shape(images)[0]], seed) < 0.5
+
+
+def flips_where(images: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
+  """Image b of (B, H, W, C) reflected horizontally where ``flip[b]``; any dtype."""
+  columns = tf.range(_spatial_size(images)[1])
+  columns = tf.where(flip[:, None], columns[::-1], columns)  # (B, W): each image's column order
   return tf.gather(images, columns, axis=2, batch_dims=1)
 
 
-def pca_lighting(images: tf.Tensor, stddev: float, seed: tf.Tensor) -> tf.Tensor:
-  """Adds the paper's colour noise to RGB (B, H, W, 3): per image ``P @ (alpha * eigenvalues)``,
-  ``alpha ~ N(0, stddev)`` (3 values), the same shift for every pixel of that image."""
-  alpha = tf.random.stateless_normal([tf.shape(images)[0], 3], seed=seed, stddev=stddev)
-  shift = tf.linalg.matmul(
-    alpha * tf.constant(PCA_EIGENVALUES), tf.constant(PCA_EIGENVECTORS), transpose_b=True
-  )  # row b: P @ (alpha_b * eigenvalues)
+def random_flips(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Each image of (B, H, W, C) reflected horizontally with probability 1/2."""
+  return flips_where(images, flip_draws(images, seed))
+
+
+def pca_alphas(images: tf.Tensor, stddev: float, seed: tf.Tensor) -> tf.Tensor:
+  """(B, 3) float32: each image's colour noise coefficients, ``alpha ~ N(0, stddev)``."""
+  return tf.random.stateless_normal([tf.shape(images)[0], 3], seed=seed, stddev=stddev)
+
+
+def pca_shift(alphas: tf.Tensor, eigenvectors, scales) -> tf.Tensor:
+  """(B, 3) RGB shifts ``P @ (alpha_b * scales)`` from coefficients (B, 3)."""
+  return tf.linalg.matmul(alphas * tf.constant(scales, tf.float32), tf.constant(eigenvectors, tf.float32), transpose_b=True)
+
+
+def pca_lighting(images: tf.Tensor, stddev: float, seed: tf.Tensor, *, eigenvectors, scales) -> tf.Tensor:
+  """Adds the paper's colour noise to RGB (B, H, W, 3): per image ``P @ (alpha * scales)``,
+  ``alpha ~ N(0, stddev)`` (3 values), the same shift for every pixel of that image
+  (``options.pca_noise_basis`` gives ``eigenvectors`` and ``scales``)."""
+  shift = pca_shift(pca_alphas(images, stddev, seed), eigenvectors, scales)
   return images + shift[:, None, None, :]
 
 
@@ -136,6 +167,43 @@ def normalize(images: tf.Tensor, mean, std) -> tf.Tensor:
   return (images - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
+def is_mean_image(mean) -> bool:
+  """Whether ``mean`` is a mean image (H, W, C) rather than one value per channel."""
+  return getattr(mean, "ndim", 1) == 3
+
+
+def subtract_mean_image(squares: tf.Tensor, mean, std):
+  """For a mean image: (squares - mean image, the per-channel mean left to subtract: zeros)."""
+  if not is_mean_image(mean):
+    return squares, mean
+  return squares - tf.constant(mean, tf.float32), (0.0,) * len(std)
+
+
+def train_crops(
+  squares: tf.Tensor,
+  seed: tf.Tensor,
+  *,
+  crop_size: int,
+  random_position: bool = True,
+  flip: bool = True,
+  lighting_std: float = 0.0,
+) -> dict[str, tf.Tensor]:
+  """:func:`train_views`' draws without its float work: uint8 RGB squares (B, R, R, 3) ->
+  {"image": the uint8 patches (B, S, S, 3), flipped; "crop_offset": (B, 2) int32; "flip": (B,) bool;
+  "pca_alpha": (B, 3) float32}. ``device_augment.train_images`` finishes them into the same views."""
+  crop_seed, flip_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+  height, width = _spatial_size(squares)
+  batch = tf.shape(squares)[0]
+  if random_position:
+    offsets = crop_offsets(squares, crop_size, crop_seed)
+  else:
+    offsets = tf.tile([[(height - crop_size) // 2, (width - crop_size) // 2]], [batch, 1])
+  views = crops_at(squares, offsets, crop_size)
+  flips = flip_draws(views, flip_seed) if flip else tf.zeros([batch], tf.bool)
+  alphas = pca_alphas(views, lighting_std, lighting_seed) if lighting_std > 0 else tf.zeros([batch, 3])
+  return {"image": flips_where(views, flips), "crop_offset": offsets, "flip": flips, "pca_alpha": alphas}
+
+
 def train_views(
   squares: tf.Tensor,
   seed: tf.Tensor,
@@ -146,25 +214,32 @@ def train_views(
   random_position: bool = True,
   flip: bool = True,
   lighting_std: float = 0.0,
+  eigenvectors=PCA_EIGENVECTORS,
+  scales=None,
 ) -> tf.Tensor:
   """One normalised training view per image: central squares (B, R, R, C) -> (B, S, S, 3), S = crop_size.
 
   ``random_position=False`` takes the centre patch instead of a random one; ``lighting_std`` is the
-  std of the PCA noise coefficients (0 disables it; the paper used 0.1). Without colour noise, grey
-  images are normalised before they become RGB: the same numbers, a third of the work.
+  std of the PCA noise coefficients (0 disables it; the paper used 0.1), along ``eigenvectors``
+  scaled by ``scales`` (``options.pca_noise_basis``; needed when ``lighting_std > 0``). ``mean``: one
+  value per channel or a mean image (R, R, C). Without colour noise, grey images are normalised
+  before they become RGB: the same numbers, a third of the work.
   """
+  squares, mean = subtract_mean_image(squares, mean, std)
   crop_seed, flip_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
   views = random_crops(squares, crop_size, crop_seed) if random_position else center_crop(squares, crop_size)
   if flip:
     views = random_flips(views, flip_seed)
   if lighting_std > 0:
-    return normalize(pca_lighting(to_rgb(views), lighting_std, lighting_seed), mean, std)
+    noisy = pca_lighting(to_rgb(views), lighting_std, lighting_seed, eigenvectors=eigenvectors, scales=scales)
+    return normalize(noisy, mean, std)
   return to_rgb(normalize(views, mean, std))
 
 
 def eval_views(squares: tf.Tensor, *, crop_size: int, mean, std, ten_crop: bool = False) -> tf.Tensor:
   """Normalised test views of central squares (B, R, R, C): centre patches (B, S, S, 3), or the ten
-  crops (B, 10, S, S, 3)."""
+  crops (B, 10, S, S, 3). ``mean``: per channel or a mean image (R, R, C)."""
+  squares, mean = subtract_mean_image(squares, mean, std)
   views = ten_crops(squares, crop_size) if ten_crop else center_crop(squares, crop_size)
   return to_rgb(normalize(views, mean, std))
 
