@@ -215,22 +215,60 @@ def test_random_flips_mirror_about_half_of_the_images():
   assert 0.4 < flipped.mean() < 0.6
 
 
-def test_pca_lighting_matches_the_papers_formula():
+@pytest.mark.parametrize("form", options.PCA_NOISE_FORMS)
+def test_pca_lighting_matches_the_papers_formula(form):
   images, seed, std = random_images(batch=3), tf.constant([3, 4]), 0.1
   alpha = tf.random.stateless_normal([3, 3], seed=seed, stddev=std).numpy()  # (images, components)
-  eigvec, eigval = np.array(augment.PCA_EIGENVECTORS), np.array(augment.PCA_EIGENVALUES)
-  for image, got, a in zip(images, augment.pca_lighting(tf.constant(images), std, seed).numpy(), alpha):
-    np.testing.assert_allclose(got, image + eigvec @ (a * eigval), atol=1e-6)  # [p1 p2 p3][a_i l_i]
+  eigvec, scales = (np.array(x) for x in options.pca_noise_basis(form))
+  got = augment.pca_lighting(tf.constant(images), std, seed, eigenvectors=eigvec, scales=scales).numpy()
+  for image, got_one, a in zip(images, got, alpha):
+    np.testing.assert_allclose(got_one, image + eigvec @ (a * scales), atol=1e-6)  # [p1 p2 p3][a_i s_i]
 
 
 def test_pca_lighting_noise_has_the_papers_statistics():
   n, std = 4000, 0.1
-  shifts = augment.pca_lighting(tf.zeros([n, 1, 1, 3]), std, tf.constant([9, 9])).numpy().reshape(n, 3)
   eigvec, eigval = np.array(augment.PCA_EIGENVECTORS), np.array(augment.PCA_EIGENVALUES)
+  noise = augment.pca_lighting(tf.zeros([n, 1, 1, 3]), std, tf.constant([9, 9]), eigenvectors=eigvec, scales=eigval)
+  shifts = noise.numpy().reshape(n, 3)
   alphas = np.linalg.solve(eigvec, shifts.T).T / eigval  # recover a_i
   assert np.all(np.abs(alphas.mean(axis=0)) < 4 * std / np.sqrt(n))
   np.testing.assert_allclose(alphas.std(axis=0), std, rtol=0.05)
   np.testing.assert_allclose(np.corrcoef(alphas.T), np.eye(3), atol=0.06)  # independent draws
+
+
+@pytest.mark.parametrize(
+  "form,levels",
+  [("cuda_convnet", (12.18, 3.709, 1.972)), ("fb_resnet", (5.546, 0.4794, 0.1148))],
+)
+def test_pca_noise_shifts_pixels_by_the_forms_grey_levels(form, levels):
+  """cuda-convnet2 (the authors): 0.1 * sigma_i = 12.2 / 3.7 / 2.0 grey levels along each eigenvector;
+  fb.resnet.torch's alpha * eigval: 5.5 / 0.48 / 0.12 (measured over many draws, on [0, 255])."""
+  n = 20_000
+  eigvec, scales = options.pca_noise_basis(form)
+  shifts = (
+    augment.pca_lighting(tf.zeros([n, 1, 1, 3]), 0.1, tf.constant([5, 6]), eigenvectors=eigvec, scales=scales)
+    .numpy()
+    .reshape(n, 3)
+  )
+  along = shifts @ np.array(eigvec) * 255  # the shift's component along each eigenvector, in grey levels
+  np.testing.assert_allclose(along.std(axis=0), levels, rtol=0.03)
+
+
+def test_the_default_colour_noise_is_the_authors_form():
+  """train_views' default basis and the paper config's form are cuda-convnet2's."""
+  from experiments import imagenet2012
+
+  default = augment.train_views.__kwdefaults__
+  assert (default["eigenvectors"], default["scales"]) == options.pca_noise_basis("cuda_convnet")
+  assert imagenet2012.get_config().input.pca_noise_form == "cuda_convnet"
+
+
+def test_pca_noise_basis_from_a_stores_eigenpairs():
+  eigvec = np.eye(3)[:, ::-1]
+  vectors, scales = options.pca_noise_basis("cuda_convnet", np.array([0.04, 0.01, 0.0025]), eigvec)
+  np.testing.assert_allclose(scales, (0.2, 0.1, 0.05))
+  np.testing.assert_array_equal(vectors, eigvec)
+  assert options.pca_noise_basis("fb_resnet", (0.04, 0.01, 0.0025), eigvec)[1] == (0.04, 0.01, 0.0025)
 
 
 def test_resize_keeps_the_aspect_ratio_and_antialiases_when_shrinking():

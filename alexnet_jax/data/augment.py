@@ -35,6 +35,7 @@ from alexnet_jax.data import options
 # stds are options.CUDA_CONVNET_PCA_STDDEVS); options.pca_noise_basis chooses the scales.
 PCA_EIGENVALUES = options.PCA_EIGENVALUES
 PCA_EIGENVECTORS = options.PCA_EIGENVECTORS
+_AUTHORS_PCA = options.pca_noise_basis("cuda_convnet")  # the default (eigenvectors, scales)
 
 
 def central_square(images: tf.Tensor, size: int) -> tf.Tensor:
@@ -47,6 +48,11 @@ def central_square(images: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cast(images, tf.float32) / 255.0
   images = resize_shorter_side(tf.cast(images, tf.float32) / 255.0, size)
   return center_crop(images, size)
+
+
+def to_uint8(images: tf.Tensor) -> tf.Tensor:
+  """Float pixels in [0, 1] -> uint8 [0, 255], rounded to the nearest level."""
+  return tf.cast(tf.round(tf.clip_by_value(images * 255.0, 0.0, 255.0)), tf.uint8)
 
 
 def resize_shorter_side(images: tf.Tensor, size: int) -> tf.Tensor:
@@ -144,7 +150,9 @@ def pca_alphas(images: tf.Tensor, stddev: float, seed: tf.Tensor) -> tf.Tensor:
 
 def pca_shift(alphas: tf.Tensor, eigenvectors, scales) -> tf.Tensor:
   """(B, 3) RGB shifts ``P @ (alpha_b * scales)`` from coefficients (B, 3)."""
-  return tf.linalg.matmul(alphas * tf.constant(scales, tf.float32), tf.constant(eigenvectors, tf.float32), transpose_b=True)
+  return tf.linalg.matmul(
+    alphas * tf.constant(scales, tf.float32), tf.constant(eigenvectors, tf.float32), transpose_b=True
+  )
 
 
 def pca_lighting(images: tf.Tensor, stddev: float, seed: tf.Tensor, *, eigenvectors, scales) -> tf.Tensor:
@@ -214,14 +222,14 @@ def train_views(
   random_position: bool = True,
   flip: bool = True,
   lighting_std: float = 0.0,
-  eigenvectors=PCA_EIGENVECTORS,
-  scales=None,
+  eigenvectors=_AUTHORS_PCA[0],
+  scales=_AUTHORS_PCA[1],
 ) -> tf.Tensor:
   """One normalised training view per image: central squares (B, R, R, C) -> (B, S, S, 3), S = crop_size.
 
   ``random_position=False`` takes the centre patch instead of a random one; ``lighting_std`` is the
   std of the PCA noise coefficients (0 disables it; the paper used 0.1), along ``eigenvectors``
-  scaled by ``scales`` (``options.pca_noise_basis``; needed when ``lighting_std > 0``). ``mean``: one
+  scaled by ``scales`` (``options.pca_noise_basis``; default: the authors' form on ImageNet's constants). ``mean``: one
   value per channel or a mean image (R, R, C). Without colour noise, grey images are normalised
   before they become RGB: the same numbers, a third of the work.
   """

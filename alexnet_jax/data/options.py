@@ -29,7 +29,7 @@ CUDA_CONVNET_PCA_STDDEVS = (121.78, 37.09, 19.72)
 
 DATASETS = tuple(PIXEL_STATS)
 EVAL_CROPS = ("center", "ten_crop")  # augment.eval_views: the centre patch, or the paper's ten
-NORMALIZATIONS = ("standardize", "subtract_mean")  # pipeline._mean_std
+NORMALIZATIONS = ("standardize", "subtract_mean")  # pipeline._pixels
 PCA_NOISE_FORMS = ("cuda_convnet", "fb_resnet")  # augment.pca_scales
 MEANS = ("image", "channel")  # a prepared store's mean image, or one mean per channel
 AUGMENT_ON = ("device", "host")  # where the float work (colour noise, mean) runs

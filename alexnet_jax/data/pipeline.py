@@ -13,7 +13,13 @@ Evaluation (:func:`create_eval_iterator`) reads each process's share once, in or
 last batch with ``mask == 0`` examples so that every example counts exactly once and every process
 runs the same number of batches.
 
-Where the work happens (it shares 2 cores with the train step here): images of a fixed size
+Where the work happens (``config.input.augment_on``). ``"device"`` (the ImageNet config): the host
+does only uint8 work -- decode, the random crop, the flip -- and sends each image's crop offset,
+flip and colour-noise coefficients with the uint8 batch; the train step adds the colour noise and
+subtracts the mean (:func:`device_preprocessing`, ``data/device_augment.py``), 4x fewer bytes to
+move and no float work on the host. All draws still come from the key (seed, process, step), so the
+views are those of ``"host"`` (everything in tf.data, float32 batches; the small-data configs,
+whose measured results came from it). Images of a fixed size
 (Fashion-MNIST, CIFAR-10) are decoded per example and resized, cropped and flipped per batch;
 small such datasets are decoded once and kept in memory (:data:`IN_MEMORY_LIMIT_BYTES`). Images of
 varying size (ImageNet) are decoded and resized per example, after shuffling and skipping.
@@ -34,7 +40,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from alexnet_jax.data import augment, datasets, options, tf_host
+from alexnet_jax.data import augment, datasets, device_augment, options, store, tf_host
 
 tf = tf_host.tensorflow()
 
@@ -48,7 +54,9 @@ def create_train_iterator(
 ) -> Iterator[Batch]:
   """Endless training batches {"image": (B, S, S, 3) float32, "label": (B,) int32} for this process.
 
-  ``B = config.batch_size // process_count`` and ``S = config.input.crop_size``. Starting at
+  ``B = config.batch_size // process_count`` and ``S = config.input.crop_size``. With
+  ``config.input.augment_on == "device"``, "image" is uint8 and the batch also holds "crop_offset",
+  "flip" and "pca_alpha" (``augment.train_crops``) for :func:`device_preprocessing`. Starting at
   ``start_step`` yields what a run from step 0 yields from that step on.
   """
   process_index, process_count = _process(process_index, process_count)
@@ -66,9 +74,8 @@ def create_train_iterator(
     builder, split, config, num_examples=num_examples, stream_seed=stream_seed, start=start_step * local_batch
   )
   ds = ds.batch(local_batch, drop_remainder=True).enumerate(start=start_step)
-  ds = ds.map(
-    functools.partial(_train_batch, config=config, stream_seed=stream_seed), num_parallel_calls=tf.data.AUTOTUNE
-  )
+  train_batch = functools.partial(_train_batch, config=config, stream_seed=stream_seed, pixels=_pixels(config, builder))
+  ds = ds.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
 
@@ -95,7 +102,8 @@ def create_eval_iterator(
     tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), ds.element_spec)
   )
   ds = ds.concatenate(padding.repeat()).take(num_batches * local_batch).batch(local_batch)
-  ds = ds.map(functools.partial(_eval_batch, config=config), num_parallel_calls=tf.data.AUTOTUNE)
+  eval_batch = functools.partial(_eval_batch, config=config, pixels=_pixels(config, builder))
+  ds = ds.map(eval_batch, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
 
@@ -108,6 +116,14 @@ def dataset_info(config) -> tuple[int, int, int]:
   builder = datasets.prepared_builder(config)
   num_classes = builder.info.features["label"].num_classes
   return _num_examples(builder, config.train_split), _num_eval_examples(builder, config), num_classes
+
+
+def device_preprocessing(config) -> device_augment.DeviceAugment | None:
+  """What the train step does to a ``"device"`` batch (None for ``"host"``: batches are final)."""
+  if config.input.augment_on != "device":
+    return None
+  pixels = _pixels(config, datasets.prepared_builder(config))
+  return device_augment.DeviceAugment(crop_size=config.input.crop_size, **pixels)
 
 
 def local_batch_size(config, process_count: int = 1) -> int:
@@ -166,41 +182,53 @@ def _per_example_preparation(builder, config):
     image = feature.decode_example(example["image"])
     if not fixed_size:
       image = augment.central_square(image, config.input.resize_size)
+      if config.input.augment_on == "device":
+        image = augment.to_uint8(image)  # uint8 from here on: a quarter of the bytes to batch
     return dict(example, image=image)
 
   return prepare
 
 
-def _train_batch(step, batch, *, config, stream_seed) -> Batch:
+def _train_batch(step, batch, *, config, stream_seed, pixels) -> Batch:
   """The batch at ``step``, augmented with draws from the key (``stream_seed``, step)."""
   seed = tf.random.experimental.stateless_fold_in(stream_seed, step)
-  views = augment.train_views(
-    _batch_squares(batch["image"], config),
-    seed,
+  draws = dict(
     crop_size=config.input.crop_size,
     random_position=config.input.random_crop,
     flip=config.input.random_flip,
     lighting_std=config.input.pca_noise_std,
-    **_mean_std(config),
   )
+  if config.input.augment_on == "device":
+    squares = augment.to_rgb(_uint8_squares(batch["image"], config))
+    return {**augment.train_crops(squares, seed, **draws), "label": batch["label"]}
+  views = augment.train_views(_batch_squares(batch["image"], config), seed, **draws, **pixels)
   return {"image": views, "label": batch["label"]}
 
 
-def _eval_batch(batch, *, config) -> Batch:
+def _eval_batch(batch, *, config, pixels) -> Batch:
   views = augment.eval_views(
     _batch_squares(batch["image"], config),
     crop_size=config.input.crop_size,
     ten_crop=config.input.eval_crops == "ten_crop",
-    **_mean_std(config),
+    mean=pixels["mean"],
+    std=pixels["std"],
   )
   return {"image": views, "label": batch["label"], "mask": batch["mask"]}
 
 
 def _batch_squares(images: tf.Tensor, config) -> tf.Tensor:
-  """Central squares of a batch: uint8 images of a fixed size are resized here, in one op."""
+  """Central squares of a batch in [0, 1]: uint8 images are resized here (if not squares yet), in one op."""
   if images.dtype == tf.uint8:
     return augment.central_square(images, config.input.resize_size)
   return images  # already squares, made per example
+
+
+def _uint8_squares(images: tf.Tensor, config) -> tf.Tensor:
+  """uint8 central squares of a batch: a store's and the per-example ones pass through as they are."""
+  size = config.input.resize_size
+  if images.dtype == tf.uint8 and tuple(images.shape[-3:-1]) == (size, size):
+    return images
+  return augment.to_uint8(_batch_squares(images, config))
 
 
 def _fixed_size(builder) -> bool:
@@ -214,13 +242,23 @@ def _decoded_bytes(builder, num_examples: int) -> float:
   return num_examples * math.prod(builder.info.features["image"].shape)
 
 
-def _mean_std(config) -> dict[str, tuple[float, ...]]:
-  """``standardize``: the dataset's mean and std. ``subtract_mean``: the paper's centred raw pixels,
-  (x - mean) * 255, i.e. std = 1/255."""
+def _pixels(config, builder) -> dict:
+  """The normalisation and colour-noise constants: "mean" (per channel, or a store's mean image
+  with ``config.input.mean == "image"``), "std" (``standardize``: the dataset's; ``subtract_mean``:
+  the paper's centred raw pixels, (x - mean) * 255, i.e. std = 1/255), and the PCA noise's
+  "eigenvectors" and "scales" (``options.pca_noise_basis``, from a store's statistics if any)."""
   mean, std = options.pixel_stats(config.dataset)
   if config.input.normalization == "subtract_mean":
     std = (1 / 255,) * len(mean)
-  return {"mean": mean, "std": std}
+  stats = store.builder_stats(builder)
+  if config.input.mean == "image":
+    if stats is None:
+      logging.warning("No prepared store of %s: subtracting the per-channel mean, not a mean image", config.dataset)
+    else:
+      mean = stats["mean_image"].astype(np.float32)
+  eigen = (stats["eigenvalues"], stats["eigenvectors"]) if stats is not None else (None, None)
+  eigenvectors, scales = options.pca_noise_basis(config.input.pca_noise_form, *eigen)
+  return {"mean": mean, "std": std, "eigenvectors": eigenvectors, "scales": scales}
 
 
 def _num_examples(builder, split) -> int:

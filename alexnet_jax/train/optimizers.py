@@ -118,9 +118,7 @@ def make_optimizer(
   """Update rule ``name`` with its hyper-parameters stored in the optimizer state, where the train
   step sets each step's learning rate (:func:`set_learning_rate`). ``decay_biases`` is fixed, not stored."""
   rule = functools.partial(_RULES[name], decay_biases=decay_biases)
-  return optax.inject_hyperparams(rule)(
-    learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay
-  )
+  return optax.inject_hyperparams(rule)(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
 
 
 def set_learning_rate(opt_state: optax.OptState, learning_rate: jax.Array) -> optax.OptState:
