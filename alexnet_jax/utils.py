@@ -44,3 +44,17 @@ def format_duration(seconds: float) -> str:
   minutes, seconds = divmod(int(seconds), 60)
   hours, minutes = divmod(minutes, 60)
   return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+def write_bytes_atomically(path: str, data: bytes) -> None:
+  """``data`` written to ``path`` as :func:`write_text_atomically` writes text (all or nothing)."""
+  tmp = f"{path}.tmp.{os.getpid()}"
+  try:
+    with open(tmp, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)

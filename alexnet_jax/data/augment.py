@@ -13,8 +13,9 @@ This is the one place to read what happens to a picture (Krizhevsky et al. 2012,
   with ``a_i ~ N(0, 0.1)`` drawn once per image, where ``p_i`` are the eigenvectors of the RGB pixel
   covariance of ImageNet and ``s_i`` each component's std (the authors' cuda-convnet2) or its
   eigenvalue (fb.resnet.torch); see ``options.pca_noise_basis``.
-- the same draws without the float work (:func:`train_crops`): uint8 patches plus each image's crop
-  offset, flip and colour coefficients, for the device to finish (``data/device_augment.py``).
+- the same draws without the float work (:func:`train_crop_draws`, :func:`cut`, :func:`train_alphas`): uint8 patches
+  plus each image's crop offset, flip and colour coefficients, for the device to finish
+  (``data/device_augment.py``).
 - test (:func:`eval_views`): the centre patch, or the four corner patches, the centre patch and the
   reflections of all five ("ten crops"), over which the network's softmax is averaged.
 
@@ -106,11 +107,10 @@ def ten_crops(images: tf.Tensor, size: int) -> tf.Tensor:
   return tf.concat([five, tf.reverse(five, axis=[3])], axis=1)
 
 
-def crop_offsets(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
-  """(B, 2) int32: each image's uniformly random (top, left) for a ``size`` x ``size`` patch."""
-  height, width = _spatial_size(images)
+def crop_offsets(batch_size, height, width, size: int, seed: tf.Tensor) -> tf.Tensor:
+  """(B, 2) int32: each of B images' uniformly random (top, left) for a ``size`` x ``size`` patch."""
   positions = tf.cast(tf.stack([height - size + 1, width - size + 1]), tf.float32)
-  draws = tf.random.stateless_uniform([tf.shape(images)[0], 2], seed)
+  draws = tf.random.stateless_uniform([batch_size, 2], seed)
   return tf.cast(draws * positions, tf.int32)
 
 
@@ -123,12 +123,12 @@ def crops_at(images: tf.Tensor, offsets: tf.Tensor, size: int) -> tf.Tensor:
 
 def random_crops(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
   """(B, H, W, C) -> (B, size, size, C), each patch at its own uniformly random position."""
-  return crops_at(images, crop_offsets(images, size, seed), size)
+  return crops_at(images, crop_offsets(tf.shape(images)[0], *_spatial_size(images), size, seed), size)
 
 
-def flip_draws(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-  """(B,) bool: which images of (B, H, W, C) to reflect, each with probability 1/2."""
-  return tf.random.stateless_uniform([tf.shape(images)[0]], seed) < 0.5
+def flip_draws(batch_size, seed: tf.Tensor) -> tf.Tensor:
+  """(B,) bool: which of B images to reflect, each with probability 1/2."""
+  return tf.random.stateless_uniform([batch_size], seed) < 0.5
 
 
 def flips_where(images: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
@@ -140,12 +140,12 @@ def flips_where(images: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
 
 def random_flips(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   """Each image of (B, H, W, C) reflected horizontally with probability 1/2."""
-  return flips_where(images, flip_draws(images, seed))
+  return flips_where(images, flip_draws(tf.shape(images)[0], seed))
 
 
-def pca_alphas(images: tf.Tensor, stddev: float, seed: tf.Tensor) -> tf.Tensor:
-  """(B, 3) float32: each image's colour noise coefficients, ``alpha ~ N(0, stddev)``."""
-  return tf.random.stateless_normal([tf.shape(images)[0], 3], seed=seed, stddev=stddev)
+def pca_alphas(batch_size, stddev: float, seed: tf.Tensor) -> tf.Tensor:
+  """(B, 3) float32: each of B images' colour noise coefficients, ``alpha ~ N(0, stddev)``."""
+  return tf.random.stateless_normal([batch_size, 3], seed=seed, stddev=stddev)
 
 
 def pca_shift(alphas: tf.Tensor, eigenvectors, scales) -> tf.Tensor:
@@ -159,7 +159,7 @@ def pca_lighting(images: tf.Tensor, stddev: float, seed: tf.Tensor, *, eigenvect
   """Adds the paper's colour noise to RGB (B, H, W, 3): per image ``P @ (alpha * scales)``,
   ``alpha ~ N(0, stddev)`` (3 values), the same shift for every pixel of that image
   (``options.pca_noise_basis`` gives ``eigenvectors`` and ``scales``)."""
-  shift = pca_shift(pca_alphas(images, stddev, seed), eigenvectors, scales)
+  shift = pca_shift(pca_alphas(tf.shape(images)[0], stddev, seed), eigenvectors, scales)
   return images + shift[:, None, None, :]
 
 
@@ -187,29 +187,41 @@ def subtract_mean_image(squares: tf.Tensor, mean, std):
   return squares - tf.constant(mean, tf.float32), (0.0,) * len(std)
 
 
-def train_crops(
-  squares: tf.Tensor,
-  seed: tf.Tensor,
-  *,
-  crop_size: int,
-  random_position: bool = True,
-  flip: bool = True,
-  lighting_std: float = 0.0,
+def view_seeds(seed: tf.Tensor) -> list[tf.Tensor]:
+  """The batch key's three sub-keys: crop positions, flips, colour noise (one order everywhere)."""
+  return tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+
+
+def train_crop_draws(
+  seed: tf.Tensor, batch_size: int, height: int, width: int, *, crop_size: int, random_position=True, flip=True
 ) -> dict[str, tf.Tensor]:
-  """:func:`train_views`' draws without its float work: uint8 RGB squares (B, R, R, 3) ->
-  {"image": the uint8 patches (B, S, S, 3), flipped; "crop_offset": (B, 2) int32; "flip": (B,) bool;
-  "pca_alpha": (B, 3) float32}. ``device_augment.train_images`` finishes them into the same views."""
-  crop_seed, flip_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-  height, width = _spatial_size(squares)
-  batch = tf.shape(squares)[0]
+  """The batch's {"crop_offset": (B, 2) int32 (top, left), "flip": (B,) bool}, drawn from ``seed``
+  as :func:`train_views` draws them, for cutting each image on its own (:func:`cut`)."""
+  crop_seed, flip_seed, _ = view_seeds(seed)
   if random_position:
-    offsets = crop_offsets(squares, crop_size, crop_seed)
+    offsets = crop_offsets(batch_size, height, width, crop_size, crop_seed)
   else:
-    offsets = tf.tile([[(height - crop_size) // 2, (width - crop_size) // 2]], [batch, 1])
-  views = crops_at(squares, offsets, crop_size)
-  flips = flip_draws(views, flip_seed) if flip else tf.zeros([batch], tf.bool)
-  alphas = pca_alphas(views, lighting_std, lighting_seed) if lighting_std > 0 else tf.zeros([batch, 3])
-  return {"image": flips_where(views, flips), "crop_offset": offsets, "flip": flips, "pca_alpha": alphas}
+    offsets = tf.tile([[(height - crop_size) // 2, (width - crop_size) // 2]], [batch_size, 1])
+  flips = flip_draws(batch_size, flip_seed) if flip else tf.zeros([batch_size], tf.bool)
+  return {"crop_offset": tf.cast(offsets, tf.int32), "flip": flips}
+
+
+def cut(square: tf.Tensor, offset: tf.Tensor, flipped: tf.Tensor, size: int) -> tf.Tensor:
+  """The (size, size, C) patch of one image at ``offset``, reflected if ``flipped``: a plain slice
+  (a batch-wide gather of 3-byte pixels costs more than the JPEG decode)."""
+  patch = square[offset[0] : offset[0] + size, offset[1] : offset[1] + size]
+  return flip_if(tf.ensure_shape(patch, [size, size, square.shape[-1]]), flipped)
+
+
+def flip_if(patch: tf.Tensor, flipped: tf.Tensor) -> tf.Tensor:
+  return tf.cond(flipped, lambda: tf.reverse(patch, axis=[1]), lambda: patch)
+
+
+def train_alphas(seed: tf.Tensor, batch_size: int, lighting_std: float) -> tf.Tensor:
+  """The batch's colour-noise coefficients (B, 3) as :func:`train_views` draws them (zeros if off)."""
+  if lighting_std <= 0:
+    return tf.zeros([batch_size, 3])
+  return pca_alphas(batch_size, lighting_std, view_seeds(seed)[2])
 
 
 def train_views(
@@ -234,7 +246,7 @@ def train_views(
   before they become RGB: the same numbers, a third of the work.
   """
   squares, mean = subtract_mean_image(squares, mean, std)
-  crop_seed, flip_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+  crop_seed, flip_seed, lighting_seed = view_seeds(seed)
   views = random_crops(squares, crop_size, crop_seed) if random_position else center_crop(squares, crop_size)
   if flip:
     views = random_flips(views, flip_seed)

@@ -56,7 +56,7 @@ def create_train_iterator(
 
   ``B = config.batch_size // process_count`` and ``S = config.input.crop_size``. With
   ``config.input.augment_on == "device"``, "image" is uint8 and the batch also holds "crop_offset",
-  "flip" and "pca_alpha" (``augment.train_crops``) for :func:`device_preprocessing`. Starting at
+  "flip" and "pca_alpha" (``augment.train_crop_draws``, ``train_alphas``) for :func:`device_preprocessing`. Starting at
   ``start_step`` yields what a run from step 0 yields from that step on.
   """
   process_index, process_count = _process(process_index, process_count)
@@ -70,8 +70,19 @@ def create_train_iterator(
       f"examples of each of the {process_count} processes"
     )
   stream_seed = tf.constant([seed % 2**32, process_index], tf.int64)
+  view, draws = None, None
+  if config.input.augment_on == "device":
+    view = functools.partial(_device_view, config=config, jpeg_squares=_is_jpeg_store(builder, config))
+    draws = _view_draws(config, stream_seed=stream_seed, batch_size=local_batch, start_step=start_step)
   ds = _example_stream(
-    builder, split, config, num_examples=num_examples, stream_seed=stream_seed, start=start_step * local_batch
+    builder,
+    split,
+    config,
+    num_examples=num_examples,
+    stream_seed=stream_seed,
+    start=start_step * local_batch,
+    view=view,
+    draws=draws,
   )
   ds = ds.batch(local_batch, drop_remainder=True).enumerate(start=start_step)
   train_batch = functools.partial(_train_batch, config=config, stream_seed=stream_seed, pixels=_pixels(config, builder))
@@ -136,13 +147,15 @@ def local_batch_size(config, process_count: int = 1) -> int:
 
 
 def _example_stream(
-  builder, split, config, *, num_examples: int, stream_seed: tf.Tensor, start: int
+  builder, split, config, *, num_examples: int, stream_seed: tf.Tensor, start: int, view=None, draws=None
 ) -> tf.data.Dataset:
   """Decoded training examples from stream position ``start`` on, forever.
 
   Epoch ``e`` is the split through a shuffle buffer seeded by (``stream_seed``, e). Small splits of
   fixed-size images are decoded during the first epoch and kept in memory; others are decoded after
-  the skip to ``start``, so resuming decodes nothing it does not use.
+  the skip to ``start``, so resuming decodes nothing it does not use. ``view(example, draw,
+  decode=...)``, if given, makes each example's view in one parallel map, with the element of
+  ``draws`` at the same stream position (``decode``: the decoding still to do, None if decoded).
   """
   prepare = _per_example_preparation(builder, config)
   records = _read(builder, split, shuffle_files=True, seed=int(stream_seed[0]))
@@ -162,7 +175,12 @@ def _example_stream(
 
   first_epoch, skip = divmod(start, num_examples)
   ds = tf.data.Dataset.range(first_epoch, _FOREVER).flat_map(epoch).skip(skip)
-  return ds if in_memory else ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+  if view is None:
+    return ds if in_memory else ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+  decode = None if in_memory else prepare
+  return tf.data.Dataset.zip(ds, draws).map(
+    lambda example, draw: view(example, draw, decode=decode), num_parallel_calls=tf.data.AUTOTUNE
+  )
 
 
 def _read(builder, split, *, shuffle_files: bool, seed: int = 0) -> tf.data.Dataset:
@@ -190,19 +208,57 @@ def _per_example_preparation(builder, config):
 
 
 def _train_batch(step, batch, *, config, stream_seed, pixels) -> Batch:
-  """The batch at ``step``, augmented with draws from the key (``stream_seed``, step)."""
+  """The batch at ``step``, augmented with draws from the key (``stream_seed``, step).
+
+  ``"device"``: the views were cut per example (:func:`_device_view`); only the colour-noise
+  coefficients are drawn here."""
   seed = tf.random.experimental.stateless_fold_in(stream_seed, step)
-  draws = dict(
+  if config.input.augment_on == "device":
+    alphas = augment.train_alphas(seed, tf.shape(batch["label"])[0], config.input.pca_noise_std)
+    return {**batch, "pca_alpha": alphas}
+  views = augment.train_views(
+    _batch_squares(batch["image"], config),
+    seed,
     crop_size=config.input.crop_size,
     random_position=config.input.random_crop,
     flip=config.input.random_flip,
     lighting_std=config.input.pca_noise_std,
+    **pixels,
   )
-  if config.input.augment_on == "device":
-    squares = augment.to_rgb(_uint8_squares(batch["image"], config))
-    return {**augment.train_crops(squares, seed, **draws), "label": batch["label"]}
-  views = augment.train_views(_batch_squares(batch["image"], config), seed, **draws, **pixels)
   return {"image": views, "label": batch["label"]}
+
+
+def _view_draws(config, *, stream_seed, batch_size: int, start_step: int) -> tf.data.Dataset:
+  """Each example's crop offset and flip from step ``start_step`` on, one element per example: the
+  draws of its batch's key (``stream_seed``, step), made once per batch (``augment.train_crop_draws``)."""
+  size = config.input.resize_size
+  draws = dict(
+    crop_size=config.input.crop_size, random_position=config.input.random_crop, flip=config.input.random_flip
+  )
+
+  def batch_draws(step):
+    seed = tf.random.experimental.stateless_fold_in(stream_seed, step)
+    return augment.train_crop_draws(seed, batch_size, size, size, **draws)
+
+  return tf.data.Dataset.range(start_step, _FOREVER).map(batch_draws).unbatch()
+
+
+def _device_view(example, draw, *, decode, config, jpeg_squares: bool) -> dict:
+  """One example as a uint8 view cut at ``draw`` (its "crop_offset" and "flip"), with the draw kept.
+
+  A store's JPEG squares (``jpeg_squares``) are decoded only inside the patch
+  (``decode_and_crop_jpeg``: ~20 % less work; the pixels equal a full decode's but for a few at
+  the patch border, where libjpeg's chroma upsampling sees fewer neighbours)."""
+  crop_size = config.input.crop_size
+  offset, flipped = draw["crop_offset"], draw["flip"]
+  if decode is not None and jpeg_squares:
+    window = tf.concat([offset, [crop_size, crop_size]], axis=0)
+    patch = augment.flip_if(tf.io.decode_and_crop_jpeg(example["image"], window, channels=3), flipped)
+  else:
+    image = example["image"] if decode is None else decode(example)["image"]
+    patch = augment.cut(augment.to_rgb(_uint8_squares(image[None], config)[0]), offset, flipped, crop_size)
+  patch = tf.ensure_shape(patch, [crop_size, crop_size, 3])
+  return {"image": patch, "label": example["label"], **draw}
 
 
 def _eval_batch(batch, *, config, pixels) -> Batch:
@@ -229,6 +285,12 @@ def _uint8_squares(images: tf.Tensor, config) -> tf.Tensor:
   if images.dtype == tf.uint8 and tuple(images.shape[-3:-1]) == (size, size):
     return images
   return augment.to_uint8(_batch_squares(images, config))
+
+
+def _is_jpeg_store(builder, config) -> bool:
+  """Whether the images are a store's: JPEG squares of ``config.input.resize_size``, RGB."""
+  feature, size = builder.info.features["image"], config.input.resize_size
+  return tuple(feature.shape) == (size, size, 3) and feature.encoding_format == "jpeg"
 
 
 def _fixed_size(builder) -> bool:
