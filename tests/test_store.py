@@ -1,0 +1,84 @@
+"""The prepared store: fake ILSVRC-2012 tars through TFDS's own imagenet2012 builder, the
+preparation (squares, statistics, resume), and the training stream into train steps."""
+
+import os
+
+import fake_ilsvrc
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from alexnet_jax.data import augment, datasets, pipeline, prepare_store, store
+from alexnet_jax.train import loop
+from experiments import imagenet2012
+
+
+def fake_imagenet_config(tmp_path):
+  config = imagenet2012.get_config("smoke")  # 67x67 crops of 76x76 squares, batch 16
+  config.data_dir = str(tmp_path / "tfds")
+  config.manual_dir = str(tmp_path / "manual")
+  return config
+
+
+def source_squares(source, size):
+  """{file_name: (uint8 central square, label)} computed straight from the TFDS source."""
+  squares = {}
+  for example in source.as_dataset(split="train").as_numpy_iterator():
+    square = augment.to_uint8(augment.central_square(tf.constant(example["image"]), size)).numpy()
+    squares[example["file_name"].decode()] = (square, example["label"])
+  return squares
+
+
+def test_fake_ilsvrc_tars_become_a_store_that_trains(tmp_path):
+  labels = fake_ilsvrc.write_tars(str(tmp_path / "manual"))
+  config = fake_imagenet_config(tmp_path)
+  size = config.input.resize_size
+  path = prepare_store.prepare(config, workers=2, images_per_shard=8, progress=False)
+
+  source = tfds.builder("imagenet2012", data_dir=config.data_dir)  # built by TFDS from the tars
+  assert {name: s.num_examples for name, s in source.info.splits.items()} == {"train": 20, "validation": 5}
+  expected = source_squares(source, size)
+  names = source.info.features["label"].names
+  assert {name: names[label] for name, (_, label) in expected.items()} == labels
+
+  built = store.load(path)
+  assert path == os.path.join(config.data_dir, f"imagenet2012_{size}", "1.0.0")
+  assert {name: s.num_examples for name, s in built.info.splits.items()} == {"train": 20, "validation": 5}
+  assert len(built.info.splits["train"].shard_lengths) == 3  # 20 images, 8 per shard
+  for example in built.as_dataset(split="train").as_numpy_iterator():
+    square, label = expected[example["file_name"].decode()]
+    assert example["image"].shape == (size, size, 3) and example["label"] == label
+    reencoded = tf.io.decode_jpeg(tf.io.encode_jpeg(square, quality=90)).numpy()
+    np.testing.assert_array_equal(example["image"], reencoded)  # the exact square, JPEG-encoded at 90
+  grey, cmyk = expected[fake_ilsvrc.GREY_NAME][0], expected[fake_ilsvrc.CMYK_NAME][0]
+  assert np.array_equal(grey[..., 0], grey[..., 2]) and not np.array_equal(cmyk[..., 0], cmyk[..., 2])
+
+  stats = store.read_stats(path)
+  squares = np.stack([square for square, _ in expected.values()]).astype(np.float64)
+  np.testing.assert_allclose(stats["mean_image"], squares.mean(axis=0) / 255, atol=1e-6)
+  np.testing.assert_allclose(stats["channel_mean"], squares.mean(axis=(0, 1, 2)) / 255, atol=1e-6)
+  covariance = np.cov(squares.reshape(-1, 3).T / 255, bias=True)
+  np.testing.assert_allclose(stats["eigenvalues"], np.linalg.eigvalsh(covariance)[::-1], rtol=1e-6)
+  np.testing.assert_allclose(
+    covariance @ stats["eigenvectors"], stats["eigenvectors"] * stats["eigenvalues"], atol=1e-9
+  )
+
+  # Interrupted before the end: only the missing shard is written again.
+  shards = sorted(f for f in os.listdir(path) if ".tfrecord-" in f)
+  mtimes = {f: os.stat(os.path.join(path, f)).st_mtime_ns for f in shards}
+  for name in (shards[0], "dataset_info.json", store.STATS_FILE):
+    os.remove(os.path.join(path, name))
+  assert not store.is_prepared(path)
+  prepare_store.prepare(config, workers=1, images_per_shard=8, progress=False)
+  assert store.is_prepared(path)
+  assert [f for f in shards if os.stat(os.path.join(path, f)).st_mtime_ns != mtimes.get(f)] == [shards[0]]
+  np.testing.assert_array_equal(store.read_stats(path)["mean_image"], stats["mean_image"])
+
+  # The ImageNet config reads the store: uint8 views, its mean image, and a few train steps.
+  assert os.fspath(datasets.prepared_builder(config).data_dir) == path
+  batch = next(pipeline.create_train_iterator(config, seed=0))
+  assert batch["image"].dtype == np.uint8 and batch["image"].shape == (16, 67, 67, 3)
+  np.testing.assert_array_equal(pipeline.device_preprocessing(config).mean, stats["mean_image"])
+  summary = loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert summary["step"] == config.num_train_steps and np.isfinite(summary["train_loss"])
+  assert summary["eval_count"] == 5
