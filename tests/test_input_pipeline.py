@@ -1,5 +1,6 @@
 """The tf.data input pipeline on tfds mock data, and the augmentation ops against numpy references."""
 
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -86,12 +87,28 @@ def test_same_seed_gives_the_same_batches_another_seed_others(random_data):
 
 # fashion_mnist: decoded once, kept in memory; imagenet2012 (images of varying size): streamed.
 @pytest.mark.parametrize("dataset", ["fashion_mnist", "imagenet2012"])
-def test_resuming_at_a_step_yields_what_an_unbroken_run_yields(random_data, dataset):
-  config = small_config(dataset, pca_noise_std=0.1)
+@pytest.mark.parametrize("augment_on", ["host", "device"])
+def test_resuming_at_a_step_yields_what_an_unbroken_run_yields(random_data, dataset, augment_on):
+  config = small_config(dataset, pca_noise_std=0.1, augment_on=augment_on)
   unbroken = take(pipeline.create_train_iterator(config, seed=3), 11)
   for start_step in (3, 4, 9):  # mid-epoch, across the end of epoch 1, in epoch 3
     resumed = pipeline.create_train_iterator(config, seed=3, start_step=start_step)
     assert_same_batches(unbroken[start_step:], take(resumed, 11 - start_step))
+
+
+def test_device_batches_are_uint8_views_that_the_step_finishes_into_the_host_views(random_data):
+  """The same draws: the views differ only by the uint8 rounding of the resized squares."""
+  host = small_config("imagenet2012", pca_noise_std=0.1)
+  device = small_config("imagenet2012", pca_noise_std=0.1, augment_on="device")
+  finish = jax.jit(pipeline.device_preprocessing(device))
+  for host_batch, device_batch in zip(
+    take(pipeline.create_train_iterator(host, seed=4), 3), take(pipeline.create_train_iterator(device, seed=4), 3)
+  ):
+    assert device_batch["image"].dtype == np.uint8 and device_batch["image"].shape == (BATCH, 32, 32, 3)
+    assert set(device_batch) == {"image", "label", "crop_offset", "flip", "pca_alpha"}
+    np.testing.assert_array_equal(device_batch["label"], host_batch["label"])
+    rounding = 0.5 / 255 / min(options.PIXEL_STATS["imagenet2012"][1])
+    np.testing.assert_allclose(finish(device_batch), host_batch["image"], atol=rounding + 1e-5)
 
 
 def concatenated(batches, key):

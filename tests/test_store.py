@@ -4,7 +4,9 @@ preparation (squares, statistics, resume), and the training stream into train st
 import os
 
 import fake_ilsvrc
+import jax
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -82,3 +84,69 @@ def test_fake_ilsvrc_tars_become_a_store_that_trains(tmp_path):
   summary = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert summary["step"] == config.num_train_steps and np.isfinite(summary["train_loss"])
   assert summary["eval_count"] == 5
+
+
+# The device path (uint8 views, float work in the train step) against the host path, on a small store.
+
+
+@pytest.fixture(scope="module")
+def synthetic_store(tmp_path_factory):
+  """A 24-image synthetic imagenet2012 and its store of 76x76 squares (the :smoke sizes)."""
+  from alexnet_jax.yardsticks import synthetic_imagenet
+
+  config = imagenet2012.get_config("smoke")
+  config.data_dir = str(tmp_path_factory.mktemp("tfds"))
+  config.input.shuffle_buffer = 8
+  config.batch_size = 8
+  synthetic_imagenet.prepare(config.data_dir, num_train=24, num_validation=8)
+  prepare_store.prepare(config, workers=1, progress=False)
+  return config
+
+
+def views(config, *, seed=0, steps=4, start_step=0):
+  """The normalised float views of the train stream, finished on the device where configured."""
+  batches = pipeline.create_train_iterator(config, seed=seed, start_step=start_step)
+  finish = pipeline.device_preprocessing(config)
+  out = []
+  for _ in range(steps):
+    batch = next(batches)
+    images = batch["image"] if finish is None else np.asarray(jax.jit(finish)(batch))
+    out.append((images, batch["label"]))
+  return out
+
+
+def host_and_device(config):
+  host = config.copy_and_resolve_references()
+  host.input.augment_on = "host"
+  return views(host), views(config)
+
+
+def test_device_views_equal_the_host_views_from_the_same_draws(synthetic_store):
+  """In memory (a small store): the same pixels, crops, flips, colour noise and mean image."""
+  host, device = host_and_device(synthetic_store)
+  for (host_images, host_labels), (device_images, device_labels) in zip(host, device):
+    np.testing.assert_array_equal(host_labels, device_labels)
+    np.testing.assert_allclose(device_images, host_images, atol=2e-3)  # raw-pixel scale (x 255)
+  assert np.abs(host[0][0]).max() > 50
+
+
+def test_streamed_store_views_decode_only_the_patch(synthetic_store, monkeypatch):
+  """Streamed (as the full ImageNet): decode_and_crop_jpeg differs from a full decode only at a few
+  border pixels (chroma upsampling), never in the crop, flip or noise."""
+  monkeypatch.setattr(pipeline, "IN_MEMORY_LIMIT_BYTES", 0)
+  host, device = host_and_device(synthetic_store)
+  for (host_images, _), (device_images, _) in zip(host, device):
+    differs = np.abs(device_images - host_images) > 1.5  # more than 1.5 grey levels
+    assert differs.mean() < 0.02, differs.mean()
+    np.testing.assert_allclose(np.median(device_images - host_images), 0, atol=1e-3)
+
+
+def test_device_path_resumes_exactly(synthetic_store, monkeypatch):
+  monkeypatch.setattr(pipeline, "IN_MEMORY_LIMIT_BYTES", 0)
+  unbroken = views(synthetic_store, seed=5, steps=7)
+  for start_step in (2, 3, 5):  # mid-epoch (3 batches of 8 per epoch), at an epoch's end, in epoch 2
+    for (a, la), (b, lb) in zip(
+      unbroken[start_step:], views(synthetic_store, seed=5, steps=7 - start_step, start_step=start_step)
+    ):
+      np.testing.assert_array_equal(la, lb)
+      np.testing.assert_array_equal(a, b)
