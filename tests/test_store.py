@@ -1,7 +1,10 @@
 """The prepared store: fake ILSVRC-2012 tars through TFDS's own imagenet2012 builder, the
 preparation (squares, statistics, resume), and the training stream into train steps."""
 
+import json
 import os
+import subprocess
+import sys
 
 import fake_ilsvrc
 import jax
@@ -150,3 +153,32 @@ def test_device_path_resumes_exactly(synthetic_store, monkeypatch):
     ):
       np.testing.assert_array_equal(la, lb)
       np.testing.assert_array_equal(a, b)
+
+
+# The two commands, as a user runs them.
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module, *args, timeout=300):
+  return subprocess.run(
+    [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+  )
+
+
+def test_benchmark_input_synthetic_prints_one_json_line(tmp_path):
+  args = ("--config=experiments/imagenet2012.py:smoke", "--synthetic", "--json", f"--cache_dir={tmp_path}")
+  result = run_module("alexnet_jax.benchmark_input", *args, "--synthetic_images=48", "--timed_images=32")
+  assert result.returncode == 0, result.stderr[-3000:]
+  line = json.loads(result.stdout.strip().splitlines()[-1])
+  assert line["images_per_second"] > 0 and line["cpu_us_per_image"] > 0 and line["cores"] == os.cpu_count()
+  assert (line["store"], line["augment_on"], line["timed_images"]) == (True, "device", 32)
+  assert store.is_prepared(os.path.join(tmp_path, "imagenet2012_76", store.VERSION))
+
+
+def test_prepare_store_without_imagenet_says_where_to_put_the_tars(tmp_path):
+  args = (f"--config.data_dir={tmp_path}", f"--config.manual_dir={tmp_path / 'manual'}")
+  result = run_module("alexnet_jax.data.prepare_store", "--config=experiments/imagenet2012.py", *args)
+  assert result.returncode == 1
+  assert "\nerror: imagenet2012 is not prepared in " in result.stderr and "Traceback" not in result.stderr
+  assert f"ILSVRC2012_img_val.tar (as downloaded, not extracted) into {tmp_path / 'manual'}" in result.stderr
