@@ -6,13 +6,17 @@ download: put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in ``manual_di
 
 * Data (§2, §4.1): shorter side 256, the central 256x256, random 227x227 crops and horizontal flips,
   the mean subtracted, PCA colour noise alpha ~ N(0, 0.1); evaluation averages the softmax over ten
-  crops (four corners and the centre, and their flips).
+  crops (four corners and the centre, and their flips). Where the paper is silent, the authors'
+  code (cuda-convnet2, Caffe): noise alpha_i * sigma_i, a 256x256x3 mean image, no bias decay.
 * Model (§3): two towers, LRN (k=2, n=5, alpha=1e-4, beta=0.75) after the ReLU of conv1 and conv2,
   overlapping 3/2 pooling, dropout 0.5 in fc6/fc7, weights N(0, 0.01), biases 1 in conv2, conv4,
   conv5, fc6, fc7.
 * Training (§5): batch 128, the paper's momentum rule (``paper_sgd``: m=0.9, wd=5e-4, eps=0.01),
   eps divided by 10 whenever the validation error stops improving (three times), 90 epochs.
 
+Prepare the store of 256x256 squares once (all cores; README, "ImageNet: the prepared store"), then train:
+
+  python -m alexnet_jax.data.prepare_store --config=experiments/imagenet2012.py --config.manual_dir=/data/imagenet
   python -m alexnet_jax.main --workdir=runs/in1k --config=experiments/imagenet2012.py \
       --config.manual_dir=/data/imagenet
 """
