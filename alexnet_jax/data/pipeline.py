@@ -315,7 +315,12 @@ def _pixels(config, builder) -> dict:
   stats = store.builder_stats(builder)
   if config.input.mean == "image":
     if stats is None:
-      logging.warning("No prepared store of %s: subtracting the per-channel mean, not a mean image", config.dataset)
+      logging.log_first_n(
+        logging.WARNING,
+        "No prepared store of %s: subtracting the per-channel mean, not a mean image",
+        1,
+        config.dataset,
+      )
     else:
       mean = stats["mean_image"].astype(np.float32)
   eigen = (stats["eigenvalues"], stats["eigenvectors"]) if stats is not None else (None, None)
