@@ -81,6 +81,7 @@ def paper_config() -> ml_collections.ConfigDict:
   config.model.pool_window = 3
   config.model.pool_stride = 2
   config.model.init = "paper"
+  config.model.fc8_zero_init = False  # the paper: N(0, 0.01) like every layer
   config.model.dtype = "float32"
 
   # Optimiser: "paper_sgd" (the paper's rule, LR inside the momentum trace) or optax "sgd".
@@ -106,6 +107,7 @@ def paper_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = -1  # -1 = once per epoch: the plateau rule watches it
   config.checkpoint_every_steps = 2_000
   config.keep_checkpoints = 3
+  config.profile_steps = ""  # "A:B": a jax.profiler trace of steps A..B-1 in WORKDIR/profile; "" = off
 
   # Parallelism: devices on the mesh's "tower" axis (1 = pure data parallelism). The paper's two
   # GPUs hold one tower each: set 2 on two (or 2k) accelerators.

@@ -23,7 +23,7 @@ from absl import logging
 from alexnet_jax import utils
 from alexnet_jax.config import validation
 from alexnet_jax.parallel import distributed, sharding
-from alexnet_jax.train import checkpoints, divergence, optimizers, preemption, run_dir, steps, summaries
+from alexnet_jax.train import checkpoints, divergence, optimizers, preemption, profiling, run_dir, steps, summaries
 from alexnet_jax.train.state import TrainState, create_train_state
 
 
@@ -153,10 +153,13 @@ def train_and_evaluate(
     progress = Progress(step, plan.num_steps, config.batch_size)
     pending, train_metrics, eval_metrics = [], {}, {}
     losses, last_saved = divergence.LossWatch(), (step or None)
-    with stop:
+    profiler = profiling.StepProfiler(config.profile_steps, os.path.join(workdir, "profile"), last_step=plan.num_steps)
+    with stop, profiler:
       while step < plan.num_steps:
-        state, metrics = train_fn(state, place(next(batches)))
+        with profiler.step(step + 1):
+          state, metrics = train_fn(state, place(next(batches)))
         step += 1
+        profiler.after_step(step, (state, metrics))
         pending.append(metrics)
         losses.add(step, metrics["loss"])
         is_log, is_eval = step % config.log_every_steps == 0, step % plan.eval_every == 0

@@ -3,7 +3,8 @@
 The first run writes its config to ``WORKDIR/config.json``. A later run in the same directory
 resumes that run, which is only meaningful with the same config: a different one is refused with
 the differing fields listed, unless the caller allows the change (``--allow_config_change``, e.g.
-to train a finished run longer), which then becomes the recorded config.
+to train a finished run longer), which then becomes the recorded config. The
+:data:`OBSERVATION_FIELDS` (profiling) may change freely.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 from alexnet_jax import utils
 
 CONFIG_FILE = "config.json"
+# Fields that change only what a run observes of itself, not what it trains: a resume may change them.
+OBSERVATION_FIELDS = frozenset({"profile_steps"})
 
 
 class WorkdirError(RuntimeError):
@@ -34,7 +37,7 @@ def prepare(workdir: str, config_json: Mapping[str, Any], *, allow_config_change
   if os.path.exists(path):
     with open(path) as f:
       recorded = json.load(f)
-    changes = differences(recorded, config_json)
+    changes = [change for change in differences(recorded, config_json) if change[0] not in OBSERVATION_FIELDS]
     if changes and not allow_config_change:
       listing = "\n  ".join(f"{name}: {old!r} in the workdir, {new!r} now" for name, old, new in changes)
       raise WorkdirError(
