@@ -225,6 +225,8 @@ def _finish(source, path: str, tasks: list[dict], size: int) -> None:
   for task in tasks:
     with np.load(task["stats_path"]) as stats:
       shard_stats.setdefault(task["split"], []).append({key: stats[key] for key in stats.files})
+  if "train" not in shard_stats:
+    raise ValueError(f"{source.name} has no train split: the store needs one for its pixel statistics")
   split_infos = []
   for split in shard_stats:
     lengths = [int(s["count"]) for s in shard_stats[split]]
@@ -237,8 +239,6 @@ def _finish(source, path: str, tasks: list[dict], size: int) -> None:
     check_data=False,
     description=f"{source.name} as central {size}x{size} squares (alexnet_jax.data.prepare_store)",
   )
-  if "train" not in shard_stats:
-    raise ValueError(f"{source.name} has no train split: the store needs one for its pixel statistics")
   stats = io.BytesIO()
   np.savez(stats, **pixel_stats(shard_stats["train"], size))
   utils.write_bytes_atomically(os.path.join(path, store.STATS_FILE), stats.getvalue())
