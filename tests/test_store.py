@@ -182,3 +182,14 @@ def test_prepare_store_without_imagenet_says_where_to_put_the_tars(tmp_path):
   assert result.returncode == 1
   assert "\nerror: imagenet2012 is not prepared in " in result.stderr and "Traceback" not in result.stderr
   assert f"ILSVRC2012_img_val.tar (as downloaded, not extracted) into {tmp_path / 'manual'}" in result.stderr
+
+
+def test_reading_parses_only_image_and_label_with_the_same_values(synthetic_store):
+  builder = datasets.prepared_builder(synthetic_store)
+  assert "file_name" in builder.info.features
+  read = list(pipeline._read(builder, "train", shuffle_files=False).as_numpy_iterator())
+  full = builder.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False)
+  full = list(full.as_numpy_iterator())
+  assert len(read) == len(full) == 24
+  for a, b in zip(read, full):
+    assert set(a) == {"image", "label"} and a["image"] == b["image"] and a["label"] == b["label"]

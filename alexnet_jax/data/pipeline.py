@@ -184,11 +184,14 @@ def _example_stream(
 
 
 def _read(builder, split, *, shuffle_files: bool, seed: int = 0) -> tf.data.Dataset:
-  """{"image": encoded bytes, "label": int32} of ``split``; files in a fixed order given ``seed``."""
+  """{"image": encoded bytes, "label": int32} of ``split``; files in a fixed order given ``seed``.
+
+  Other features (ImageNet's file names) are not even parsed: ~20 CPU-us per image."""
   read_config = tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=False, try_autocache=False)
-  ds = builder.as_dataset(
-    split=split, shuffle_files=shuffle_files, read_config=read_config, decoders={"image": tfds.decode.SkipDecoding()}
-  )
+  decoders = {"image": tfds.decode.SkipDecoding()}
+  if set(builder.info.features) - {"image", "label"}:
+    decoders = tfds.decode.PartialDecoding({"image": True, "label": True}, decoders=decoders)
+  ds = builder.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config, decoders=decoders)
   return ds.map(lambda example: {"image": example["image"], "label": tf.cast(example["label"], tf.int32)})
 
 
