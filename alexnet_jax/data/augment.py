@@ -214,6 +214,7 @@ def cut(square: tf.Tensor, offset: tf.Tensor, flipped: tf.Tensor, size: int) -> 
 
 
 def flip_if(patch: tf.Tensor, flipped: tf.Tensor) -> tf.Tensor:
+  """One image (H, W, C) reflected horizontally if ``flipped`` (a scalar bool)."""
   return tf.cond(flipped, lambda: tf.reverse(patch, axis=[1]), lambda: patch)
 
 

@@ -22,7 +22,9 @@ views are those of ``"host"`` (everything in tf.data, float32 batches; the small
 whose measured results came from it). Images of a fixed size
 (Fashion-MNIST, CIFAR-10) are decoded per example and resized, cropped and flipped per batch;
 small such datasets are decoded once and kept in memory (:data:`IN_MEMORY_LIMIT_BYTES`). Images of
-varying size (ImageNet) are decoded and resized per example, after shuffling and skipping.
+varying size (ImageNet) are decoded and resized per example, after shuffling and skipping; a
+prepared store's squares (``store.py``, read instead when there is one) only decoded, and with
+``"device"`` only inside each example's patch.
 
 The augmentation itself lives in ``data/augment.py``; which datasets exist and how they get
 prepared (offline Fashion-MNIST included) in ``data/datasets.py``. TensorFlow stays in the
@@ -56,8 +58,9 @@ def create_train_iterator(
 
   ``B = config.batch_size // process_count`` and ``S = config.input.crop_size``. With
   ``config.input.augment_on == "device"``, "image" is uint8 and the batch also holds "crop_offset",
-  "flip" and "pca_alpha" (``augment.train_crop_draws``, ``train_alphas``) for :func:`device_preprocessing`. Starting at
-  ``start_step`` yields what a run from step 0 yields from that step on.
+  "flip" and "pca_alpha" (``augment.train_crop_draws``, ``train_alphas``) for
+  :func:`device_preprocessing`. Starting at ``start_step`` yields what a run from step 0 yields from
+  that step on.
   """
   process_index, process_count = _process(process_index, process_count)
   local_batch = local_batch_size(config, process_count)
