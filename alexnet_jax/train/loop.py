@@ -93,7 +93,8 @@ def train_and_evaluate(
   tx = optimizers.create_optimizer(config)
   model_def, state = create_train_state(config, mesh, tx)
   schedule = optimizers.create_schedule(config, plan.num_steps)
-  train_fn = steps.jit_train_step(model_def, tx, schedule, mesh, config.parallelism)
+  preprocess = pipeline.device_preprocessing(config)  # colour noise and mean on the device (or None)
+  train_fn = steps.jit_train_step(model_def, tx, schedule, mesh, config.parallelism, preprocess)
   eval_fn = steps.jit_eval_step(model_def, mesh, config.parallelism)
   plateau_fn = jax.jit(
     functools.partial(  # jit keeps the plateau record on the state's devices

@@ -37,12 +37,17 @@ def train_step(
   schedule: Callable,
   mesh,
   parallelism: str = "towers",
+  preprocess: Callable | None = None,
 ) -> tuple[TrainState, dict]:
-  """One SGD step on a batch; returns the new state and the batch's mean metrics."""
+  """One SGD step on a batch; returns the new state and the batch's mean metrics.
+
+  ``preprocess`` (``pipeline.device_preprocessing``) turns a batch of uint8 views into the model's
+  input on the device; without it ``batch["image"]`` is the input."""
   dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  images = batch["image"] if preprocess is None else preprocess(batch)
 
   def loss_fn(params):
-    logits = sharding.forward(model_def.train_model(params, dropout_key), batch["image"], mesh, parallelism)
+    logits = sharding.forward(model_def.train_model(params, dropout_key), images, mesh, parallelism)
     metrics = classification_metrics(jax.nn.log_softmax(logits), batch["label"])
     return metrics["loss"].mean(), metrics
 
@@ -92,13 +97,18 @@ def eval_step(
 
 
 def jit_train_step(
-  model_def: ModelDef, tx: optax.GradientTransformation, schedule: Callable, mesh, parallelism: str = "towers"
+  model_def: ModelDef,
+  tx: optax.GradientTransformation,
+  schedule: Callable,
+  mesh,
+  parallelism: str = "towers",
+  preprocess: Callable | None = None,
 ) -> Callable:
   """``train_step`` compiled for this model, optimizer and mesh; the state's buffers are donated."""
-  return jax.jit(
-    functools.partial(train_step, model_def=model_def, tx=tx, schedule=schedule, mesh=mesh, parallelism=parallelism),
-    donate_argnums=0,
+  step = functools.partial(
+    train_step, model_def=model_def, tx=tx, schedule=schedule, mesh=mesh, parallelism=parallelism, preprocess=preprocess
   )
+  return jax.jit(step, donate_argnums=0)
 
 
 def jit_eval_step(model_def: ModelDef, mesh, parallelism: str = "towers", with_log_probs: bool = False) -> Callable:
