@@ -11,7 +11,7 @@ not hold, ends with one ``error:`` line and exit status 1.
 
 from absl import flags
 
-from alexnet_jax.data import options, tf_host
+from alexnet_jax.data import options
 from alexnet_jax.inference import cli
 
 FLAGS = flags.FLAGS
@@ -31,13 +31,11 @@ def define_flags() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.no_arguments(argv)
   from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
 
   with cli.reporting_user_errors():
-    trained_run.check_workdir(FLAGS.workdir)  # before seconds of importing TensorFlow
-    tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
+    cli.prepare_host(FLAGS.workdir)
     from alexnet_jax.inference import evaluation  # pylint: disable=g-import-not-at-top
 
     overrides = {"input.eval_crops": FLAGS.crops, "eval_split": FLAGS.split, "eval_max_examples": FLAGS.max_examples}

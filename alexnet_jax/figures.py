@@ -10,7 +10,6 @@ images) into ``--out``. See ``alexnet_jax/inference/figures.py``.
 
 from absl import flags
 
-from alexnet_jax.data import tf_host
 from alexnet_jax.inference import cli
 
 FLAGS = flags.FLAGS
@@ -30,13 +29,11 @@ def define_flags() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.no_arguments(argv)
   from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
 
   with cli.reporting_user_errors():
-    trained_run.check_workdir(FLAGS.workdir)  # before seconds of importing TensorFlow
-    tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
+    cli.prepare_host(FLAGS.workdir)
     from alexnet_jax.inference import figures  # pylint: disable=g-import-not-at-top
 
     run = trained_run.load(FLAGS.workdir, FLAGS.step)

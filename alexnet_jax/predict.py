@@ -15,7 +15,6 @@ import sys
 
 from absl import flags
 
-from alexnet_jax.data import tf_host
 from alexnet_jax.inference import cli
 
 FLAGS = flags.FLAGS
@@ -34,8 +33,7 @@ def main(argv):
   from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
 
   with cli.reporting_user_errors():
-    trained_run.check_workdir(FLAGS.workdir)  # before seconds of importing TensorFlow
-    tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
+    cli.prepare_host(FLAGS.workdir)
     from alexnet_jax.inference import prediction  # pylint: disable=g-import-not-at-top
 
     results = prediction.predict_files(trained_run.load(FLAGS.workdir, FLAGS.step), argv[1:])

@@ -38,6 +38,22 @@ def reporting_user_errors():
     raise
 
 
+def prepare_host(workdir: str) -> None:
+  """Refuses a ``workdir`` without a run in one line before the seconds of importing TensorFlow,
+  then starts TensorFlow with its GPUs hidden, before JAX touches a GPU."""
+  from alexnet_jax.data import tf_host  # pylint: disable=g-import-not-at-top
+  from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
+
+  trained_run.check_workdir(workdir)
+  tf_host.tensorflow()
+
+
+def no_arguments(argv: list[str]) -> None:
+  """Fails with one line when a command that takes only flags got positional arguments."""
+  if len(argv) > 1:
+    fail(f"unexpected arguments: {' '.join(argv[1:])}")
+
+
 def fail(message: str) -> None:
   print(f"error: {message}", file=sys.stderr)
   sys.exit(1)
