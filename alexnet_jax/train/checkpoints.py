@@ -8,25 +8,44 @@ Each checkpoint holds two items:
   deterministic input pipeline restarts), the accumulated wall time and the evaluation history.
 
 Saving is asynchronous; :meth:`Checkpointer.close` waits for the last save before the process exits.
+A save that fails (a full disk, a directory made read-only) raises :class:`CheckpointError` at the
+next save or at close, naming the last checkpoint that is complete.
 
 Crash safety comes from orbax: a checkpoint is written under a temporary name and renamed to its
 step number only when complete, so a process killed mid-save leaves a temporary directory
 (``STEP.orbax-checkpoint-tmp-*``) that is never listed as a step, so never restored. A complete
 checkpoint that cannot be read back (a truncated or corrupted file) is skipped with a warning by :meth:`restore_latest`,
 which falls back to the newest readable one; if none is readable it refuses to start over.
+
+Integrity: orbax does not notice a flipped bit (it restores wrong values silently). Each step
+directory therefore holds ``sha256sums.txt`` (``sha256sum`` format: ``cd checkpoints/STEP &&
+sha256sum -c sha256sums.txt`` checks it by hand), a digest of each of its files. It is written into
+the temporary directory after the data and before orbax renames it to the step number, so every
+listed step has it. Only orbax's commit record (``_CHECKPOINT_METADATA``, ``commit_success.txt`` at
+the top, rewritten by that rename) is left out. A mismatch, a missing or an unlisted file makes the
+checkpoint unreadable. Checkpoints without the file (saved by an older version) restore unverified.
 """
 
 from __future__ import annotations
 
+import collections
+import glob
+import hashlib
 import os
 import shutil
+import sys
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from alexnet_jax import utils
+
 UNREADABLE_DIR = "unreadable"  # where unreadable checkpoints are moved, inside the checkpoint dir
+CHECKSUMS_FILE = "sha256sums.txt"
+# Top-level files of a step that orbax rewrites or adds when it commits the step (after our digest).
+_COMMIT_RECORD = ("_CHECKPOINT_METADATA", "commit_success.txt")
 
 
 class CheckpointError(RuntimeError):
@@ -36,11 +55,19 @@ class CheckpointError(RuntimeError):
 class Checkpointer:
   """Saves every ``every_steps`` steps (and when forced), keeps the newest ``keep``."""
 
-  def __init__(self, directory: str, *, keep: int, every_steps: int):
+  def __init__(self, directory: str, *, keep: int, every_steps: int, write_checksums: bool = True):
     self._every_steps = every_steps
     self._directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
+    self._saving = collections.deque()  # steps whose save has started and not been sealed yet
+    self._write_checksums = write_checksums  # only process 0 of a multi-process run writes them
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep,
+      create=True,
+      cleanup_tmp_directories=True,
+      async_options=ocp.AsyncOptions(post_finalization_callback=self._seal),
+    )
     self._manager = ocp.CheckpointManager(self._directory, options=options)
+    _quiet_closed_event_loops()
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -53,7 +80,35 @@ class Checkpointer:
     if not (force or self.is_save_step(step)):
       return False
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-    return self._manager.save(step, args=args, force=True)
+    self._saving.append(step)
+    try:
+      started = self._manager.save(step, args=args, force=True)
+    except Exception as error:  # noqa: BLE001 -- this save, or the previous one still in flight, failed
+      raise self._save_failed(error) from error
+    if not started:
+      self._saving.remove(step)
+    return started
+
+  def _seal(self) -> None:
+    """orbax's post-finalization callback: digests of the step's files, into its temporary directory."""
+    step = self._saving.popleft()
+    if not self._write_checksums:
+      return
+    pending = glob.glob(os.path.join(self._directory, f"{step}.orbax-checkpoint-tmp*"))
+    step_dir = pending[0] if len(pending) == 1 else os.path.join(self._directory, str(step))
+    lines = [f"{digest}  {name}\n" for name, digest in sorted(_digests(step_dir).items())]
+    utils.write_text_atomically(os.path.join(step_dir, CHECKSUMS_FILE), "".join(lines))
+
+  def _save_failed(self, error: Exception) -> CheckpointError:
+    step = self._saving[0] if self._saving else None
+    self._saving.clear()
+    kept = self.latest_step()
+    return CheckpointError(
+      f"saving the checkpoint{f' of step {step}' if step is not None else ''} in {self._directory} failed "
+      f"({_first_line(error)}); "
+      + (f"the last complete checkpoint (step {kept}) is kept" if kept is not None else "no checkpoint is complete")
+      + ". Free disk space or make the directory writable, then rerun the same command to resume."
+    )
 
   def restore_latest(self, template: Any) -> tuple[Any, dict]:
     """The newest readable checkpoint's (state, meta), laid out like ``template``.
@@ -67,11 +122,12 @@ class Checkpointer:
     failures = []
     for step in steps:
       try:
+        _verify(os.path.join(self._directory, str(step)))
         restored = self._manager.restore(
           step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
         )
       except Exception as error:  # noqa: BLE001 -- any read failure means: try the previous one
-        message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        message = _first_line(error)
         logging.warning(
           "Checkpoint at step %d in %s cannot be read (%s); trying the previous one", step, self._directory, message
         )
@@ -103,5 +159,71 @@ class Checkpointer:
 
   def close(self) -> None:
     """Waits for pending saves to finish, then releases the manager."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self._manager.wait_until_finished()
+    except Exception as error:  # noqa: BLE001 -- the last save failed
+      raise self._save_failed(error) from error
+    finally:
+      self._manager.close()
+
+
+class ChecksumError(ValueError):
+  """A checkpoint's files do not match its ``sha256sums.txt``."""
+
+
+def _digests(step_dir: str) -> dict[str, str]:
+  """sha256 of every file under ``step_dir`` but the checksum file and orbax's commit record."""
+  digests = {}
+  for root, _, names in os.walk(step_dir):
+    for name in names:
+      path = os.path.join(root, name)
+      relative = os.path.relpath(path, step_dir)
+      if relative in (CHECKSUMS_FILE, *_COMMIT_RECORD):
+        continue
+      sha = hashlib.sha256()
+      with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+          sha.update(chunk)
+      digests[relative] = sha.hexdigest()
+  return digests
+
+
+def _verify(step_dir: str) -> None:
+  """Raises :class:`ChecksumError` if ``step_dir``'s files differ from its checksum file."""
+  path = os.path.join(step_dir, CHECKSUMS_FILE)
+  if not os.path.exists(path):
+    logging.info("%s has no %s (saved by an older version): restoring it unverified", step_dir, CHECKSUMS_FILE)
+    return
+  with open(path) as f:
+    recorded = dict(reversed(line.rstrip("\n").split("  ", 1)) for line in f if line.strip())
+  actual = _digests(step_dir)
+  bad = sorted(name for name in recorded.keys() | actual.keys() if recorded.get(name) != actual.get(name))
+  if bad:
+    what = ", ".join(
+      f"{name} ({'missing' if name not in actual else 'not listed' if name not in recorded else 'changed'})"
+      for name in bad[:3]
+    )
+    raise ChecksumError(f"checksum mismatch: {what}{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}")
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+  """``Type: first line of the message``, cut to ``limit`` characters (TensorStore's run to pages)."""
+  text = str(error).splitlines()[0] if str(error) else ""
+  text = f"{type(error).__name__}: {text}"
+  return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _quiet_closed_event_loops() -> None:
+  """Drops the "Event loop is closed" errors TensorStore's callbacks report (dozens of tracebacks
+  per checkpoint that fails to read, after orbax has already raised); other ones still print."""
+  if getattr(sys.unraisablehook, "_drops_closed_loops", False):
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value):
+      return
+    previous(unraisable)
+
+  hook._drops_closed_loops = True
+  sys.unraisablehook = hook
