@@ -214,16 +214,23 @@ def _first_line(error: BaseException, limit: int = 300) -> str:
 
 
 def _quiet_closed_event_loops() -> None:
-  """Drops the "Event loop is closed" errors TensorStore's callbacks report (dozens of tracebacks
-  per checkpoint that fails to read, after orbax has already raised); other ones still print."""
-  if getattr(sys.unraisablehook, "_drops_closed_loops", False):
+  """Drops the errors orbax's and TensorStore's reader coroutines report after a restore failed
+  ("Event loop is closed", "Encountered error while reading array index": dozens of tracebacks per
+  checkpoint that fails to read, after orbax has already raised); other ones still print."""
+  if getattr(sys.unraisablehook, "_drops_orbax_read_noise", False):
     return
   previous = sys.unraisablehook
 
   def hook(unraisable):
-    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value):
-      return
-    previous(unraisable)
+    if not _is_orbax_read_noise(unraisable):
+      previous(unraisable)
 
-  hook._drops_closed_loops = True
+  hook._drops_orbax_read_noise = True
   sys.unraisablehook = hook
+
+
+def _is_orbax_read_noise(unraisable) -> bool:
+  if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value):
+    return True
+  code = getattr(unraisable.object, "cr_code", None)  # an abandoned orbax coroutine
+  return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename

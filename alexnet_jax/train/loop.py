@@ -235,11 +235,7 @@ def _read_summary(path: str) -> dict | None:
   if not os.path.exists(path):
     return None
   try:
-    with open(path) as f:
-      summary = json.load(f)
-    if isinstance(summary, dict):
-      return summary
-    raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+    return utils.read_json_object(path)
   except (OSError, ValueError) as error:
     logging.warning("%s cannot be read (%s); evaluating the final checkpoint to write it again", path, error)
     return None

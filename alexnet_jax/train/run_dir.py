@@ -54,10 +54,7 @@ def check_config(workdir: str, config_json: Mapping[str, Any], *, allow_config_c
   if not os.path.exists(path):
     return True
   try:
-    with open(path) as f:
-      recorded = json.load(f)
-    if not isinstance(recorded, dict):
-      raise ValueError(f"a JSON {type(recorded).__name__}, not an object")
+    recorded = utils.read_json_object(path)
   except (OSError, ValueError) as error:
     if allow_config_change:
       return True
