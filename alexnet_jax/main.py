@@ -85,10 +85,14 @@ def main(argv):
 
 
 class _OrbaxInfoFilter(pylogging.Filter):
-  """Keeps orbax's warnings and errors but not its several INFO lines per checkpoint."""
+  """Keeps orbax's warnings and errors but not its several INFO lines per checkpoint, nor the
+  tracebacks of its errors (a failed save): the error: line that follows says what happened."""
 
   def filter(self, record):
-    return record.levelno >= pylogging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
+      return True
+    record.exc_info, record.exc_text = None, None
+    return record.levelno >= pylogging.WARNING
 
 
 if __name__ == "__main__":

@@ -91,13 +91,13 @@ class Checkpointer:
 
   def _seal(self) -> None:
     """orbax's post-finalization callback: digests of the step's files, into its temporary directory."""
-    step = self._saving.popleft()
-    if not self._write_checksums:
-      return
-    pending = glob.glob(os.path.join(self._directory, f"{step}.orbax-checkpoint-tmp*"))
-    step_dir = pending[0] if len(pending) == 1 else os.path.join(self._directory, str(step))
-    lines = [f"{digest}  {name}\n" for name, digest in sorted(_digests(step_dir).items())]
-    utils.write_text_atomically(os.path.join(step_dir, CHECKSUMS_FILE), "".join(lines))
+    step = self._saving[0]  # left in place if this fails, so that the error names its step
+    if self._write_checksums:
+      pending = glob.glob(os.path.join(self._directory, f"{step}.orbax-checkpoint-tmp*"))
+      step_dir = pending[0] if len(pending) == 1 else os.path.join(self._directory, str(step))
+      lines = [f"{digest}  {name}\n" for name, digest in sorted(_digests(step_dir).items())]
+      utils.write_text_atomically(os.path.join(step_dir, CHECKSUMS_FILE), "".join(lines))
+    self._saving.popleft()
 
   def _save_failed(self, error: Exception) -> CheckpointError:
     step = self._saving[0] if self._saving else None

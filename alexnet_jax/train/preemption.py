@@ -4,8 +4,11 @@ Two phases, so that a signal at any moment exits with :data:`EXIT_PREEMPTED` and
 saved intact:
 
 * from the top of ``main`` (before the slow imports, data preparation, compilation) until the
-  training loop takes over, :func:`exit_on_signals` makes a signal stop the process at once with
-  that status: nothing is being saved then, and every checkpoint already written stays as it was;
+  training loop takes over, :func:`exit_on_signals` makes a signal end the process at once with
+  that status (``os._exit`` after the :data:`EARLY_EXIT_CLEANUPS`, e.g. releasing the workdir
+  lock: an exception raised inside a half-done C extension import can crash the interpreter or be
+  swallowed by a broad ``except``). Nothing is being saved then, and every checkpoint already
+  written stays as it was;
 * inside :class:`StopRequests` (the loop, its saves and evaluations, the final summary) the signals
   only set a flag; the loop polls it after each step, saves a checkpoint at that step, flushes
   TensorBoard and raises :class:`Preempted`, which ``main`` turns into the same exit status. A
@@ -17,9 +20,11 @@ This module imports only the standard library, so that ``main`` can install its 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 # EX_TEMPFAIL from sysexits.h: "temporary failure, try again" -- rerunning resumes the run.
 EXIT_PREEMPTED = 75
@@ -36,12 +41,8 @@ class Preempted(Exception):
     self.step, self.signal_name, self.saved = step, signal_name, saved
 
 
-class StoppedEarly(SystemExit):
-  """A signal before the training loop took over: the process exits with :data:`EXIT_PREEMPTED`."""
-
-  def __init__(self, signal_name: str):
-    super().__init__(EXIT_PREEMPTED)
-    self.signal_name = signal_name
+# Run (newest first) when a signal ends the process before the loop took over.
+EARLY_EXIT_CLEANUPS: list[Callable[[], None]] = []
 
 
 def exit_on_signals() -> None:
@@ -61,7 +62,12 @@ def _exit_now(signum, frame) -> None:
     file=sys.stderr,
     flush=True,
   )
-  raise StoppedEarly(name)
+  for cleanup in reversed(EARLY_EXIT_CLEANUPS):
+    try:
+      cleanup()
+    except Exception:  # noqa: BLE001 -- exiting anyway
+      pass
+  os._exit(EXIT_PREEMPTED)
 
 
 class StopRequests:

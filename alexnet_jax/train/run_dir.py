@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from alexnet_jax import utils
+from alexnet_jax.train import preemption
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = "trainer.lock"
@@ -148,9 +149,14 @@ class TrainerLock:
     record = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": since}) + "\n"
     os.ftruncate(self._fd, 0)
     os.pwrite(self._fd, record.encode(), 0)
+    preemption.EARLY_EXIT_CLEANUPS.append(self._release)
     return self
 
   def __exit__(self, *exc_info) -> None:
+    preemption.EARLY_EXIT_CLEANUPS.remove(self._release)
+    self._release()
+
+  def _release(self) -> None:
     try:
       os.unlink(self.path)  # while still holding it: a waiting opener then sees another file
     finally:
