@@ -76,6 +76,11 @@ def main(argv):
       overrides=config_flags.get_override_values(FLAGS["config"]),
       allow_config_change=FLAGS.allow_config_change,
     )
+  except checkpoints.SaveError as error:
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    # orbax's save threads can block the interpreter's exit for minutes after a failed save;
+    # everything that completed is on disk and the TensorBoard writer is closed.
+    os._exit(1)
   except USER_ERRORS as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)

@@ -52,6 +52,10 @@ class CheckpointError(RuntimeError):
   """The work directory has checkpoints but none of them can be read."""
 
 
+class SaveError(CheckpointError):
+  """A checkpoint could not be saved; the complete ones before it are kept."""
+
+
 class Checkpointer:
   """Saves every ``every_steps`` steps (and when forced), keeps the newest ``keep``."""
 
@@ -59,6 +63,7 @@ class Checkpointer:
     self._every_steps = every_steps
     self._directory = os.path.abspath(directory)
     self._saving = collections.deque()  # steps whose save has started and not been sealed yet
+    self._started = collections.deque(maxlen=4)  # the latest steps whose save started
     self._write_checksums = write_checksums  # only process 0 of a multi-process run writes them
     options = ocp.CheckpointManagerOptions(
       max_to_keep=keep,
@@ -81,6 +86,7 @@ class Checkpointer:
       return False
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
     self._saving.append(step)
+    self._started.append(step)
     try:
       started = self._manager.save(step, args=args, force=True)
     except Exception as error:  # noqa: BLE001 -- this save, or the previous one still in flight, failed
@@ -99,11 +105,13 @@ class Checkpointer:
       utils.write_text_atomically(os.path.join(step_dir, CHECKSUMS_FILE), "".join(lines))
     self._saving.popleft()
 
-  def _save_failed(self, error: Exception) -> CheckpointError:
-    step = self._saving[0] if self._saving else None
+  def _save_failed(self, error: Exception) -> SaveError:
+    # The failure may surface one save later: name the oldest started step that never appeared.
+    missing = [s for s in self._started if not os.path.isdir(os.path.join(self._directory, str(s)))]
+    step = missing[0] if missing else None
     self._saving.clear()
     kept = self.latest_step()
-    return CheckpointError(
+    return SaveError(
       f"saving the checkpoint{f' of step {step}' if step is not None else ''} in {self._directory} failed "
       f"({_first_line(error)}); "
       + (f"the last complete checkpoint (step {kept}) is kept" if kept is not None else "no checkpoint is complete")
