@@ -6,7 +6,7 @@ WORKDIR ?= runs/fashion_mnist
 CONFIG ?= experiments/fashion_mnist.py
 FASHION_MNIST_FILES ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: train test install install-test data clean-venv
+.PHONY: train test lint install install-test data clean-venv
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,12 @@ train: install data
 	$(PY) -m alexnet_jax.main --workdir=$(WORKDIR) --config=$(CONFIG)
 	@echo "Results: $(WORKDIR)/summary.json; curves: $(PY) -m tensorboard.main --logdir $(WORKDIR)"
 
-test: install-test
+# The linter and formatter first (seconds), then the suite.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(PY) -m pytest -q tests
 
 clean-venv:

@@ -23,9 +23,10 @@ def write_text_atomically(path: str, text: str) -> None:
       os.remove(tmp)
 
 
-def write_json_atomically(path: str, data: Any) -> None:
-  """``data`` as indented, key-sorted JSON (anything else as its ``str``), written atomically."""
-  write_text_atomically(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+def write_json_atomically(path: str, data: Any, *, sort_keys: bool = True) -> None:
+  """``data`` as indented JSON (values JSON lacks as their ``str``), written atomically; keys sorted
+  unless their order means something (``sort_keys=False``)."""
+  write_text_atomically(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n")
 
 
 def read_json_object(path: str) -> dict:

@@ -12,13 +12,8 @@ from experiments import common, fashion_mnist
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  config = fashion_mnist.get_config()
+  config = fashion_mnist.small_data_config()
   config.dataset = "cifar10"
-  config.train_split = "train"
-  config.eval_split = "test"
   config.input.resize_size = 76
-  config.input.crop_size = 67
-  config.model.num_classes = 10
-  config.model.width = 0.5
   config.num_epochs = 30.0
   return common.apply_variant(config, arg)

@@ -1,11 +1,12 @@
-"""The paper's recipe end to end: AlexNet on ILSVRC-2012 (Krizhevsky et al., 2012, §3-§6).
+"""The paper's recipe, and the base every other config derives from: AlexNet on ILSVRC-2012.
 
-tfds ``imagenet2012`` is built from the user's own download: put ILSVRC2012_img_train.tar and
-ILSVRC2012_img_val.tar in ``manual_dir`` (default: <data_dir>/downloads/manual).
+Krizhevsky, Sutskever & Hinton (2012), §3-§6. tfds ``imagenet2012`` is built from the user's own
+download: put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in ``manual_dir`` (default:
+<data_dir>/downloads/manual).
 
-* Data (§4.1): shorter side 256, random 227x227 crops and horizontal flips, the per-pixel mean
-  subtracted, PCA colour noise alpha ~ N(0, 0.1); evaluation averages the softmax over ten crops
-  (four corners and the centre, and their flips).
+* Data (§2, §4.1): shorter side 256, the central 256x256, random 227x227 crops and horizontal flips,
+  the mean subtracted, PCA colour noise alpha ~ N(0, 0.1); evaluation averages the softmax over ten
+  crops (four corners and the centre, and their flips).
 * Model (§3): two towers, LRN (k=2, n=5, alpha=1e-4, beta=0.75) after the ReLU of conv1 and conv2,
   overlapping 3/2 pooling, dropout 0.5 in fc6/fc7, weights N(0, 0.01), biases 1 in conv2, conv4,
   conv5, fc6, fc7.
@@ -18,52 +19,82 @@ ILSVRC2012_img_val.tar in ``manual_dir`` (default: <data_dir>/downloads/manual).
 
 import ml_collections
 
-from experiments import common, fashion_mnist
+from experiments import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  config = fashion_mnist.get_config()
+  return common.apply_variant(paper_config(), arg)
+
+
+def paper_config() -> ml_collections.ConfigDict:
+  """Every field, at the paper's value; the other configs change only what differs."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # Data (tfds name and splits; see alexnet_jax/data/pipeline.py).
   config.dataset = "imagenet2012"
+  config.data_dir = ""  # tfds data_dir; "" = TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.manual_dir = ""  # where manually downloaded archives live (imagenet2012)
   config.train_split = "train"
   config.eval_split = "validation"
-
-  config.input.resize_size = 256  # shorter side, then the central 256x256
-  config.input.crop_size = 227  # model.input_size follows (a reference)
+  config.input = ml_collections.ConfigDict()
+  config.input.resize_size = 256  # shorter side, then the central square ...
+  config.input.crop_size = 227  # ... then random crops of the model's input size
   config.input.random_crop = True
   config.input.random_flip = True
-  config.input.pca_noise_std = 0.1
-  config.input.normalization = "subtract_mean"
-  config.input.eval_crops = "ten_crop"
+  config.input.pca_noise_std = 0.1  # the paper's colour augmentation
+  config.input.normalization = "subtract_mean"  # the paper: mean-centred raw RGB; or "standardize"
+  config.input.eval_crops = "ten_crop"  # "center" or "ten_crop" (4 corners + centre, flipped)
   config.input.shuffle_buffer = 16_384
+  config.eval_max_examples = -1  # -1 = the whole eval split
 
+  # Model: keyword arguments of alexnet_jax.model.alexnet.AlexNet.
+  config.model = ml_collections.ConfigDict()
   config.model.num_classes = 1000
   config.model.towers = 2
   config.model.width = 1.0
+  config.model.input_size = config.input.get_ref("crop_size")
   config.model.lrn = True
   config.model.lrn_region = "across"
+  config.model.lrn_size = 5
+  config.model.lrn_k = 2.0
+  config.model.lrn_alpha = 1e-4
+  config.model.lrn_beta = 0.75
   config.model.lrn_position = "after_relu"
   config.model.lrn_per_tower = True
-  config.model.dropout_rate = 0.5
+  config.model.dropout_rate = 0.5  # "roughly doubles the number of iterations required to converge"
+  config.model.pool_window = 3
+  config.model.pool_stride = 2
   config.model.init = "paper"
+  config.model.fc8_zero_init = False  # the paper: N(0, 0.01) like every layer
+  config.model.dtype = "float32"
 
+  # Optimiser: "paper_sgd" (the paper's rule, LR inside the momentum trace) or optax "sgd".
+  config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "paper_sgd"
   config.optimizer.learning_rate = 0.01
   config.optimizer.momentum = 0.9
   config.optimizer.weight_decay = 5e-4
-  config.schedule.name = "plateau"
+  config.schedule = ml_collections.ConfigDict()
+  config.schedule.name = "plateau"  # "constant", "cosine", "piecewise" or "plateau"
   config.schedule.warmup_steps = 0
-  config.schedule.decay_factor = 0.1
+  config.schedule.boundaries = ()  # piecewise: fractions of training where LR is multiplied
+  config.schedule.decay_factor = 0.1  # piecewise and plateau
   # The paper gives no patience; per-epoch validation is noisy, so wait two epochs.
   config.schedule.plateau_patience = 2
-  config.schedule.max_drops = 3
+  config.schedule.max_drops = 3  # the paper divided the LR by 10 three times
 
   config.batch_size = 128
   config.num_epochs = 90.0
-  config.num_train_steps = -1
+  config.num_train_steps = -1  # > 0 overrides num_epochs
   config.log_every_steps = 100
-  config.eval_every_steps = -1  # once per epoch: the plateau rule watches it
+  config.eval_every_steps = -1  # -1 = once per epoch: the plateau rule watches it
   config.checkpoint_every_steps = 2_000
   config.keep_checkpoints = 3
-  # The paper's two GPUs hold one tower each: set 2 on two (or 2k) accelerators.
+  config.profile_steps = ""  # "A:B": a jax.profiler trace of steps A..B-1 in WORKDIR/profile; "" = off
+
+  # Parallelism: devices on the mesh's "tower" axis (1 = pure data parallelism). The paper's two
+  # GPUs hold one tower each: set 2 on two (or 2k) accelerators.
   config.tower_parallel = 1
-  return common.apply_variant(config, arg)
+  config.parallelism = "towers"  # "towers" (2012: every layer split) or "weird_trick" (2014: FC only)
+  return config

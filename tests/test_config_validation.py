@@ -5,6 +5,7 @@ so a rule that is too loose fails here.
 """
 
 import math
+import re
 
 import ml_collections
 import pytest
@@ -81,6 +82,7 @@ INVALID = {
   "model.pool_window": int_below(1),
   "model.pool_stride": int_below(1),
   "model.init": UNKNOWN_NAME.filter(lambda s: s not in ("paper", "caffe", "he")),
+  "model.fc8_zero_init": NOT_A_BOOL,
   "model.dtype": st.sampled_from(["float64", "int8", "fp16", "", "bf16"]),
   "optimizer.name": st.sampled_from(["adam", "SGD", "momentum", ""]),
   "optimizer.learning_rate": below(0.0, inclusive=True),
@@ -98,6 +100,11 @@ INVALID = {
   "eval_every_steps": minus_one_or_positive(),
   "checkpoint_every_steps": int_below(1),
   "keep_checkpoints": int_below(1),
+  "profile_steps": st.one_of(
+    NOT_A_STRING,
+    st.sampled_from(["1:1", "3:2", "0:2", "2", "2:", "a:b", "2:4:6"]),
+    UNKNOWN_NAME.filter(lambda s: s and not re.fullmatch(r"[0-9]+:[0-9]+", s)),
+  ),
   "tower_parallel": int_below(1),
   "parallelism": st.sampled_from(["data", "model", "Towers", ""]),
 }

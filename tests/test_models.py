@@ -278,6 +278,19 @@ def test_he_init():
   )
 
 
+def test_fc8_zero_init_starts_every_logit_at_zero_and_leaves_the_rest_alone():
+  plain = alexnet.AlexNet(10, init="he", rngs=nnx.Rngs(0), **SMALL)
+  zero = alexnet.AlexNet(10, init="he", fc8_zero_init=True, rngs=nnx.Rngs(0), **SMALL)
+  assert not np.any(np.asarray(zero.fc8.kernel[...]))
+  np.testing.assert_array_equal(zero.fc7.kernel[...], plain.fc7.kernel[...])  # same draws elsewhere
+  images = jnp.asarray(_images((3, 67, 67, 3), seed=1))
+  zero.eval()
+  logits = np.asarray(zero(images))
+  assert np.all(logits == 0.0)  # so the first loss is exactly ln(10)
+  plain.eval()
+  assert np.abs(np.asarray(plain(images))).max() > 1.0
+
+
 # ----------------------------------------------------------------------------------------------
 # Invalid options.
 

@@ -103,6 +103,22 @@ def test_experiment_sweeps_have_the_required_cells():
   }
 
 
+def test_overfit_sweeps_test_the_papers_claims():
+  module = _experiment_sweeps()
+  overfit = module.overfit()
+  assert len(overfit.runs) == 5 * 3 * 3
+  assert {r.labels["dropout"] for r in overfit.runs} == {0.0, 0.25, 0.5}  # 0.75 left out: unstable
+  assert overfit.base_overrides["input.random_crop"] is False and overfit.convergence_train_loss == 0.3
+  labels = [{k: v for k, v in r.labels.items() if k != "seed"} for r in overfit.runs]
+  for claim in overfit.claims:  # every claim names two cells the sweep has
+    assert claim.baseline in labels and claim.treatment in labels
+  assert {c.metric for c in overfit.claims} >= {"eval_top1_error", "eval_loss_rise", "steps_to_converge"}
+  pooling = module.overfit_pooling()
+  assert len(pooling.runs) == 10 and pooling.base_overrides["model.dropout_rate"] == 0.0
+  gpu = module.overfit(scale="gpu")
+  assert gpu.base_overrides["model.width"] == 1.0 and gpu.runs == overfit.runs
+
+
 def _sweep(num_seeds=2):
   return sweeps.Sweep(
     "experiments/fashion_mnist.py",

@@ -5,7 +5,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import mock_inputs
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -17,14 +16,6 @@ from alexnet_jax.train import state as state_lib
 from experiments import cifar10, fashion_mnist, imagenet2012
 
 SUMMARY_KEYS = {"step", "eval_top1_error", "eval_top5_error", "eval_loss", "wall_seconds", "config_overrides", "config"}
-
-
-@pytest.fixture
-def mock_data():
-  with mock_inputs.mock_data():
-    from alexnet_jax.data import pipeline
-
-    yield pipeline
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from alexnet_jax.config.rules import boolean, integer, number, one_of, string
 from alexnet_jax.data import options as data_options
 from alexnet_jax.model import alexnet
 from alexnet_jax.parallel import sharding
-from alexnet_jax.train import optimizers
+from alexnet_jax.train import optimizers, profiling
 
 DTYPES = ("float32", "bfloat16", "float16")
 # The step counter is an int32 on the device: no run may plan more steps.
@@ -92,6 +92,7 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   _minus_one_or_at_least_one("eval_every_steps", "once per epoch"),
   integer("checkpoint_every_steps", 1),
   integer("keep_checkpoints", 1),
+  rules.Rule("profile_steps", profiling.is_window, '"" (off) or "A:B" with integers 1 <= A < B (steps A to B-1)'),
   integer("tower_parallel", 1),
   one_of("parallelism", sharding.PARALLELISMS),
 )

@@ -77,6 +77,7 @@ OPTION_RULES = (
   rules.integer("pool_window", 1),
   rules.integer("pool_stride", 1),
   rules.one_of("init", INIT_SCHEMES),
+  rules.boolean("fc8_zero_init"),
 )
 
 
@@ -129,6 +130,9 @@ class AlexNet(nnx.Module):
     dropout_rate: dropout on fc6 and fc7 outputs (paper: 0.5).
     pool_window, pool_stride: max-pool geometry (paper: 3/2 overlapping; 2/2 is the ablation).
     init: "paper", "caffe" or "he" (see ``_init_scheme``).
+    fc8_zero_init: start fc8's weights at zero, so the first logits are all 0 and the first loss is
+      ln(num_classes). Without it a He-initialised net starts with large logits (loss ~12 with
+      dropout 0.75, whose x4 rescaling compounds over fc6 and fc7) and can die at chance level.
     dtype: computation dtype (parameters stay float32).
     rngs: "params" stream for init, "dropout" stream for training.
   """
@@ -153,6 +157,7 @@ class AlexNet(nnx.Module):
     pool_window: int = 3,
     pool_stride: int = 2,
     init: str = "paper",
+    fc8_zero_init: bool = False,
     dtype=jnp.float32,
     rngs: nnx.Rngs | None = None,
   ):
@@ -175,6 +180,7 @@ class AlexNet(nnx.Module):
       pool_window=pool_window,
       pool_stride=pool_stride,
       init=init,
+      fc8_zero_init=fc8_zero_init,
     )
     self.lrn = (
       layers.LocalResponseNorm(size=lrn_size, k=lrn_k, alpha=lrn_alpha, beta=lrn_beta, region=lrn_region)
@@ -216,7 +222,8 @@ class AlexNet(nnx.Module):
     self.fc7 = TowerDense(
       fc_width, fc_width, towers=towers, weight_std=std("fc7"), bias=scheme.bias.get("fc7", 0.0), dtype=dtype, rngs=rngs
     )
-    self.fc8 = TowerDense(fc_width, num_classes, towers=1, weight_std=std("fc8"), bias=0.0, dtype=dtype, rngs=rngs)
+    fc8_std = 0.0 if fc8_zero_init else std("fc8")
+    self.fc8 = TowerDense(fc_width, num_classes, towers=1, weight_std=fc8_std, bias=0.0, dtype=dtype, rngs=rngs)
     self.dropout6 = TowerDropout(dropout_rate, rngs=rngs)
     self.dropout7 = TowerDropout(dropout_rate, rngs=rngs)
 

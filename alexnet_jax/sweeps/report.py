@@ -2,9 +2,10 @@
 
 Reads ``ROOT/sweep.json`` (written by the runner) and every run's ``summary.json``; curves come from
 the runs' TensorBoard event files. Cells are the runs' labels without the seed; each cell reports
-mean +- sample std over its seeds.
+mean +- sample std and the 95 % interval over its seeds, and each of the sweep's claims gets a paired
+interval and a verdict (``claims.py``, ``statistics.py``).
 
-  python -m alexnet_jax.sweep_report --root=runs/sweeps/lrn_dropout
+  python -m alexnet_jax.sweeps.report --root=runs/sweeps/lrn_dropout
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from absl import app, flags
 
 from alexnet_jax import utils
+from alexnet_jax.sweeps import claims, statistics
 
 METRICS = ("eval_top1_error", "eval_top5_error", "eval_loss")
 SEED_LABEL = "seed"
@@ -42,9 +44,16 @@ class Cell:
   labels: dict
   runs: list
 
+  def values(self, metric: str) -> list[float]:
+    return [r.summary[metric] for r in self.runs if r.summary and metric in r.summary]
+
+  def interval(self, metric: str) -> statistics.Interval:
+    """Mean and 95 % interval of ``metric`` over the finished runs that have it."""
+    return statistics.mean_interval(self.values(metric))
+
   def stat(self, metric: str) -> tuple[float, float, int]:
     """(mean, sample std, count) of ``metric`` over the finished runs."""
-    values = [r.summary[metric] for r in self.runs if r.summary and metric in r.summary]
+    values = self.values(metric)
     if not values:
       return math.nan, math.nan, 0
     mean = sum(values) / len(values)
@@ -91,7 +100,19 @@ def markdown_table(cells: Sequence[Cell]) -> str:
   generalisation gap, i.e. how much a cell over-fits.
   """
   label_names = list(cells[0].labels) if cells else []
-  header = [*label_names, "top-1 error (%)", "top-5 error (%)", "eval loss", "train loss", "seeds", "min/run"]
+  header = [
+    *label_names,
+    "top-1 error (%)",
+    "top-5 error (%)",
+    "eval loss",
+    "train loss",
+    "seeds",
+    "min/run",
+    "top-1 95 % CI",
+    "over-fit runs",
+    "test-loss rise",
+    "steps to converge",
+  ]
   rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for cell in cells:
     top1, top5, loss = (cell.stat(m) for m in METRICS)
@@ -107,6 +128,10 @@ def markdown_table(cells: Sequence[Cell]) -> str:
           _pm(cell.stat("train_loss"), 1, 3),
           str(top1[2]),
           f"{minutes[0] / 60:.1f}" if minutes[2] else "-",
+          cell.interval("eval_top1_error").format(100, 2),
+          _count(cell, "overfits"),
+          cell.interval("eval_loss_rise").format(1, 3),
+          cell.interval("steps_to_converge").format(1, 0),
         ]
       )
       + " |"
@@ -254,8 +279,10 @@ def write_report(
 ) -> dict[str, str]:
   """Writes ``ROOT/results.md`` and the plots; returns the paths written."""
   results = load_results(root)
+  manifest = _manifest(root)
+  claims.add_derived_metrics(results, manifest.get("convergence_train_loss"), read_curves)
   if curve_runs is None:
-    curve_runs = _manifest(root).get("curves")
+    curve_runs = manifest.get("curves")
   cells = group_cells(results)
   written = {}
   numeric = [
@@ -278,7 +305,9 @@ def write_report(
   broken = [r for r in results if r.problem]
   text = [
     f"# Sweep results: {os.path.basename(os.path.abspath(root))}\n",
-    f"{finished}/{len(results)} runs finished. Errors are mean +- std over seeds.\n",
+    f"{finished}/{len(results)} runs finished. Errors are mean +- std over seeds; the CI columns are 95 % "
+    "Student-t intervals of the mean (half-widths); an over-fit run ends with train loss <= 0.05 and its test "
+    "loss above its minimum.\n",
     *(
       [f"{len(broken)} failed: their summary.json cannot be read (rerun the sweep to redo them):\n"]
       + [f"- {r.name}: {r.problem}" for r in broken]
@@ -287,6 +316,7 @@ def write_report(
       else []
     ),
     markdown_table(cells),
+    claims.markdown_section(manifest.get("claims", []), results),
   ]
   for key in ("error_plot", "curves_plot"):
     if key in written:
@@ -314,6 +344,12 @@ def _curve_runs(results, x_label, curve_runs):
 
 def _hparam_value(value):
   return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def _count(cell: Cell, flag: str) -> str:
+  """ "k/n": how many of the cell's finished runs have ``flag`` set."""
+  values = cell.values(flag)
+  return f"{int(sum(values))}/{len(values)}" if values else "-"
 
 
 def _pm(stat: tuple[float, float, int], scale: float, digits: int) -> str:

@@ -93,9 +93,11 @@ def write_manifest(sweep: sweeps.Sweep, jobs: Sequence[Job], root: str) -> str:
       for job in jobs
     ],
     "curves": dict(sweep.curves),
+    "claims": [dataclasses.asdict(claim) for claim in sweep.claims],
+    "convergence_train_loss": sweep.convergence_train_loss,
   }
   path = os.path.join(root, MANIFEST_FILE)
-  utils.write_json_atomically(path, manifest)
+  utils.write_json_atomically(path, manifest, sort_keys=False)  # label order is the report's column order
   return path
 
 

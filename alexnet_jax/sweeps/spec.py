@@ -31,6 +31,31 @@ class Run:
 
 
 @dataclasses.dataclass(frozen=True)
+class Claim:
+  """A claim of the paper, tested by comparing two cells of a sweep seed by seed.
+
+  ``baseline`` and ``treatment`` are labels (without the seed) that pick one cell each, e.g.
+  ``{"lrn": "off", "dropout": 0.5}`` and ``{"lrn": "across", "dropout": 0.5}``. ``kind="difference"``
+  tests ``treatment - baseline`` of ``metric`` against 0 with the sign the paper claims
+  (``expected_sign=-1``: the treatment lowers it); ``kind="ratio"`` tests ``treatment / baseline``
+  against 1 (``expected_sign=+1``: the treatment raises it), e.g. the steps to converge.
+  ``paper`` is the effect the paper reports, in the metric's own units, printed beside ours.
+  """
+
+  name: str
+  baseline: Mapping[str, Any]
+  treatment: Mapping[str, Any]
+  metric: str = "eval_top1_error"
+  expected_sign: int = -1
+  kind: str = "difference"
+  paper: float | None = None
+
+  def __post_init__(self):
+    if self.kind not in ("difference", "ratio") or self.expected_sign not in (-1, 1):
+      raise ValueError(f"claim {self.name!r}: kind must be 'difference' or 'ratio', expected_sign -1 or +1")
+
+
+@dataclasses.dataclass(frozen=True)
 class Sweep:
   """A base config, overrides every run shares, and the runs."""
 
@@ -40,6 +65,10 @@ class Sweep:
   # Labels picking the seed-0 runs whose train/test curves the report draws; a tuple value allows
   # several, e.g. {"lrn": "across", "dropout": (0.0, 0.5)}. Empty: the report chooses.
   curves: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # The paper's claims this sweep tests; the report gives each a paired 95 % interval and a verdict.
+  claims: Sequence[Claim] = ()
+  # The train loss whose first crossing counts as "converged" (the report's steps-to-converge column).
+  convergence_train_loss: float | None = None
 
   def __post_init__(self):
     names = [run.name for run in self.runs]

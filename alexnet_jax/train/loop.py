@@ -24,7 +24,7 @@ from absl import logging
 from alexnet_jax import utils
 from alexnet_jax.config import validation
 from alexnet_jax.parallel import distributed, sharding
-from alexnet_jax.train import checkpoints, divergence, optimizers, preemption, run_dir, steps, summaries
+from alexnet_jax.train import checkpoints, divergence, optimizers, preemption, profiling, run_dir, steps, summaries
 from alexnet_jax.train.state import TrainState, create_train_state
 
 
@@ -169,32 +169,38 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
       pending, train_metrics, eval_metrics = [], dict(meta.get("train_metrics", {})), {}
       losses, last_saved = divergence.LossWatch(), (step or None)
       suspect = step or None  # the checkpoint resumed from, until the first save after it
-      while step < plan.num_steps:
-        state, metrics = train_fn(state, place(next(batches)))
-        step += 1
-        pending.append(metrics)
-        losses.add(step, metrics["loss"])
-        is_log, is_eval = step % config.log_every_steps == 0, step % plan.eval_every == 0
-        is_last, is_save = step == plan.num_steps, checkpointer.is_save_step(step)
-        if is_log or is_eval or is_save or is_last or stop.requested:
-          losses.check(last_saved, suspect)
-        if is_log or is_last:
-          train_metrics = _report_training(step, pending, progress, writer)
-          pending = []
-        if is_eval or is_last:
-          eval_metrics = run_eval(step, state)
-          history.append({"step": step, **eval_metrics})
-          if config.schedule.name == "plateau":
-            state = state.replace(plateau=plateau_fn(state.plateau, eval_metrics["top1_error"]))
-          progress.restart(step)
-        if is_save or is_last or stop.requested:
-          divergence.check_params_finite(step, state.params, last_saved, suspect)
-          record = {"input_position": step, "eval_history": history, "wall_seconds": elapsed()}
-          checkpointer.save(step, state, {**record, "train_metrics": train_metrics}, force=True)
-          last_saved, suspect = step, None
-        if stop.requested:
-          writer.flush()
-          raise preemption.Preempted(step, stop.signal_name)
+      profiler = profiling.StepProfiler(
+        config.profile_steps, os.path.join(workdir, "profile"), last_step=plan.num_steps
+      )
+      with profiler:
+        while step < plan.num_steps:
+          with profiler.step(step + 1):
+            state, metrics = train_fn(state, place(next(batches)))
+          step += 1
+          profiler.after_step(step, (state, metrics))
+          pending.append(metrics)
+          losses.add(step, metrics["loss"])
+          is_log, is_eval = step % config.log_every_steps == 0, step % plan.eval_every == 0
+          is_last, is_save = step == plan.num_steps, checkpointer.is_save_step(step)
+          if is_log or is_eval or is_save or is_last or stop.requested:
+            losses.check(last_saved, suspect)
+          if is_log or is_last:
+            train_metrics = _report_training(step, pending, progress, writer)
+            pending = []
+          if is_eval or is_last:
+            eval_metrics = run_eval(step, state)
+            history.append({"step": step, **eval_metrics})
+            if config.schedule.name == "plateau":
+              state = state.replace(plateau=plateau_fn(state.plateau, eval_metrics["top1_error"]))
+            progress.restart(step)
+          if is_save or is_last or stop.requested:
+            divergence.check_params_finite(step, state.params, last_saved, suspect)
+            record = {"input_position": step, "eval_history": history, "wall_seconds": elapsed()}
+            checkpointer.save(step, state, {**record, "train_metrics": train_metrics}, force=True)
+            last_saved, suspect = step, None
+          if stop.requested:
+            writer.flush()
+            raise preemption.Preempted(step, stop.signal_name)
       if not eval_metrics:  # the last checkpoint was final but the summary was never written
         eval_metrics = run_eval(step, state)
       if stop.requested:

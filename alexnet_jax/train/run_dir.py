@@ -10,7 +10,8 @@ that run, which is only meaningful with the same config: a different one is refu
 differing fields listed, unless the caller allows the change (``--allow_config_change``, e.g. to
 train a finished run longer), which then becomes the recorded config. :func:`check_config` only
 reads; :func:`record_config` writes, once every start-up check has passed, so that a failed or
-refused start leaves the directory as it found it.
+refused start leaves the directory as it found it. The :data:`OBSERVATION_FIELDS` (profiling) may
+change freely.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from alexnet_jax.train import preemption
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = "trainer.lock"
+# Fields that change only what a run observes of itself, not what it trains: a resume may change them.
+OBSERVATION_FIELDS = frozenset({"profile_steps"})
 
 
 class WorkdirError(RuntimeError):
@@ -63,7 +66,7 @@ def check_config(workdir: str, config_json: Mapping[str, Any], *, allow_config_c
       f"{path} cannot be read ({error}); it records the config of the run in this workdir. Restore it, or "
       "pass --allow_config_change to record this command's config in its place."
     ) from error
-  changes = differences(recorded, config_json)
+  changes = [change for change in differences(recorded, config_json) if change[0] not in OBSERVATION_FIELDS]
   if changes and not allow_config_change:
     listing = "\n  ".join(f"{name}: {old!r} in the workdir, {new!r} now" for name, old, new in changes)
     raise WorkdirError(

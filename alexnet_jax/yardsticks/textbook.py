@@ -25,7 +25,10 @@ from alexnet_jax.model import alexnet
 
 
 class TextbookAlexNet(nnx.Module):
-  """AlexNet for NHWC images of side ``input_size``; ``towers=2`` is the paper's grouped net."""
+  """The paper's AlexNet (RGB input, dropout 0.5) on NHWC images of side ``input_size``.
+
+  ``towers=2`` is the grouped two-tower net, ``towers=1`` the fully connected one.
+  """
 
   def __init__(
     self,
@@ -33,8 +36,6 @@ class TextbookAlexNet(nnx.Module):
     *,
     towers: int = 2,
     input_size: int = 227,
-    in_channels: int = 3,
-    dropout_rate: float = 0.5,
     dtype=jnp.float32,
     rngs: nnx.Rngs | None = None,
   ):
@@ -63,7 +64,7 @@ class TextbookAlexNet(nnx.Module):
 
     # The paper's init: weights N(0, 0.01), biases 1 in conv2, conv4, conv5, fc6, fc7.
     ones = ("conv2", "conv4", "conv5", "fc6", "fc7")
-    channels = in_channels
+    channels = 3  # RGB
     for layer in alexnet.CONV_LAYERS:
       setattr(
         self,
@@ -83,7 +84,7 @@ class TextbookAlexNet(nnx.Module):
     self.fc6 = dense(channels * side * side, alexnet.FC_WIDTH, bias=1.0)
     self.fc7 = dense(alexnet.FC_WIDTH, alexnet.FC_WIDTH, bias=1.0)
     self.fc8 = dense(alexnet.FC_WIDTH, num_classes)
-    self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
+    self.dropout = nnx.Dropout(0.5, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     pool = lambda x: nnx.max_pool(x, (3, 3), strides=(2, 2))
