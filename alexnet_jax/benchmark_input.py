@@ -2,7 +2,8 @@
 
 from absl import app
 
+from alexnet_jax.config import flag_errors
 from alexnet_jax.yardsticks.input_benchmark import main
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=flag_errors.parse_flags)

@@ -1,4 +1,4 @@
-"""Small helpers that several sub-packages share: atomic file writes, flat dicts, durations."""
+"""Small helpers that several sub-packages share: atomic file writes, flat dicts, durations, pyplot."""
 
 from __future__ import annotations
 
@@ -8,19 +8,24 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def write_text_atomically(path: str, text: str) -> None:
-  """Writes ``text`` to ``path`` through a temporary file, fsync and a rename: a reader (or a run
+def write_bytes_atomically(path: str, data: bytes) -> None:
+  """Writes ``data`` to ``path`` through a temporary file, fsync and a rename: a reader (or a run
   killed mid-write) sees the old file or the new one, never half of one."""
   tmp = f"{path}.tmp.{os.getpid()}"
   try:
-    with open(tmp, "w") as f:
-      f.write(text)
+    with open(tmp, "wb") as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def write_text_atomically(path: str, text: str) -> None:
+  """``text`` (UTF-8) written to ``path`` as :func:`write_bytes_atomically` writes bytes."""
+  write_bytes_atomically(path, text.encode())
 
 
 def write_json_atomically(path: str, data: Any, *, sort_keys: bool = True) -> None:
@@ -54,3 +59,13 @@ def format_duration(seconds: float) -> str:
   minutes, seconds = divmod(int(seconds), 60)
   hours, minutes = divmod(minutes, 60)
   return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+def pyplot():
+  """``matplotlib.pyplot`` on the Agg backend (PNG files, no display needed), imported on first use."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  return plt

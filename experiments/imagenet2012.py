@@ -6,13 +6,17 @@ download: put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in ``manual_di
 
 * Data (§2, §4.1): shorter side 256, the central 256x256, random 227x227 crops and horizontal flips,
   the mean subtracted, PCA colour noise alpha ~ N(0, 0.1); evaluation averages the softmax over ten
-  crops (four corners and the centre, and their flips).
+  crops (four corners and the centre, and their flips). Where the paper is silent, the authors'
+  code (cuda-convnet2, Caffe): noise alpha_i * sigma_i, a 256x256x3 mean image, no bias decay.
 * Model (§3): two towers, LRN (k=2, n=5, alpha=1e-4, beta=0.75) after the ReLU of conv1 and conv2,
   overlapping 3/2 pooling, dropout 0.5 in fc6/fc7, weights N(0, 0.01), biases 1 in conv2, conv4,
   conv5, fc6, fc7.
 * Training (§5): batch 128, the paper's momentum rule (``paper_sgd``: m=0.9, wd=5e-4, eps=0.01),
   eps divided by 10 whenever the validation error stops improving (three times), 90 epochs.
 
+Prepare the store of 256x256 squares once (all cores; README, "ImageNet: the prepared store"), then train:
+
+  python -m alexnet_jax.data.prepare_store --config=experiments/imagenet2012.py --config.manual_dir=/data/imagenet
   python -m alexnet_jax.main --workdir=runs/in1k --config=experiments/imagenet2012.py \
       --config.manual_dir=/data/imagenet
 """
@@ -43,7 +47,18 @@ def paper_config() -> ml_collections.ConfigDict:
   config.input.random_crop = True
   config.input.random_flip = True
   config.input.pca_noise_std = 0.1  # the paper's colour augmentation
+  # "cuda_convnet": the authors' code, alpha_i * sigma_i (sigma: each component's std); or
+  # "fb_resnet": fb.resnet.torch's alpha_i * eigenvalue_i (2.2x / 7.7x / 17x weaker).
+  config.input.pca_noise_form = "cuda_convnet"
   config.input.normalization = "subtract_mean"  # the paper: mean-centred raw RGB; or "standardize"
+  # "image": the prepared store's 256x256x3 mean image, as cuda-convnet2 and Caffe subtract (the
+  # per-channel mean where no store supplies one); or "channel": one mean per channel.
+  config.input.mean = "image"
+  # "device": the host decodes, crops and flips uint8 images; colour noise and the mean run in the
+  # jitted train step. "host": all of it in tf.data, float32 batches.
+  config.input.augment_on = "device"
+  # Read the prepared store (``python -m alexnet_jax.data.prepare_store``) when it exists.
+  config.input.use_store = True
   config.input.eval_crops = "ten_crop"  # "center" or "ten_crop" (4 corners + centre, flipped)
   config.input.shuffle_buffer = 16_384
   config.eval_max_examples = -1  # -1 = the whole eval split
@@ -75,6 +90,7 @@ def paper_config() -> ml_collections.ConfigDict:
   config.optimizer.learning_rate = 0.01
   config.optimizer.momentum = 0.9
   config.optimizer.weight_decay = 5e-4
+  config.optimizer.decay_biases = False  # cuda-convnet2 (wc) and Caffe (decay_mult: 0) decay weights only
   config.schedule = ml_collections.ConfigDict()
   config.schedule.name = "plateau"  # "constant", "cosine", "piecewise" or "plateau"
   config.schedule.warmup_steps = 0

@@ -23,6 +23,9 @@ TF_FREE = (
   "alexnet_jax.train.optimizers",
   "alexnet_jax.config.validation",
   "alexnet_jax.yardsticks.benchmark",
+  "alexnet_jax.inference.trained_run",
+  "alexnet_jax.inference.export",
+  "alexnet_jax.export",
 )
 TORCH_MODULE = "alexnet_jax.yardsticks.torch_alexnet"
 
@@ -50,7 +53,7 @@ def _loaded_after_import(modules: list[str], watched: tuple[str, ...]) -> dict[s
 
 def test_the_package_has_the_documented_sub_packages():
   names = set(_library_modules())
-  for package in ("model", "parallel", "data", "train", "config", "sweeps", "yardsticks"):
+  for package in ("model", "parallel", "data", "train", "config", "sweeps", "yardsticks", "inference"):
     assert f"alexnet_jax.{package}" in names
 
 

@@ -64,6 +64,10 @@ INVALID = {
   "input.pca_noise_std": below(0.0),
   "input.eval_crops": UNKNOWN_NAME.filter(lambda s: s not in ("center", "ten_crop")),
   "input.normalization": UNKNOWN_NAME.filter(lambda s: s not in ("standardize", "subtract_mean")),
+  "input.pca_noise_form": UNKNOWN_NAME.filter(lambda s: s not in ("cuda_convnet", "fb_resnet")),
+  "input.mean": UNKNOWN_NAME.filter(lambda s: s not in ("image", "channel")),
+  "input.augment_on": UNKNOWN_NAME.filter(lambda s: s not in ("device", "host")),
+  "input.use_store": NOT_A_BOOL,
   "input.shuffle_buffer": st.one_of(int_below(1), st.integers(min_value=2**21 + 1)),  # 10**12: bad_alloc
   "eval_max_examples": minus_one_or_positive(),
   "model.num_classes": int_below(1),
@@ -88,6 +92,7 @@ INVALID = {
   "optimizer.learning_rate": below(0.0, inclusive=True),
   "optimizer.momentum": outside_unit(zero_ok=True, one_ok=False),
   "optimizer.weight_decay": below(0.0),
+  "optimizer.decay_biases": NOT_A_BOOL,
   "schedule.name": st.sampled_from(["exponential", "Cosine", "step", ""]),
   "schedule.warmup_steps": int_below(0),
   "schedule.decay_factor": outside_unit(zero_ok=False, one_ok=True),

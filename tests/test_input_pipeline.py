@@ -1,5 +1,6 @@
 """The tf.data input pipeline on tfds mock data, and the augmentation ops against numpy references."""
 
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -86,12 +87,28 @@ def test_same_seed_gives_the_same_batches_another_seed_others(random_data):
 
 # fashion_mnist: decoded once, kept in memory; imagenet2012 (images of varying size): streamed.
 @pytest.mark.parametrize("dataset", ["fashion_mnist", "imagenet2012"])
-def test_resuming_at_a_step_yields_what_an_unbroken_run_yields(random_data, dataset):
-  config = small_config(dataset, pca_noise_std=0.1)
+@pytest.mark.parametrize("augment_on", ["host", "device"])
+def test_resuming_at_a_step_yields_what_an_unbroken_run_yields(random_data, dataset, augment_on):
+  config = small_config(dataset, pca_noise_std=0.1, augment_on=augment_on)
   unbroken = take(pipeline.create_train_iterator(config, seed=3), 11)
   for start_step in (3, 4, 9):  # mid-epoch, across the end of epoch 1, in epoch 3
     resumed = pipeline.create_train_iterator(config, seed=3, start_step=start_step)
     assert_same_batches(unbroken[start_step:], take(resumed, 11 - start_step))
+
+
+def test_device_batches_are_uint8_views_that_the_step_finishes_into_the_host_views(random_data):
+  """The same draws: the views differ only by the uint8 rounding of the resized squares."""
+  host = small_config("imagenet2012", pca_noise_std=0.1)
+  device = small_config("imagenet2012", pca_noise_std=0.1, augment_on="device")
+  finish = jax.jit(pipeline.device_preprocessing(device))
+  for host_batch, device_batch in zip(
+    take(pipeline.create_train_iterator(host, seed=4), 3), take(pipeline.create_train_iterator(device, seed=4), 3)
+  ):
+    assert device_batch["image"].dtype == np.uint8 and device_batch["image"].shape == (BATCH, 32, 32, 3)
+    assert set(device_batch) == {"image", "label", "crop_offset", "flip", "pca_alpha"}
+    np.testing.assert_array_equal(device_batch["label"], host_batch["label"])
+    rounding = 0.5 / 255 / min(options.PIXEL_STATS["imagenet2012"][1])
+    np.testing.assert_allclose(finish(device_batch), host_batch["image"], atol=rounding + 1e-5)
 
 
 def concatenated(batches, key):
@@ -215,22 +232,60 @@ def test_random_flips_mirror_about_half_of_the_images():
   assert 0.4 < flipped.mean() < 0.6
 
 
-def test_pca_lighting_matches_the_papers_formula():
+@pytest.mark.parametrize("form", options.PCA_NOISE_FORMS)
+def test_pca_lighting_matches_the_papers_formula(form):
   images, seed, std = random_images(batch=3), tf.constant([3, 4]), 0.1
   alpha = tf.random.stateless_normal([3, 3], seed=seed, stddev=std).numpy()  # (images, components)
-  eigvec, eigval = np.array(augment.PCA_EIGENVECTORS), np.array(augment.PCA_EIGENVALUES)
-  for image, got, a in zip(images, augment.pca_lighting(tf.constant(images), std, seed).numpy(), alpha):
-    np.testing.assert_allclose(got, image + eigvec @ (a * eigval), atol=1e-6)  # [p1 p2 p3][a_i l_i]
+  eigvec, scales = (np.array(x) for x in options.pca_noise_basis(form))
+  got = augment.pca_lighting(tf.constant(images), std, seed, eigenvectors=eigvec, scales=scales).numpy()
+  for image, got_one, a in zip(images, got, alpha):
+    np.testing.assert_allclose(got_one, image + eigvec @ (a * scales), atol=1e-6)  # [p1 p2 p3][a_i s_i]
 
 
 def test_pca_lighting_noise_has_the_papers_statistics():
   n, std = 4000, 0.1
-  shifts = augment.pca_lighting(tf.zeros([n, 1, 1, 3]), std, tf.constant([9, 9])).numpy().reshape(n, 3)
   eigvec, eigval = np.array(augment.PCA_EIGENVECTORS), np.array(augment.PCA_EIGENVALUES)
+  noise = augment.pca_lighting(tf.zeros([n, 1, 1, 3]), std, tf.constant([9, 9]), eigenvectors=eigvec, scales=eigval)
+  shifts = noise.numpy().reshape(n, 3)
   alphas = np.linalg.solve(eigvec, shifts.T).T / eigval  # recover a_i
   assert np.all(np.abs(alphas.mean(axis=0)) < 4 * std / np.sqrt(n))
   np.testing.assert_allclose(alphas.std(axis=0), std, rtol=0.05)
   np.testing.assert_allclose(np.corrcoef(alphas.T), np.eye(3), atol=0.06)  # independent draws
+
+
+@pytest.mark.parametrize(
+  "form,levels",
+  [("cuda_convnet", (12.18, 3.709, 1.972)), ("fb_resnet", (5.546, 0.4794, 0.1148))],
+)
+def test_pca_noise_shifts_pixels_by_the_forms_grey_levels(form, levels):
+  """cuda-convnet2 (the authors): 0.1 * sigma_i = 12.2 / 3.7 / 2.0 grey levels along each eigenvector;
+  fb.resnet.torch's alpha * eigval: 5.5 / 0.48 / 0.12 (measured over many draws, on [0, 255])."""
+  n = 20_000
+  eigvec, scales = options.pca_noise_basis(form)
+  shifts = (
+    augment.pca_lighting(tf.zeros([n, 1, 1, 3]), 0.1, tf.constant([5, 6]), eigenvectors=eigvec, scales=scales)
+    .numpy()
+    .reshape(n, 3)
+  )
+  along = shifts @ np.array(eigvec) * 255  # the shift's component along each eigenvector, in grey levels
+  np.testing.assert_allclose(along.std(axis=0), levels, rtol=0.03)
+
+
+def test_the_default_colour_noise_is_the_authors_form():
+  """train_views' default basis and the paper config's form are cuda-convnet2's."""
+  from experiments import imagenet2012
+
+  default = augment.train_views.__kwdefaults__
+  assert (default["eigenvectors"], default["scales"]) == options.pca_noise_basis("cuda_convnet")
+  assert imagenet2012.get_config().input.pca_noise_form == "cuda_convnet"
+
+
+def test_pca_noise_basis_from_a_stores_eigenpairs():
+  eigvec = np.eye(3)[:, ::-1]
+  vectors, scales = options.pca_noise_basis("cuda_convnet", np.array([0.04, 0.01, 0.0025]), eigvec)
+  np.testing.assert_allclose(scales, (0.2, 0.1, 0.05))
+  np.testing.assert_array_equal(vectors, eigvec)
+  assert options.pca_noise_basis("fb_resnet", (0.04, 0.01, 0.0025), eigvec)[1] == (0.04, 0.01, 0.0025)
 
 
 def test_resize_keeps_the_aspect_ratio_and_antialiases_when_shrinking():

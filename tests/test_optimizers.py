@@ -1,5 +1,7 @@
 """The update rules against the paper's equations in numpy, and the learning-rate schedules."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,3 +137,39 @@ def test_plateau_update_is_traceable():
   step = jax.jit(lambda s, e: optimizers.update_plateau(s, e, patience=1, factor=0.1, max_drops=3))
   state = step(step(optimizers.init_plateau(), 0.5), 0.6)
   assert float(state.lr_scale) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("name,reference", [("paper_sgd", _paper_numpy), ("sgd", _optax_sgd_numpy)])
+def test_decay_biases_false_decays_the_weights_only_in_both_rules(name, reference):
+  """The authors' code (cuda-convnet2 ``wc``, Caffe ``decay_mult: 0``): no weight decay on biases."""
+  rng = np.random.default_rng(2)
+  params = {"fc6": {"kernel": rng.normal(size=(3, 4)), "bias": np.ones(4)}, "convs": {0: {"bias": np.ones(2)}}}
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  grads = [jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params) for _ in LEARNING_RATES]
+  for decay_biases in (True, False):
+    config = _config(name)
+    config.optimizer.decay_biases = decay_biases
+    tx = optimizers.create_optimizer(config)
+    state, got = tx.init(params), params
+    for eps, g in zip(LEARNING_RATES, grads):
+      updates, state = tx.update(g, optimizers.set_learning_rate(state, eps), got)
+      got = optax.apply_updates(got, updates)
+    for path in (("fc6", "kernel"), ("fc6", "bias"), ("convs", 0, "bias")):
+      leaf = lambda tree: functools.reduce(lambda node, key: node[key], path, tree)  # noqa: E731
+      decayed = decay_biases or path[-1] == "kernel"
+      want = reference(np.asarray(leaf(params)), [np.asarray(leaf(g)) for g in grads], wd=5e-4 if decayed else 0.0)
+      np.testing.assert_allclose(leaf(got), want[-1], rtol=1e-5, atol=1e-7, err_msg=f"{path} {decay_biases}")
+
+
+def test_is_decayed_marks_every_kernel_and_no_bias_of_alexnet():
+  from alexnet_jax.parallel import sharding
+  from alexnet_jax.train import state as train_state
+
+  config = fashion_mnist.get_config("smoke")
+  _, state = train_state.create_train_state(config, sharding.create_mesh(1), optimizers.create_optimizer(config))
+  marks = {
+    jax.tree_util.keystr(path): mark
+    for path, mark in jax.tree_util.tree_leaves_with_path(optimizers.is_decayed(state.params))
+  }
+  assert len(marks) == 16
+  assert all(mark == ("kernel" in path) for path, mark in marks.items()), marks

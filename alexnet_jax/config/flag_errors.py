@@ -21,7 +21,8 @@ def parse_flags(argv):
   """absl's flag parsing, with every config-loading failure reported in one line."""
   try:
     remaining = flags.FLAGS(argv)
-    flags.FLAGS.config.keys()  # a config file that failed to load raises here, not later in training
+    if "config" in flags.FLAGS:  # commands without --config (evaluate, predict, ...) use this parser too
+      flags.FLAGS.config.keys()  # a config file that failed to load raises here, not later in training
     return remaining
   except flags.Error as error:
     message = _last_line(error)

@@ -64,6 +64,10 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   boolean("input.random_crop"),
   boolean("input.random_flip"),
   number("input.pca_noise_std", 0.0),
+  one_of("input.pca_noise_form", data_options.PCA_NOISE_FORMS),
+  one_of("input.mean", data_options.MEANS),
+  one_of("input.augment_on", data_options.AUGMENT_ON),
+  boolean("input.use_store"),
   rules.Rule(
     "input.shuffle_buffer",
     lambda v: rules.is_int(v) and 1 <= v <= MAX_SHUFFLE_BUFFER,
@@ -76,6 +80,7 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   number("optimizer.learning_rate", 0.0, low_open=True),
   number("optimizer.momentum", 0.0, 1.0),
   number("optimizer.weight_decay", 0.0),
+  boolean("optimizer.decay_biases"),
   one_of("schedule.name", optimizers.SCHEDULES),
   integer("schedule.warmup_steps", 0),
   number("schedule.decay_factor", 0.0, 1.0, low_open=True, high_open=False),

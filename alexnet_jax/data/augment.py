@@ -6,10 +6,16 @@ This is the one place to read what happens to a picture (Krizhevsky et al. 2012,
   (:func:`central_square`); grey images are replicated to three channels (:func:`to_rgb`); the
   mean pixel is subtracted (:func:`normalize`: a per-channel mean, divided by a per-channel std or,
   for the paper's raw centred pixels, by 1/255).
+  The mean is per channel, or a mean image (cuda-convnet2's and Caffe's 256x256x3), subtracted
+  from the square before it is cropped, so each view loses the mean of its own pixels.
 - train (:func:`train_views`): a random 224x224 (``crop_size``) patch, its horizontal reflection
-  with probability 1/2, and "PCA colour" (lighting) noise: add ``[p1, p2, p3] @ [a1 l1, a2 l2, a3 l3]``
-  with ``a_i ~ N(0, 0.1)`` drawn once per image, where ``p_i, l_i`` are the eigenvectors and
-  eigenvalues of the RGB pixel covariance of ImageNet.
+  with probability 1/2, and "PCA colour" (lighting) noise: add ``[p1, p2, p3] @ [a1 s1, a2 s2, a3 s3]``
+  with ``a_i ~ N(0, 0.1)`` drawn once per image, where ``p_i`` are the eigenvectors of the RGB pixel
+  covariance of ImageNet and ``s_i`` each component's std (the authors' cuda-convnet2) or its
+  eigenvalue (fb.resnet.torch); see ``options.pca_noise_basis``.
+- the same draws without the float work (:func:`train_crop_draws`, :func:`cut`, :func:`train_alphas`): uint8 patches
+  plus each image's crop offset, flip and colour coefficients, for the device to finish
+  (``data/device_augment.py``).
 - test (:func:`eval_views`): the centre patch, or the four corner patches, the centre patch and the
   reflections of all five ("ten crops"), over which the network's softmax is averaged.
 
@@ -24,23 +30,30 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-# ImageNet RGB eigenvalues and eigenvectors (columns) for pixels in [0, 1], as used by
-# cuda-convnet / fb.resnet.torch for the paper's lighting noise.
-PCA_EIGENVALUES = (0.2175, 0.0188, 0.0045)
-PCA_EIGENVECTORS = (
-  (-0.5675, 0.7192, 0.4009),
-  (-0.5808, -0.0045, -0.8140),
-  (-0.5836, -0.6948, 0.4203),
-)
+from alexnet_jax.data import options
+
+# fb.resnet.torch's ImageNet colour PCA for [0, 1] pixels (not cuda-convnet's: its per-component
+# stds are options.CUDA_CONVNET_PCA_STDDEVS); options.pca_noise_basis chooses the scales.
+PCA_EIGENVALUES = options.PCA_EIGENVALUES
+PCA_EIGENVECTORS = options.PCA_EIGENVECTORS
+_AUTHORS_PCA = options.pca_noise_basis("cuda_convnet")  # the default (eigenvectors, scales)
 
 
 def central_square(images: tf.Tensor, size: int) -> tf.Tensor:
   """uint8 (..., H, W, C) -> float32 in [0, 1], shorter side resized to ``size``, central square kept.
 
-  One image of any size, or a batch of equally sized images.
+  One image of any size, or a batch of equally sized images. Squares already of that size (a
+  prepared store's) are only rescaled.
   """
+  if tuple(images.shape[-3:-1]) == (size, size):
+    return tf.cast(images, tf.float32) / 255.0
   images = resize_shorter_side(tf.cast(images, tf.float32) / 255.0, size)
   return center_crop(images, size)
+
+
+def to_uint8(images: tf.Tensor) -> tf.Tensor:
+  """Float pixels in [0, 1] -> uint8 [0, 255], rounded to the nearest level."""
+  return tf.cast(tf.round(tf.clip_by_value(images * 255.0, 0.0, 255.0)), tf.uint8)
 
 
 def resize_shorter_side(images: tf.Tensor, size: int) -> tf.Tensor:
@@ -94,33 +107,59 @@ def ten_crops(images: tf.Tensor, size: int) -> tf.Tensor:
   return tf.concat([five, tf.reverse(five, axis=[3])], axis=1)
 
 
-def random_crops(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
-  """(B, H, W, C) -> (B, size, size, C), each patch at its own uniformly random position."""
-  height, width = _spatial_size(images)
+def crop_offsets(batch_size, height, width, size: int, seed: tf.Tensor) -> tf.Tensor:
+  """(B, 2) int32: each of B images' uniformly random (top, left) for a ``size`` x ``size`` patch."""
   positions = tf.cast(tf.stack([height - size + 1, width - size + 1]), tf.float32)
-  draws = tf.random.stateless_uniform([tf.shape(images)[0], 2], seed)
-  offsets = tf.cast(draws * positions, tf.int32)  # (B, 2): top, left
+  draws = tf.random.stateless_uniform([batch_size, 2], seed)
+  return tf.cast(draws * positions, tf.int32)
+
+
+def crops_at(images: tf.Tensor, offsets: tf.Tensor, size: int) -> tf.Tensor:
+  """(B, H, W, C) -> (B, size, size, C): image b's patch at ``offsets[b]`` (top, left); any dtype."""
   window = tf.range(size)
   images = tf.gather(images, offsets[:, :1] + window, axis=1, batch_dims=1)  # rows
   return tf.gather(images, offsets[:, 1:] + window, axis=2, batch_dims=1)  # columns
 
 
-def random_flips(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-  """Each image of (B, H, W, C) reflected horizontally with probability 1/2."""
-  width = _spatial_size(images)[1]
-  flip = tf.random.stateless_uniform([tf.shape(images)[0], 1], seed) < 0.5
-  columns = tf.range(width)
-  columns = tf.where(flip, columns[::-1], columns)  # (B, W): each image's column order
+def random_crops(images: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
+  """(B, H, W, C) -> (B, size, size, C), each patch at its own uniformly random position."""
+  return crops_at(images, crop_offsets(tf.shape(images)[0], *_spatial_size(images), size, seed), size)
+
+
+def flip_draws(batch_size, seed: tf.Tensor) -> tf.Tensor:
+  """(B,) bool: which of B images to reflect, each with probability 1/2."""
+  return tf.random.stateless_uniform([batch_size], seed) < 0.5
+
+
+def flips_where(images: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
+  """Image b of (B, H, W, C) reflected horizontally where ``flip[b]``; any dtype."""
+  columns = tf.range(_spatial_size(images)[1])
+  columns = tf.where(flip[:, None], columns[::-1], columns)  # (B, W): each image's column order
   return tf.gather(images, columns, axis=2, batch_dims=1)
 
 
-def pca_lighting(images: tf.Tensor, stddev: float, seed: tf.Tensor) -> tf.Tensor:
-  """Adds the paper's colour noise to RGB (B, H, W, 3): per image ``P @ (alpha * eigenvalues)``,
-  ``alpha ~ N(0, stddev)`` (3 values), the same shift for every pixel of that image."""
-  alpha = tf.random.stateless_normal([tf.shape(images)[0], 3], seed=seed, stddev=stddev)
-  shift = tf.linalg.matmul(
-    alpha * tf.constant(PCA_EIGENVALUES), tf.constant(PCA_EIGENVECTORS), transpose_b=True
-  )  # row b: P @ (alpha_b * eigenvalues)
+def random_flips(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Each image of (B, H, W, C) reflected horizontally with probability 1/2."""
+  return flips_where(images, flip_draws(tf.shape(images)[0], seed))
+
+
+def pca_alphas(batch_size, stddev: float, seed: tf.Tensor) -> tf.Tensor:
+  """(B, 3) float32: each of B images' colour noise coefficients, ``alpha ~ N(0, stddev)``."""
+  return tf.random.stateless_normal([batch_size, 3], seed=seed, stddev=stddev)
+
+
+def pca_shift(alphas: tf.Tensor, eigenvectors, scales) -> tf.Tensor:
+  """(B, 3) RGB shifts ``P @ (alpha_b * scales)`` from coefficients (B, 3)."""
+  return tf.linalg.matmul(
+    alphas * tf.constant(scales, tf.float32), tf.constant(eigenvectors, tf.float32), transpose_b=True
+  )
+
+
+def pca_lighting(images: tf.Tensor, stddev: float, seed: tf.Tensor, *, eigenvectors, scales) -> tf.Tensor:
+  """Adds the paper's colour noise to RGB (B, H, W, 3): per image ``P @ (alpha * scales)``,
+  ``alpha ~ N(0, stddev)`` (3 values), the same shift for every pixel of that image
+  (``options.pca_noise_basis`` gives ``eigenvectors`` and ``scales``)."""
+  shift = pca_shift(pca_alphas(tf.shape(images)[0], stddev, seed), eigenvectors, scales)
   return images + shift[:, None, None, :]
 
 
@@ -136,6 +175,56 @@ def normalize(images: tf.Tensor, mean, std) -> tf.Tensor:
   return (images - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
+def is_mean_image(mean) -> bool:
+  """Whether ``mean`` is a mean image (H, W, C) rather than one value per channel."""
+  return getattr(mean, "ndim", 1) == 3
+
+
+def subtract_mean_image(squares: tf.Tensor, mean, std):
+  """For a mean image: (squares - mean image, the per-channel mean left to subtract: zeros)."""
+  if not is_mean_image(mean):
+    return squares, mean
+  return squares - tf.constant(mean, tf.float32), (0.0,) * len(std)
+
+
+def view_seeds(seed: tf.Tensor) -> list[tf.Tensor]:
+  """The batch key's three sub-keys: crop positions, flips, colour noise (one order everywhere)."""
+  return tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+
+
+def train_crop_draws(
+  seed: tf.Tensor, batch_size: int, height: int, width: int, *, crop_size: int, random_position=True, flip=True
+) -> dict[str, tf.Tensor]:
+  """The batch's {"crop_offset": (B, 2) int32 (top, left), "flip": (B,) bool}, drawn from ``seed``
+  as :func:`train_views` draws them, for cutting each image on its own (:func:`cut`)."""
+  crop_seed, flip_seed, _ = view_seeds(seed)
+  if random_position:
+    offsets = crop_offsets(batch_size, height, width, crop_size, crop_seed)
+  else:
+    offsets = tf.tile([[(height - crop_size) // 2, (width - crop_size) // 2]], [batch_size, 1])
+  flips = flip_draws(batch_size, flip_seed) if flip else tf.zeros([batch_size], tf.bool)
+  return {"crop_offset": tf.cast(offsets, tf.int32), "flip": flips}
+
+
+def cut(square: tf.Tensor, offset: tf.Tensor, flipped: tf.Tensor, size: int) -> tf.Tensor:
+  """The (size, size, C) patch of one image at ``offset``, reflected if ``flipped``: a plain slice
+  (a batch-wide gather of 3-byte pixels costs more than the JPEG decode)."""
+  patch = square[offset[0] : offset[0] + size, offset[1] : offset[1] + size]
+  return flip_if(tf.ensure_shape(patch, [size, size, square.shape[-1]]), flipped)
+
+
+def flip_if(patch: tf.Tensor, flipped: tf.Tensor) -> tf.Tensor:
+  """One image (H, W, C) reflected horizontally if ``flipped`` (a scalar bool)."""
+  return tf.cond(flipped, lambda: tf.reverse(patch, axis=[1]), lambda: patch)
+
+
+def train_alphas(seed: tf.Tensor, batch_size: int, lighting_std: float) -> tf.Tensor:
+  """The batch's colour-noise coefficients (B, 3) as :func:`train_views` draws them (zeros if off)."""
+  if lighting_std <= 0:
+    return tf.zeros([batch_size, 3])
+  return pca_alphas(batch_size, lighting_std, view_seeds(seed)[2])
+
+
 def train_views(
   squares: tf.Tensor,
   seed: tf.Tensor,
@@ -146,25 +235,32 @@ def train_views(
   random_position: bool = True,
   flip: bool = True,
   lighting_std: float = 0.0,
+  eigenvectors=_AUTHORS_PCA[0],
+  scales=_AUTHORS_PCA[1],
 ) -> tf.Tensor:
   """One normalised training view per image: central squares (B, R, R, C) -> (B, S, S, 3), S = crop_size.
 
   ``random_position=False`` takes the centre patch instead of a random one; ``lighting_std`` is the
-  std of the PCA noise coefficients (0 disables it; the paper used 0.1). Without colour noise, grey
-  images are normalised before they become RGB: the same numbers, a third of the work.
+  std of the PCA noise coefficients (0 disables it; the paper used 0.1), along ``eigenvectors``
+  scaled by ``scales`` (``options.pca_noise_basis``; default: the authors' form on ImageNet's constants). ``mean``: one
+  value per channel or a mean image (R, R, C). Without colour noise, grey images are normalised
+  before they become RGB: the same numbers, a third of the work.
   """
-  crop_seed, flip_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+  squares, mean = subtract_mean_image(squares, mean, std)
+  crop_seed, flip_seed, lighting_seed = view_seeds(seed)
   views = random_crops(squares, crop_size, crop_seed) if random_position else center_crop(squares, crop_size)
   if flip:
     views = random_flips(views, flip_seed)
   if lighting_std > 0:
-    return normalize(pca_lighting(to_rgb(views), lighting_std, lighting_seed), mean, std)
+    noisy = pca_lighting(to_rgb(views), lighting_std, lighting_seed, eigenvectors=eigenvectors, scales=scales)
+    return normalize(noisy, mean, std)
   return to_rgb(normalize(views, mean, std))
 
 
 def eval_views(squares: tf.Tensor, *, crop_size: int, mean, std, ten_crop: bool = False) -> tf.Tensor:
   """Normalised test views of central squares (B, R, R, C): centre patches (B, S, S, 3), or the ten
-  crops (B, 10, S, S, 3)."""
+  crops (B, 10, S, S, 3). ``mean``: per channel or a mean image (R, R, C)."""
+  squares, mean = subtract_mean_image(squares, mean, std)
   views = ten_crops(squares, crop_size) if ten_crop else center_crop(squares, crop_size)
   return to_rgb(normalize(views, mean, std))
 

@@ -1,6 +1,7 @@
 """The datasets the pipeline knows: their pixel statistics, and how each one gets onto the disk.
 
 :func:`prepared_builder` returns a TFDS builder whose data is ready to read, in this order:
+the dataset's prepared store of central squares (``store.py``, with ``config.input.use_store``);
 already prepared in ``config.data_dir`` -> read it (no network); ``fashion_mnist`` with Debian's
 files installed -> convert them offline (``fashion_mnist_offline.py``); otherwise TFDS's usual
 ``download_and_prepare`` (online download, or ImageNet's manual tars). When that fails, a
@@ -15,7 +16,7 @@ import re
 import tensorflow_datasets as tfds
 from absl import logging
 
-from alexnet_jax.data import fashion_mnist_offline
+from alexnet_jax.data import fashion_mnist_offline, store
 
 
 class DatasetUnavailableError(ValueError):
@@ -35,6 +36,10 @@ def prepared_builder(config) -> tfds.core.DatasetBuilder:
       "(the one holding a fashion_mnist/ or imagenet2012/ folder), or at a new directory to prepare the data in."
     )
   builder = tfds.builder(config.dataset, data_dir=data_dir)
+  store_dir = store.directory(builder.data_dir_root, config.dataset, config.input.resize_size)
+  if config.input.use_store and store.is_prepared(store_dir):
+    logging.info("Reading the prepared store %s", store_dir)
+    return store.load(store_dir)
   if builder.is_prepared():
     return builder
   if os.path.isdir(builder.data_dir):  # TFDS renames a finished preparation here: its dataset_info.json is gone

@@ -14,12 +14,58 @@ PIXEL_STATS = {
 }
 
 
+# ImageNet's RGB colour PCA for pixels in [0, 1]: eigenvalues (variances) and eigenvectors (columns)
+# as published by fb.resnet.torch. Their square roots match cuda-convnet2's per-component stds
+# (sqrt(0.2175) * 255 = 118.9 ~ 121.78).
+PCA_EIGENVALUES = (0.2175, 0.0188, 0.0045)
+PCA_EIGENVECTORS = (
+  (-0.5675, 0.7192, 0.4009),
+  (-0.5808, -0.0045, -0.8140),
+  (-0.5836, -0.6948, 0.4203),
+)
+# cuda-convnet2's ImageNet provider (``convdata.py``, ``input_meta``): the std of each principal
+# component on [0, 255] pixels; it adds ``randn * 0.1 * sigma_i`` along eigenvector i.
+CUDA_CONVNET_PCA_STDDEVS = (121.78, 37.09, 19.72)
+
 DATASETS = tuple(PIXEL_STATS)
 EVAL_CROPS = ("center", "ten_crop")  # augment.eval_views: the centre patch, or the paper's ten
-NORMALIZATIONS = ("standardize", "subtract_mean")  # pipeline._mean_std
+NORMALIZATIONS = ("standardize", "subtract_mean")  # mean_std
+PCA_NOISE_FORMS = ("cuda_convnet", "fb_resnet")  # augment.pca_scales
+MEANS = ("image", "channel")  # a prepared store's mean image, or one mean per channel
+AUGMENT_ON = ("device", "host")  # where the float work (colour noise, mean) runs
+
+
+def pca_noise_basis(form: str, eigenvalues=None, eigenvectors=None) -> tuple[tuple, tuple]:
+  """(eigenvectors (3x3, columns), per-component scales) of the colour noise on [0, 1] pixels.
+
+  The noise added to an image is ``eigenvectors @ (alpha * scales)``, ``alpha ~ N(0, pca_noise_std)``.
+  ``form="cuda_convnet"`` (the authors' code): scales are each component's std, so alpha std 0.1 shifts
+  pixels by 12.2 / 3.7 / 2.0 grey levels; ``"fb_resnet"``: scales are the eigenvalues themselves
+  (5.5 / 0.48 / 0.12 levels). ``eigenvalues`` (variances of [0, 1] pixels) and ``eigenvectors`` come
+  from a prepared store; without them, the published ImageNet constants above.
+  """
+  if form not in PCA_NOISE_FORMS:
+    raise ValueError(f"config.input.pca_noise_form={form!r} is not one of {PCA_NOISE_FORMS}")
+  if eigenvalues is None:
+    eigenvectors = PCA_EIGENVECTORS
+    if form == "cuda_convnet":
+      return eigenvectors, tuple(s / 255 for s in CUDA_CONVNET_PCA_STDDEVS)
+    return eigenvectors, PCA_EIGENVALUES
+  eigenvalues = tuple(float(v) for v in eigenvalues)
+  scales = tuple(max(v, 0.0) ** 0.5 for v in eigenvalues) if form == "cuda_convnet" else eigenvalues
+  return tuple(tuple(float(x) for x in row) for row in eigenvectors), scales
 
 
 def pixel_stats(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
   if dataset not in PIXEL_STATS:
     raise ValueError(f"config.dataset={dataset!r} is not supported; known: {sorted(PIXEL_STATS)}")
   return PIXEL_STATS[dataset]
+
+
+def mean_std(config) -> dict[str, tuple[float, ...]]:
+  """What the pipeline normalises with. ``standardize``: the dataset's mean and std.
+  ``subtract_mean``: the paper's centred raw pixels, (x - mean) * 255, i.e. std = 1/255."""
+  mean, std = pixel_stats(config.dataset)
+  if config.input.normalization == "subtract_mean":
+    std = (1 / 255,) * len(mean)
+  return {"mean": mean, "std": std}

@@ -13,10 +13,18 @@ Evaluation (:func:`create_eval_iterator`) reads each process's share once, in or
 last batch with ``mask == 0`` examples so that every example counts exactly once and every process
 runs the same number of batches.
 
-Where the work happens (it shares 2 cores with the train step here): images of a fixed size
+Where the work happens (``config.input.augment_on``). ``"device"`` (the ImageNet config): the host
+does only uint8 work -- decode, the random crop, the flip -- and sends each image's crop offset,
+flip and colour-noise coefficients with the uint8 batch; the train step adds the colour noise and
+subtracts the mean (:func:`device_preprocessing`, ``data/device_augment.py``), 4x fewer bytes to
+move and no float work on the host. All draws still come from the key (seed, process, step), so the
+views are those of ``"host"`` (everything in tf.data, float32 batches; the small-data configs,
+whose measured results came from it). Images of a fixed size
 (Fashion-MNIST, CIFAR-10) are decoded per example and resized, cropped and flipped per batch;
 small such datasets are decoded once and kept in memory (:data:`IN_MEMORY_LIMIT_BYTES`). Images of
-varying size (ImageNet) are decoded and resized per example, after shuffling and skipping.
+varying size (ImageNet) are decoded and resized per example, after shuffling and skipping; a
+prepared store's squares (``store.py``, read instead when there is one) only decoded, and with
+``"device"`` only inside each example's patch.
 
 The augmentation itself lives in ``data/augment.py``; which datasets exist and how they get
 prepared (offline Fashion-MNIST included) in ``data/datasets.py``. TensorFlow stays in the
@@ -35,7 +43,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from alexnet_jax.config.validation import ConfigError
-from alexnet_jax.data import augment, datasets, options, tf_host
+from alexnet_jax.data import augment, datasets, device_augment, options, store, tf_host
 
 tf = tf_host.tensorflow()
 
@@ -49,8 +57,11 @@ def create_train_iterator(
 ) -> Iterator[Batch]:
   """Endless training batches {"image": (B, S, S, 3) float32, "label": (B,) int32} for this process.
 
-  ``B = config.batch_size // process_count`` and ``S = config.input.crop_size``. Starting at
-  ``start_step`` yields what a run from step 0 yields from that step on.
+  ``B = config.batch_size // process_count`` and ``S = config.input.crop_size``. With
+  ``config.input.augment_on == "device"``, "image" is uint8 and the batch also holds "crop_offset",
+  "flip" and "pca_alpha" (``augment.train_crop_draws``, ``train_alphas``) for
+  :func:`device_preprocessing`. Starting at ``start_step`` yields what a run from step 0 yields from
+  that step on.
   """
   process_index, process_count = _process(process_index, process_count)
   local_batch = local_batch_size(config, process_count)
@@ -59,13 +70,23 @@ def create_train_iterator(
   num_examples = _num_examples(builder, split)
   _check_batch_fits(config, num_examples, process_count)
   stream_seed = tf.constant([seed % 2**32, process_index], tf.int64)
+  view, draws = None, None
+  if config.input.augment_on == "device":
+    view = functools.partial(_device_view, config=config, jpeg_squares=_is_jpeg_store(builder, config))
+    draws = _view_draws(config, stream_seed=stream_seed, batch_size=local_batch, start_step=start_step)
   ds = _example_stream(
-    builder, split, config, num_examples=num_examples, stream_seed=stream_seed, start=start_step * local_batch
+    builder,
+    split,
+    config,
+    num_examples=num_examples,
+    stream_seed=stream_seed,
+    start=start_step * local_batch,
+    view=view,
+    draws=draws,
   )
   ds = ds.batch(local_batch, drop_remainder=True).enumerate(start=start_step)
-  ds = ds.map(
-    functools.partial(_train_batch, config=config, stream_seed=stream_seed), num_parallel_calls=tf.data.AUTOTUNE
-  )
+  train_batch = functools.partial(_train_batch, config=config, stream_seed=stream_seed, pixels=_pixels(config, builder))
+  ds = ds.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
   return _reading(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator(), builder, config)
 
 
@@ -92,7 +113,8 @@ def create_eval_iterator(
     tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), ds.element_spec)
   )
   ds = ds.concatenate(padding.repeat()).take(num_batches * local_batch).batch(local_batch)
-  ds = ds.map(functools.partial(_eval_batch, config=config), num_parallel_calls=tf.data.AUTOTUNE)
+  eval_batch = functools.partial(_eval_batch, config=config, pixels=_pixels(config, builder))
+  ds = ds.map(eval_batch, num_parallel_calls=tf.data.AUTOTUNE)
   return _reading(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator(), builder, config)
 
 
@@ -149,6 +171,14 @@ def _reading(batches: Iterator[Batch], builder, config) -> Iterator[Batch]:
     raise datasets.corrupt(config, builder, error) from error
 
 
+def device_preprocessing(config) -> device_augment.DeviceAugment | None:
+  """What the train step does to a ``"device"`` batch (None for ``"host"``: batches are final)."""
+  if config.input.augment_on != "device":
+    return None
+  pixels = _pixels(config, datasets.prepared_builder(config))
+  return device_augment.DeviceAugment(crop_size=config.input.crop_size, **pixels)
+
+
 def local_batch_size(config, process_count: int = 1) -> int:
   """Each process's share of ``config.batch_size`` (the config itself is validated up front)."""
   if config.batch_size % process_count:
@@ -159,13 +189,15 @@ def local_batch_size(config, process_count: int = 1) -> int:
 
 
 def _example_stream(
-  builder, split, config, *, num_examples: int, stream_seed: tf.Tensor, start: int
+  builder, split, config, *, num_examples: int, stream_seed: tf.Tensor, start: int, view=None, draws=None
 ) -> tf.data.Dataset:
   """Decoded training examples from stream position ``start`` on, forever.
 
   Epoch ``e`` is the split through a shuffle buffer seeded by (``stream_seed``, e). Small splits of
   fixed-size images are decoded during the first epoch and kept in memory; others are decoded after
-  the skip to ``start``, so resuming decodes nothing it does not use.
+  the skip to ``start``, so resuming decodes nothing it does not use. ``view(example, draw,
+  decode=...)``, if given, makes each example's view in one parallel map, with the element of
+  ``draws`` at the same stream position (``decode``: the decoding still to do, None if decoded).
   """
   prepare = _per_example_preparation(builder, config)
   records = _read(builder, split, shuffle_files=True, seed=int(stream_seed[0]))
@@ -185,15 +217,23 @@ def _example_stream(
 
   first_epoch, skip = divmod(start, num_examples)
   ds = tf.data.Dataset.range(first_epoch, _FOREVER).flat_map(epoch).skip(skip)
-  return ds if in_memory else ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+  if view is None:
+    return ds if in_memory else ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+  decode = None if in_memory else prepare
+  return tf.data.Dataset.zip(ds, draws).map(
+    lambda example, draw: view(example, draw, decode=decode), num_parallel_calls=tf.data.AUTOTUNE
+  )
 
 
 def _read(builder, split, *, shuffle_files: bool, seed: int = 0) -> tf.data.Dataset:
-  """{"image": encoded bytes, "label": int32} of ``split``; files in a fixed order given ``seed``."""
+  """{"image": encoded bytes, "label": int32} of ``split``; files in a fixed order given ``seed``.
+
+  Other features (ImageNet's file names) are not even parsed: ~20 CPU-us per image."""
   read_config = tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=False, try_autocache=False)
-  ds = builder.as_dataset(
-    split=split, shuffle_files=shuffle_files, read_config=read_config, decoders={"image": tfds.decode.SkipDecoding()}
-  )
+  decoders = {"image": tfds.decode.SkipDecoding()}
+  if set(builder.info.features) - {"image", "label"}:
+    decoders = tfds.decode.PartialDecoding({"image": True, "label": True}, decoders=decoders)
+  ds = builder.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config, decoders=decoders)
   return ds.map(lambda example: {"image": example["image"], "label": tf.cast(example["label"], tf.int32)})
 
 
@@ -205,14 +245,22 @@ def _per_example_preparation(builder, config):
     image = feature.decode_example(example["image"])
     if not fixed_size:
       image = augment.central_square(image, config.input.resize_size)
+      if config.input.augment_on == "device":
+        image = augment.to_uint8(image)  # uint8 from here on: a quarter of the bytes to batch
     return dict(example, image=image)
 
   return prepare
 
 
-def _train_batch(step, batch, *, config, stream_seed) -> Batch:
-  """The batch at ``step``, augmented with draws from the key (``stream_seed``, step)."""
+def _train_batch(step, batch, *, config, stream_seed, pixels) -> Batch:
+  """The batch at ``step``, augmented with draws from the key (``stream_seed``, step).
+
+  ``"device"``: the views were cut per example (:func:`_device_view`); only the colour-noise
+  coefficients are drawn here."""
   seed = tf.random.experimental.stateless_fold_in(stream_seed, step)
+  if config.input.augment_on == "device":
+    alphas = augment.train_alphas(seed, tf.shape(batch["label"])[0], config.input.pca_noise_std)
+    return {**batch, "pca_alpha": alphas}
   views = augment.train_views(
     _batch_squares(batch["image"], config),
     seed,
@@ -220,26 +268,84 @@ def _train_batch(step, batch, *, config, stream_seed) -> Batch:
     random_position=config.input.random_crop,
     flip=config.input.random_flip,
     lighting_std=config.input.pca_noise_std,
-    **_mean_std(config),
+    **pixels,
   )
   return {"image": views, "label": batch["label"]}
 
 
-def _eval_batch(batch, *, config) -> Batch:
-  views = augment.eval_views(
-    _batch_squares(batch["image"], config),
+def _view_draws(config, *, stream_seed, batch_size: int, start_step: int) -> tf.data.Dataset:
+  """Each example's crop offset and flip from step ``start_step`` on, one element per example: the
+  draws of its batch's key (``stream_seed``, step), made once per batch (``augment.train_crop_draws``)."""
+  size = config.input.resize_size
+  draws = dict(
+    crop_size=config.input.crop_size, random_position=config.input.random_crop, flip=config.input.random_flip
+  )
+
+  def batch_draws(step):
+    seed = tf.random.experimental.stateless_fold_in(stream_seed, step)
+    return augment.train_crop_draws(seed, batch_size, size, size, **draws)
+
+  return tf.data.Dataset.range(start_step, _FOREVER).map(batch_draws).unbatch()
+
+
+def _device_view(example, draw, *, decode, config, jpeg_squares: bool) -> dict:
+  """One example as a uint8 view cut at ``draw`` (its "crop_offset" and "flip"), with the draw kept.
+
+  A store's JPEG squares (``jpeg_squares``) are decoded only inside the patch
+  (``decode_and_crop_jpeg``: ~20 % less work; the pixels equal a full decode's but for a few at
+  the patch border, where libjpeg's chroma upsampling sees fewer neighbours)."""
+  crop_size = config.input.crop_size
+  offset, flipped = draw["crop_offset"], draw["flip"]
+  if decode is not None and jpeg_squares:
+    window = tf.concat([offset, [crop_size, crop_size]], axis=0)
+    patch = augment.flip_if(tf.io.decode_and_crop_jpeg(example["image"], window, channels=3), flipped)
+  else:
+    image = example["image"] if decode is None else decode(example)["image"]
+    patch = augment.cut(augment.to_rgb(_uint8_squares(image[None], config)[0]), offset, flipped, crop_size)
+  patch = tf.ensure_shape(patch, [crop_size, crop_size, 3])
+  return {"image": patch, "label": example["label"], **draw}
+
+
+def _eval_batch(batch, *, config, pixels) -> Batch:
+  return {"image": eval_images(batch["image"], config, pixels), "label": batch["label"], "mask": batch["mask"]}
+
+
+def eval_images(images: tf.Tensor, config, pixels: dict | None = None) -> tf.Tensor:
+  """The run's test views of a batch: uint8 images of the dataset's fixed size, or central squares
+  (float, from ``augment.central_square``), -> (B, S, S, 3) or, for ten crops, (B, 10, S, S, 3).
+
+  The eval iterator's preprocessing; ``alexnet_jax.predict`` applies it to image files. ``pixels``
+  (:func:`_pixels`) defaults to those of the run's prepared dataset.
+  """
+  pixels = _pixels(config, datasets.prepared_builder(config)) if pixels is None else pixels
+  return augment.eval_views(
+    _batch_squares(images, config),
     crop_size=config.input.crop_size,
     ten_crop=config.input.eval_crops == "ten_crop",
-    **_mean_std(config),
+    mean=pixels["mean"],
+    std=pixels["std"],
   )
-  return {"image": views, "label": batch["label"], "mask": batch["mask"]}
 
 
 def _batch_squares(images: tf.Tensor, config) -> tf.Tensor:
-  """Central squares of a batch: uint8 images of a fixed size are resized here, in one op."""
+  """Central squares of a batch in [0, 1]: uint8 images are resized here (if not squares yet), in one op."""
   if images.dtype == tf.uint8:
     return augment.central_square(images, config.input.resize_size)
   return images  # already squares, made per example
+
+
+def _uint8_squares(images: tf.Tensor, config) -> tf.Tensor:
+  """uint8 central squares of a batch: a store's and the per-example ones pass through as they are."""
+  size = config.input.resize_size
+  if images.dtype == tf.uint8 and tuple(images.shape[-3:-1]) == (size, size):
+    return images
+  return augment.to_uint8(_batch_squares(images, config))
+
+
+def _is_jpeg_store(builder, config) -> bool:
+  """Whether the images are a store's: JPEG squares of ``config.input.resize_size``, RGB."""
+  feature, size = builder.info.features["image"], config.input.resize_size
+  return tuple(feature.shape) == (size, size, 3) and feature.encoding_format == "jpeg"
 
 
 def _fixed_size(builder) -> bool:
@@ -253,13 +359,26 @@ def _decoded_bytes(builder, num_examples: int) -> float:
   return num_examples * math.prod(builder.info.features["image"].shape)
 
 
-def _mean_std(config) -> dict[str, tuple[float, ...]]:
-  """``standardize``: the dataset's mean and std. ``subtract_mean``: the paper's centred raw pixels,
-  (x - mean) * 255, i.e. std = 1/255."""
-  mean, std = options.pixel_stats(config.dataset)
-  if config.input.normalization == "subtract_mean":
-    std = (1 / 255,) * len(mean)
-  return {"mean": mean, "std": std}
+def _pixels(config, builder) -> dict:
+  """The normalisation and colour-noise constants: "mean" (per channel, or a store's mean image
+  with ``config.input.mean == "image"``), "std" (``standardize``: the dataset's; ``subtract_mean``:
+  the paper's centred raw pixels, (x - mean) * 255, i.e. std = 1/255), and the PCA noise's
+  "eigenvectors" and "scales" (``options.pca_noise_basis``, from a store's statistics if any)."""
+  mean, std = options.mean_std(config).values()
+  stats = store.builder_stats(builder)
+  if config.input.mean == "image":
+    if stats is None:
+      logging.log_first_n(
+        logging.WARNING,
+        "No prepared store of %s: subtracting the per-channel mean, not a mean image",
+        1,
+        config.dataset,
+      )
+    else:
+      mean = stats["mean_image"].astype(np.float32)
+  eigen = (stats["eigenvalues"], stats["eigenvectors"]) if stats is not None else (None, None)
+  eigenvectors, scales = options.pca_noise_basis(config.input.pca_noise_form, *eigen)
+  return {"mean": mean, "std": std, "eigenvectors": eigenvectors, "scales": scales}
 
 
 def _num_examples(builder, split) -> int:

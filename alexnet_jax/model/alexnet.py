@@ -260,12 +260,29 @@ class AlexNet(nnx.Module):
 
   def classify(self, features: jax.Array, *, tower_axis: str | None = None, batch_axis: str | None = None) -> jax.Array:
     """The fully connected half, fc6 to fc8, on flattened features from :meth:`features`."""
+    x = self.hidden(features, tower_axis=tower_axis, batch_axis=batch_axis)
+    (logits,) = self.fc8(exchange(x, tower_axis))
+    return logits.astype(jnp.float32)
+
+  def hidden(
+    self, features: jax.Array, *, tower_axis: str | None = None, batch_axis: str | None = None
+  ) -> list[jax.Array]:
+    """fc6 and fc7 on flattened features: fc7's activations after its ReLU (and dropout), per tower.
+
+    This is what fc8 reads; :meth:`fc7_features` joins the towers for the paper's feature-space
+    nearest neighbours (Figure 4, right).
+    """
     x = self.fc6(features)
     x = self.dropout6([jax.nn.relu(p) for p in x], tower_axis, batch_axis)
     x = self.fc7(exchange(x, tower_axis))
-    x = self.dropout7([jax.nn.relu(p) for p in x], tower_axis, batch_axis)
-    (logits,) = self.fc8(exchange(x, tower_axis))
-    return logits.astype(jnp.float32)
+    return self.dropout7([jax.nn.relu(p) for p in x], tower_axis, batch_axis)
+
+  def fc7_features(self, images: jax.Array) -> jax.Array:
+    """fc7's post-ReLU activations (batch, fc width) of NHWC images, both towers joined, on one device.
+
+    Call it on the eval-mode model (dropout off) for the paper's 4096-dimensional image features.
+    """
+    return exchange(self.hidden(self.features(images)), None).astype(jnp.float32)
 
   def _normalize(self, parts: list[jax.Array], tower_axis: str | None) -> list[jax.Array]:
     """LRN per tower, or over all towers' channels with each tower keeping its own slice."""

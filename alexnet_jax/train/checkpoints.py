@@ -46,6 +46,12 @@ UNREADABLE_DIR = "unreadable"  # where unreadable checkpoints are moved, inside 
 CHECKSUMS_FILE = "sha256sums.txt"
 # Top-level files of a step that orbax rewrites or adds when it commits the step (after our digest).
 _COMMIT_RECORD = ("_CHECKPOINT_METADATA", "commit_success.txt")
+CHECKPOINT_DIR = "checkpoints"  # inside a work directory
+
+
+def checkpoint_dir(workdir: str) -> str:
+  """Where a run in ``workdir`` keeps its checkpoints."""
+  return os.path.join(workdir, CHECKPOINT_DIR)
 
 
 class CheckpointError(RuntimeError):
@@ -59,16 +65,22 @@ class SaveError(CheckpointError):
 class Checkpointer:
   """Saves every ``every_steps`` steps (and when forced), keeps the newest ``keep``."""
 
-  def __init__(self, directory: str, *, keep: int, every_steps: int, write_checksums: bool = True):
+  def __init__(
+    self, directory: str, *, keep: int, every_steps: int, read_only: bool = False, write_checksums: bool = True
+  ):
+    """``read_only`` (for commands that use a run, not train it): nothing is created, cleaned up
+    or saved, so a run still training in ``directory`` is left alone. ``write_checksums``: only
+    process 0 of a multi-process run writes them."""
     self._every_steps = every_steps
     self._directory = os.path.abspath(directory)
     self._saving = collections.deque()  # steps whose save has started and not been sealed yet
     self._started = collections.deque(maxlen=4)  # the latest steps whose save started
-    self._write_checksums = write_checksums  # only process 0 of a multi-process run writes them
+    self._write_checksums = write_checksums
     options = ocp.CheckpointManagerOptions(
       max_to_keep=keep,
-      create=True,
-      cleanup_tmp_directories=True,
+      create=not read_only,
+      cleanup_tmp_directories=not read_only,
+      read_only=read_only,
       async_options=ocp.AsyncOptions(post_finalization_callback=self._seal),
     )
     self._manager = ocp.CheckpointManager(self._directory, options=options)
@@ -76,6 +88,9 @@ class Checkpointer:
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
 
   def is_save_step(self, step: int) -> bool:
     return step % self._every_steps == 0
@@ -113,7 +128,7 @@ class Checkpointer:
     kept = self.latest_step()
     return SaveError(
       f"saving the checkpoint{f' of step {step}' if step is not None else ''} in {self._directory} failed "
-      f"({_first_line(error)}); "
+      f"({_one_line(error)}); "
       + (f"the last complete checkpoint (step {kept}) is kept" if kept is not None else "no checkpoint is complete")
       + ". Free disk space or make the directory writable, then rerun the same command to resume."
     )
@@ -125,24 +140,20 @@ class Checkpointer:
     and moved to ``unreadable/`` (so that this step can be saved again); if every checkpoint
     fails, :class:`CheckpointError` is raised and nothing is moved.
     """
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template)
     steps = sorted(self._manager.all_steps(), reverse=True)
     failures = []
     for step in steps:
       try:
-        _verify(os.path.join(self._directory, str(step)))
-        restored = self._manager.restore(
-          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
-        )
+        restored = self._restore(step, template)
       except Exception as error:  # noqa: BLE001 -- any read failure means: try the previous one
-        message = _first_line(error)
+        message = _one_line(error)
         logging.warning(
           "Checkpoint at step %d in %s cannot be read (%s); trying the previous one", step, self._directory, message
         )
         failures.append((step, message))
         continue
       self._set_aside([failed for failed, _ in failures])
-      return restored.state, dict(restored.meta)
+      return restored
     if failures:
       listing = "; ".join(f"step {step}: {message}" for step, message in failures)
       raise CheckpointError(
@@ -151,6 +162,31 @@ class Checkpointer:
         "directory away to start a new run."
       )
     return template, {}
+
+  def restore(self, step: int, template: Any) -> tuple[Any, dict]:
+    """The (state, meta) of the checkpoint at ``step``, laid out like ``template``; moves nothing.
+
+    Raises :class:`CheckpointError` naming the steps there are if ``step`` has no checkpoint, or
+    saying why it cannot be read (a checksum mismatch included).
+    """
+    if step not in self._manager.all_steps():
+      steps = ", ".join(map(str, self.all_steps())) or "none"
+      raise CheckpointError(f"{self._directory} has no checkpoint of step {step} (steps there: {steps})")
+    try:
+      return self._restore(step, template)
+    except Exception as error:  # noqa: BLE001 -- any read failure is reported as one line
+      raise CheckpointError(
+        f"the checkpoint of step {step} in {self._directory} cannot be read ({_one_line(error)})"
+      ) from error
+
+  def _restore(self, step: int, template: Any) -> tuple[Any, dict]:
+    """Verifies the step's checksums, then restores it."""
+    _verify(os.path.join(self._directory, str(step)))
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template)
+    restored = self._manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+    )
+    return restored.state, dict(restored.meta)
 
   def _set_aside(self, steps: list[int]) -> None:
     """Moves unreadable checkpoints out of the step list, keeping their files for inspection."""
@@ -214,7 +250,7 @@ def _verify(step_dir: str) -> None:
     raise ChecksumError(f"checksum mismatch: {what}{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}")
 
 
-def _first_line(error: BaseException, limit: int = 300) -> str:
+def _one_line(error: BaseException, limit: int = 300) -> str:
   """``Type: first line of the message``, cut to ``limit`` characters (TensorStore's run to pages)."""
   text = str(error).splitlines()[0] if str(error) else ""
   text = f"{type(error).__name__}: {text}"

@@ -98,14 +98,15 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
       f"config.model.num_classes={config.model.num_classes} but {config.dataset} has {num_classes}"
     )
   plan = Plan.from_config(config, num_train_examples)
-  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  checkpoint_dir = checkpoints.checkpoint_dir(workdir)
   if os.path.isdir(checkpoint_dir):
     run_dir.check_writable(checkpoint_dir, "checkpoints")
   mesh = sharding.create_mesh(config.tower_parallel)
   tx = optimizers.create_optimizer(config)
   model_def, state = create_train_state(config, mesh, tx)
   schedule = optimizers.create_schedule(config, plan.num_steps)
-  train_fn = steps.jit_train_step(model_def, tx, schedule, mesh, config.parallelism)
+  preprocess = pipeline.device_preprocessing(config)  # colour noise and mean on the device (or None)
+  train_fn = steps.jit_train_step(model_def, tx, schedule, mesh, config.parallelism, preprocess)
   eval_fn = steps.jit_eval_step(model_def, mesh, config.parallelism)
   plateau_fn = jax.jit(
     functools.partial(  # jit keeps the plateau record on the state's devices

@@ -12,6 +12,10 @@ Two update rules, both SGD with momentum and L2 weight decay:
       t <- m * t + (g + wd * w)
       w <- w - eps * t
 
+Both decay every parameter with ``decay_biases=True``; with ``False`` (the authors' code: cuda-convnet2
+sets ``wc`` on weights only, Caffe ``decay_mult: 0`` on biases) the ``wd * w`` term is dropped for the
+biases, so biases that start at 1 are not pulled towards 0.
+
 While ``eps`` is constant the two are the same (``v = -eps * t``). They differ when ``eps``
 changes: the paper's velocity keeps the steps taken at the old rate, optax's rescales them at
 once. The paper's plateau drops (divide by 10) make the difference visible.
@@ -25,6 +29,7 @@ checkpointed with the rest of the optimizer state.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -45,8 +50,24 @@ class PaperSgdState(NamedTuple):
   velocity: optax.Updates
 
 
-def paper_sgd(learning_rate: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> optax.GradientTransformation:
-  """The paper's update: ``v <- m v - wd eps w - eps g``; the update applied to ``w`` is ``v``."""
+def is_decayed(params) -> optax.Params:
+  """A tree of bools like ``params``: True for the weights (kernels), False for the biases."""
+  return jax.tree_util.tree_map_with_path(
+    lambda path, _: not any(getattr(key, "key", None) == "bias" for key in path), params
+  )
+
+
+def decay_mask(decay_biases: bool):
+  """optax's ``mask`` argument: every parameter (None) or the weights only (:func:`is_decayed`)."""
+  return None if decay_biases else is_decayed
+
+
+def paper_sgd(
+  learning_rate: float, momentum: float = 0.9, weight_decay: float = 5e-4, *, decay_biases: bool = True
+) -> optax.GradientTransformation:
+  """The paper's update: ``v <- m v - wd eps w - eps g``; the update applied to ``w`` is ``v``.
+
+  ``decay_biases=False`` drops the ``wd eps w`` term for the biases."""
 
   def init_fn(params):
     return PaperSgdState(velocity=jax.tree.map(jnp.zeros_like, params))
@@ -54,17 +75,27 @@ def paper_sgd(learning_rate: float, momentum: float = 0.9, weight_decay: float =
   def update_fn(grads, state, params=None):
     if params is None:
       raise ValueError("paper_sgd needs the parameters for its weight decay term")
+    decayed = jax.tree.map(lambda _: True, params) if decay_biases else is_decayed(params)
     velocity = jax.tree.map(
-      lambda v, g, w: momentum * v - learning_rate * (weight_decay * w + g), state.velocity, grads, params
+      lambda v, g, w, d: momentum * v - learning_rate * (weight_decay * w * d + g),
+      state.velocity,
+      grads,
+      params,
+      decayed,
     )
     return velocity, PaperSgdState(velocity=velocity)
 
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def sgd(learning_rate: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> optax.GradientTransformation:
-  """optax's SGD with momentum and coupled L2 weight decay (``g + wd w`` enters the trace)."""
-  return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate, momentum=momentum))
+def sgd(
+  learning_rate: float, momentum: float = 0.9, weight_decay: float = 5e-4, *, decay_biases: bool = True
+) -> optax.GradientTransformation:
+  """optax's SGD with momentum and coupled L2 weight decay (``g + wd w`` enters the trace; with
+  ``decay_biases=False`` only for the weights)."""
+  return optax.chain(
+    optax.add_decayed_weights(weight_decay, mask=decay_mask(decay_biases)), optax.sgd(learning_rate, momentum=momentum)
+  )
 
 
 _RULES = {"sgd": sgd, "paper_sgd": paper_sgd}
@@ -77,17 +108,17 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
     learning_rate=config.optimizer.learning_rate,
     momentum=config.optimizer.momentum,
     weight_decay=config.optimizer.weight_decay,
+    decay_biases=config.optimizer.decay_biases,
   )
 
 
 def make_optimizer(
-  name: str, *, learning_rate: float, momentum: float, weight_decay: float
+  name: str, *, learning_rate: float, momentum: float, weight_decay: float, decay_biases: bool = True
 ) -> optax.GradientTransformation:
   """Update rule ``name`` with its hyper-parameters stored in the optimizer state, where the train
-  step sets each step's learning rate (:func:`set_learning_rate`)."""
-  return optax.inject_hyperparams(_RULES[name])(
-    learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay
-  )
+  step sets each step's learning rate (:func:`set_learning_rate`). ``decay_biases`` is fixed, not stored."""
+  rule = functools.partial(_RULES[name], decay_biases=decay_biases)
+  return optax.inject_hyperparams(rule)(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
 
 
 def set_learning_rate(opt_state: optax.OptState, learning_rate: jax.Array) -> optax.OptState:

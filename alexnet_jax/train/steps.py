@@ -37,12 +37,17 @@ def train_step(
   schedule: Callable,
   mesh,
   parallelism: str = "towers",
+  preprocess: Callable | None = None,
 ) -> tuple[TrainState, dict]:
-  """One SGD step on a batch; returns the new state and the batch's mean metrics."""
+  """One SGD step on a batch; returns the new state and the batch's mean metrics.
+
+  ``preprocess`` (``pipeline.device_preprocessing``) turns a batch of uint8 views into the model's
+  input on the device; without it ``batch["image"]`` is the input."""
   dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  images = batch["image"] if preprocess is None else preprocess(batch)
 
   def loss_fn(params):
-    logits = sharding.forward(model_def.train_model(params, dropout_key), batch["image"], mesh, parallelism)
+    logits = sharding.forward(model_def.train_model(params, dropout_key), images, mesh, parallelism)
     metrics = classification_metrics(jax.nn.log_softmax(logits), batch["label"])
     return metrics["loss"].mean(), metrics
 
@@ -56,46 +61,77 @@ def train_step(
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def eval_step(params: nnx.State, batch: dict, *, model_def: ModelDef, mesh, parallelism: str = "towers") -> dict:
-  """Sums of loss, errors and example count over the real (mask 1) examples of a batch.
+def eval_log_probs(params: nnx.State, images: jax.Array, *, model_def: ModelDef, mesh, parallelism: str = "towers"):
+  """Eval-mode log-probabilities (batch, classes) of a batch of test views.
 
   Ten-crop batches (images of rank 5: batch, crops, H, W, C) average the softmax over the crops.
   """
-  images = batch["image"]
   model = model_def.eval_model(params)
   if images.ndim == 5:
     size, crops = images.shape[:2]
     logits = sharding.forward(model, images.reshape(size * crops, *images.shape[2:]), mesh, parallelism)
     probs = jax.nn.softmax(logits).reshape(size, crops, -1).mean(axis=1)
-    log_probs = jnp.log(jnp.maximum(probs, jnp.finfo(probs.dtype).tiny))
-  else:
-    log_probs = jax.nn.log_softmax(sharding.forward(model, images, mesh, parallelism))
+    return jnp.log(jnp.maximum(probs, jnp.finfo(probs.dtype).tiny))
+  return jax.nn.log_softmax(sharding.forward(model, images, mesh, parallelism))
+
+
+def eval_step(
+  params: nnx.State,
+  batch: dict,
+  *,
+  model_def: ModelDef,
+  mesh,
+  parallelism: str = "towers",
+  with_log_probs: bool = False,
+):
+  """Sums of loss, errors and example count over the real (mask 1) examples of a batch.
+
+  ``with_log_probs`` also returns every example's log-probabilities, ``(sums, log_probs)``: what a
+  per-class evaluation needs, from the same forward pass.
+  """
+  log_probs = eval_log_probs(params, batch["image"], model_def=model_def, mesh=mesh, parallelism=parallelism)
   mask = batch["mask"].astype(jnp.float32)
   sums = {name: (value * mask).sum() for name, value in classification_metrics(log_probs, batch["label"]).items()}
   sums["count"] = mask.sum()
-  return sums
+  return (sums, log_probs) if with_log_probs else sums
 
 
 def jit_train_step(
-  model_def: ModelDef, tx: optax.GradientTransformation, schedule: Callable, mesh, parallelism: str = "towers"
+  model_def: ModelDef,
+  tx: optax.GradientTransformation,
+  schedule: Callable,
+  mesh,
+  parallelism: str = "towers",
+  preprocess: Callable | None = None,
 ) -> Callable:
   """``train_step`` compiled for this model, optimizer and mesh; the state's buffers are donated."""
-  return jax.jit(
-    functools.partial(train_step, model_def=model_def, tx=tx, schedule=schedule, mesh=mesh, parallelism=parallelism),
-    donate_argnums=0,
+  step = functools.partial(
+    train_step, model_def=model_def, tx=tx, schedule=schedule, mesh=mesh, parallelism=parallelism, preprocess=preprocess
   )
+  return jax.jit(step, donate_argnums=0)
 
 
-def jit_eval_step(model_def: ModelDef, mesh, parallelism: str = "towers") -> Callable:
-  return jax.jit(functools.partial(eval_step, model_def=model_def, mesh=mesh, parallelism=parallelism))
+def jit_eval_step(model_def: ModelDef, mesh, parallelism: str = "towers", with_log_probs: bool = False) -> Callable:
+  return jax.jit(
+    functools.partial(eval_step, model_def=model_def, mesh=mesh, parallelism=parallelism, with_log_probs=with_log_probs)
+  )
 
 
 def evaluate(eval_fn: Callable, params: nnx.State, batches, place: Callable) -> dict[str, float]:
   """Mean loss and errors over every real example of the eval iterator."""
   totals = {}
   for batch in batches:
-    sums = eval_fn(params, place(batch))
-    totals = {name: totals.get(name, 0.0) + value for name, value in sums.items()}
-  totals = jax.device_get(totals)
+    totals = add_sums(totals, eval_fn(params, place(batch)))
+  return mean_metrics(totals)
+
+
+def add_sums(totals: dict, sums: dict) -> dict:
+  """Running totals of :func:`eval_step`'s sums (device arrays: no host transfer per batch)."""
+  return {name: totals.get(name, 0.0) + value for name, value in sums.items()}
+
+
+def mean_metrics(totals: dict) -> dict[str, float]:
+  """Totals of :func:`eval_step`'s sums -> mean loss and errors per example, plus the count."""
+  totals = dict(jax.device_get(totals))
   count = float(totals.pop("count"))
   return {name: float(value) / count for name, value in totals.items()} | {"count": count}

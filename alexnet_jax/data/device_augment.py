@@ -1,0 +1,54 @@
+"""The float half of the training augmentation, in jax.numpy, for the jitted train step.
+
+``augment.train_crops`` (tf.data, on the host) does the uint8 half -- the crop and the flip -- and
+draws each image's colour-noise coefficients; :func:`train_images` adds that noise and subtracts
+the mean on the device, giving the views ``augment.train_views`` computes on the host from the same
+draws (the same formulas, see ``augment.py``). No TensorFlow here: the train step imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def mean_crops(mean_image: jax.Array, offsets: jax.Array, flips: jax.Array, size: int) -> jax.Array:
+  """(B, size, size, C): the mean image cut where each view was cut, and flipped where it was."""
+  channels = mean_image.shape[-1]
+  crops = jax.vmap(lambda o: jax.lax.dynamic_slice(mean_image, (o[0], o[1], 0), (size, size, channels)))(offsets)
+  return jnp.where(flips[:, None, None, None], crops[:, :, ::-1], crops)
+
+
+def train_images(batch: dict, *, crop_size: int, mean, std, eigenvectors, scales) -> jax.Array:
+  """uint8 views (B, S, S, 3) with their "crop_offset", "flip" and "pca_alpha" -> normalised float32.
+
+  ``(x / 255 + P @ (alpha * scales) - mean) / std`` with ``mean`` per channel or a mean image
+  (R, R, 3) cut like each view.
+  """
+  images = batch["image"].astype(jnp.float32) / 255.0
+  shift = (batch["pca_alpha"] * jnp.asarray(scales, jnp.float32)) @ jnp.asarray(eigenvectors, jnp.float32).T
+  images = images + shift[:, None, None, :]
+  mean = jnp.asarray(mean, jnp.float32)
+  if mean.ndim == 3:
+    images = images - mean_crops(mean, batch["crop_offset"], batch["flip"], crop_size)
+    mean = jnp.zeros(mean.shape[-1:], jnp.float32)
+  return (images - mean) / jnp.asarray(std, jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DeviceAugment:
+  """:func:`train_images` with one dataset's constants (``pipeline.device_preprocessing`` builds it)."""
+
+  crop_size: int
+  mean: np.ndarray | tuple
+  std: tuple
+  eigenvectors: tuple
+  scales: tuple
+
+  def __call__(self, batch: dict) -> jax.Array:
+    return train_images(
+      batch, crop_size=self.crop_size, mean=self.mean, std=self.std, eigenvectors=self.eigenvectors, scales=self.scales
+    )

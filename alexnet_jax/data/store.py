@@ -1,0 +1,49 @@
+"""Where a prepared store lives and how the pipeline reads it (``prepare_store.py`` writes it).
+
+A store holds every image of a dataset as its central ``size`` x ``size`` square (the paper's §2
+step, done once), JPEG-encoded, in a TFDS dataset named ``<dataset>_<size>`` beside the source
+(``<data_dir>/imagenet2012_256/1.0.0``), plus ``pixel_stats.npz``: the training set's mean image,
+per-channel mean and RGB colour PCA (eigenvalues are variances of [0, 1] pixels, eigenvectors are
+columns). ``tfds.builder_from_directory`` reads it like any prepared TFDS dataset.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+VERSION = "1.0.0"
+STATS_FILE = "pixel_stats.npz"
+STATS_KEYS = ("mean_image", "channel_mean", "eigenvalues", "eigenvectors", "count")
+
+
+def name(dataset: str, size: int) -> str:
+  return f"{dataset}_{size}"
+
+
+def directory(data_dir_root: str, dataset: str, size: int) -> str:
+  """The store's TFDS version directory under the source's data_dir root."""
+  return os.path.join(os.fspath(data_dir_root), name(dataset, size), VERSION)
+
+
+def is_prepared(path: str) -> bool:
+  """Whether the store at ``path`` is complete: metadata and pixel statistics are written last."""
+  return os.path.isfile(os.path.join(path, "dataset_info.json")) and os.path.isfile(os.path.join(path, STATS_FILE))
+
+
+def load(path: str) -> tfds.core.DatasetBuilder:
+  return tfds.builder_from_directory(path)
+
+
+def read_stats(path: str) -> dict[str, np.ndarray]:
+  """The store's pixel statistics (see the module docstring)."""
+  with np.load(os.path.join(path, STATS_FILE)) as stats:
+    return {key: stats[key] for key in STATS_KEYS}
+
+
+def builder_stats(builder) -> dict[str, np.ndarray] | None:
+  """The pixel statistics of a store's builder; None for any other dataset."""
+  path = os.fspath(builder.data_dir)
+  return read_stats(path) if os.path.isfile(os.path.join(path, STATS_FILE)) else None

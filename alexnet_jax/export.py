@@ -1,0 +1,39 @@
+"""Command line: export a trained run's weights for PyTorch or any other framework.
+
+  python -m alexnet_jax.export --workdir=runs/fm --format=torch alexnet_fm.pt
+  python -m alexnet_jax.export --workdir=runs/fm --format=npz alexnet_fm.npz
+
+``torch`` writes a state_dict that ``alexnet_jax.yardsticks.torch_alexnet.TorchAlexNet`` loads;
+``npz`` writes plain float32 arrays in the JAX layout. Both also write ``OUT.json`` (the step, the
+model options and the input the network expects). Names and layouts: ``alexnet_jax/inference/export.py``.
+PyTorch is needed only for ``--format=torch``.
+"""
+
+from absl import flags
+
+from alexnet_jax.inference import cli
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """This command's flags; defined when it runs, not when it is imported (several commands
+  share flag names, and absl allows one definition per process)."""
+  cli.define_run_flags()
+  flags.DEFINE_enum("format", None, ["torch", "npz"], "torch: a TorchAlexNet state_dict; npz: numpy arrays.")
+  flags.mark_flags_as_required(["format"])
+
+
+def main(argv):
+  if len(argv) != 2:
+    cli.fail("give one output file: python -m alexnet_jax.export --workdir=W --format=torch|npz OUT")
+  from alexnet_jax.inference import export, trained_run  # pylint: disable=g-import-not-at-top
+
+  with cli.reporting_user_errors():
+    run = trained_run.load(FLAGS.workdir, FLAGS.step)
+    paths = export.export(argv[1], run.params, run.config, run.step, FLAGS.format)
+  print(f"wrote {paths[0]} (step {run.step}) and {paths[1]}")
+
+
+if __name__ == "__main__":
+  cli.run(main, define_flags)

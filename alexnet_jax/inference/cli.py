@@ -1,0 +1,61 @@
+"""What the commands that use a trained run (evaluate, predict, figures, export) share on the command line.
+
+Each failure the user can act on -- no run or no checkpoint in ``--workdir``, a step that is not
+there, a bad image file, a config that is not valid, a dataset that is gone -- ends as one
+``error: ...`` line and exit status 1, never a traceback; absl's INFO logging is off so that stdout
+and stderr hold the answer and the errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from absl import app, flags, logging
+
+from alexnet_jax.config import flag_errors, validation
+from alexnet_jax.train import checkpoints
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+  """The exceptions reported as one ``error:`` line. The dataset's is among them only once its
+  module (which imports TensorFlow) is loaded: it cannot have been raised before."""
+  from alexnet_jax.inference import export, trained_run  # pylint: disable=g-import-not-at-top
+
+  errors = (trained_run.RunError, checkpoints.CheckpointError, validation.ConfigError, export.ExportError)
+  datasets = sys.modules.get("alexnet_jax.data.datasets")
+  return errors + ((datasets.DatasetUnavailableError,) if datasets else ())
+
+
+@contextlib.contextmanager
+def reporting_user_errors():
+  """Turns the errors of :func:`user_errors` into ``error: MESSAGE`` on stderr and exit status 1."""
+  try:
+    yield
+  except Exception as error:
+    if isinstance(error, user_errors()):
+      fail(str(error))
+    raise
+
+
+def fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(1)
+
+
+def define_run_flags() -> None:
+  """``--workdir`` (required) and ``--step``, the flags every command on a trained run has."""
+  flags.DEFINE_string("workdir", None, "Work directory of a trained run (holds config.json and checkpoints/).")
+  flags.DEFINE_integer("step", None, "Checkpoint step to use (default: the latest).", lower_bound=0)
+  flags.mark_flags_as_required(["workdir"])
+
+
+def run(main, define_flags) -> None:
+  """``define_flags()``, then ``app.run(main)`` with one-line flag errors and absl logging at WARNING."""
+  define_flags()
+
+  def quiet_main(argv):
+    logging.set_verbosity(logging.WARNING)
+    return main(argv)
+
+  app.run(quiet_main, flags_parser=flag_errors.parse_flags)

@@ -1,0 +1,129 @@
+"""Evaluating one checkpoint of a run: top-1/top-5 and loss, accuracy per class, the confusion matrix.
+
+The numbers come from the training loop's own eval step (``train/steps.py``) on the run's own
+eval iterator (``data/pipeline.py``), so they equal what the run logged for that step; the step
+also hands back every example's log-probabilities, from which the per-class accuracy and the
+confusion matrix are counted.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+
+import numpy as np
+
+from alexnet_jax import utils
+from alexnet_jax.inference.trained_run import TrainedRun
+from alexnet_jax.parallel import sharding
+from alexnet_jax.train import steps
+
+
+def evaluate(run: TrainedRun) -> dict:
+  """The report of ``run`` on its ``config.eval_split`` with its ``config.input.eval_crops``.
+
+  Keys: step, split, crops, count, loss, top1/top5 error and accuracy, ``per_class`` (name,
+  examples, accuracy; None for a class without examples) and ``confusion_matrix`` (rows: true
+  label, columns: predicted label, counts of examples).
+  """
+  from alexnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top -- TensorFlow
+
+  run.check_split(run.config.eval_split)
+  eval_fn = steps.jit_eval_step(run.model_def, run.mesh, run.config.parallelism, with_log_probs=True)
+  place = functools.partial(sharding.global_batch, mesh=run.mesh)
+  names = run.label_names()
+  confusion = np.zeros((len(names), len(names)), np.int64)
+  totals = {}
+  for batch in pipeline.create_eval_iterator(run.config, process_index=0, process_count=1):
+    sums, log_probs = eval_fn(run.params, place(batch))
+    totals = steps.add_sums(totals, sums)
+    real = batch["mask"] > 0
+    np.add.at(confusion, (batch["label"][real], np.asarray(log_probs).argmax(axis=-1)[real]), 1)
+  metrics = steps.mean_metrics(totals)
+  examples = confusion.sum(axis=1)
+  per_class = [
+    {"label": i, "name": name, "examples": int(n), "accuracy": float(confusion[i, i] / n) if n else None}
+    for i, (name, n) in enumerate(zip(names, examples))
+  ]
+  return {
+    "workdir": run.workdir,
+    "step": run.step,
+    "split": run.config.eval_split,
+    "crops": run.config.input.eval_crops,
+    **metrics,
+    "count": int(metrics["count"]),
+    "top1_accuracy": 1.0 - metrics["top1_error"],
+    "top5_accuracy": 1.0 - metrics["top5_error"],
+    "per_class": per_class,
+    "confusion_matrix": confusion.tolist(),
+  }
+
+
+def output_stem(workdir: str, split: str, step: int, crops: str) -> str:
+  """``W/eval_<split>_<step>`` (``_ten_crop`` appended for ten crops); the split's slicing
+  characters (``test[:10%]``) become underscores."""
+  name = re.sub(r"[^A-Za-z0-9]+", "_", split).strip("_")
+  return os.path.join(workdir, f"eval_{name}_{step}" + ("_ten_crop" if crops == "ten_crop" else ""))
+
+
+def write(report: dict, stem: str) -> tuple[str, str]:
+  """Writes ``STEM.json`` and the confusion matrix as ``STEM_confusion.png``; returns both paths."""
+  json_path, png_path = f"{stem}.json", f"{stem}_confusion.png"
+  utils.write_json_atomically(json_path, report)
+  plot_confusion(np.asarray(report["confusion_matrix"]), [c["name"] for c in report["per_class"]], png_path, report)
+  return json_path, png_path
+
+
+def plot_confusion(confusion: np.ndarray, names: list[str], path: str, report: dict) -> None:
+  """Rows normalised to the fraction of each true class; counts written in the cells up to 20 classes."""
+  plt = utils.pyplot()
+  classes = len(names)
+  fractions = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+  size = min(4 + 0.45 * classes, 12)
+  fig, ax = plt.subplots(figsize=(size + 1, size), dpi=100)
+  shown = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+  fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+  if classes <= 30:
+    ax.set_xticks(range(classes), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(classes), names, fontsize=8)
+  if classes <= 20:
+    for (row, column), count in np.ndenumerate(confusion):
+      if count:
+        colour = "white" if fractions[row, column] > 0.5 else "black"
+        ax.text(column, row, str(count), ha="center", va="center", fontsize=7, color=colour)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title(
+    f"{report['split']}, step {report['step']}, {report['crops']}: top-1 {100 * report['top1_accuracy']:.2f} %"
+    f" of {report['count']}",
+    fontsize=9,
+  )
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+PRINTED_CLASSES = 50  # more classes than this: only the 10 worst and the 10 best are printed
+
+
+def format_report(report: dict) -> str:
+  """The report as text: the totals, then one line per class (the worst and best ten of many)."""
+  lines = [
+    f"step {report['step']}, {report['split']} ({report['count']} examples, "
+    f"{'ten crops' if report['crops'] == 'ten_crop' else 'centre crop'}): "
+    f"top-1 accuracy {100 * report['top1_accuracy']:.2f} %, top-5 accuracy {100 * report['top5_accuracy']:.2f} %, "
+    f"loss {report['loss']:.4f}",
+  ]
+  classes = report["per_class"]
+  if len(classes) > PRINTED_CLASSES:
+    ranked = sorted((c for c in classes if c["accuracy"] is not None), key=lambda c: c["accuracy"])
+    classes = ranked[:10] + ranked[-10:]
+    lines.append("per class (the 10 worst and the 10 best; all in the JSON file):")
+  else:
+    lines.append("per class:")
+  width = max(len(c["name"]) for c in classes)
+  for c in classes:
+    accuracy = "-" if c["accuracy"] is None else f"{100 * c['accuracy']:6.2f} %"
+    lines.append(f"  {c['label']:4d} {c['name']:<{width}}  {accuracy}  of {c['examples']}")
+  return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""Exporting a run's weights: a PyTorch state_dict, or plain numpy arrays for any other framework.
+
+``torch`` (:func:`write_torch`): ``torch.save`` of the state_dict of
+``alexnet_jax.yardsticks.torch_alexnet.TorchAlexNet`` (layers ``conv1`` ... ``fc8``, PyTorch layouts:
+conv weights (out, in/groups, kh, kw) with ``groups=towers`` for conv2, conv4, conv5; linear weights
+(out, in); fc6's inputs in NCHW flatten order), made by ``torch_alexnet.state_dict_from_jax``. Load it::
+
+    model = TorchAlexNet(**json.load(open("OUT.json"))["model_options"])
+    model.load_state_dict(torch.load("OUT"))
+
+``npz`` (:func:`write_npz`): ``numpy.savez`` of the parameters exactly as the JAX model holds them,
+float32, two arrays per layer named ``<layer>.kernel`` and ``<layer>.bias`` (layers conv1 ... conv5,
+fc6, fc7, fc8). Every layer is cut into T towers (T = ``model_options["towers"]``; fc8 has one) along
+its outputs, stacked on a leading axis; output unit ``j`` of tower ``t`` is the layer's unit
+``t * out/T + j``:
+
+=============================  ===========================  ===============================================
+array                          shape                        meaning
+=============================  ===========================  ===============================================
+``convK.kernel``               (T, kh, kw, in, out/T)        HWIO; ``in`` = all input channels for conv1 and
+                                                            conv3, ``in/T`` for conv2, conv4, conv5 (tower t
+                                                            reads only channels ``t*in/T ...`` of the layer
+                                                            below: a grouped convolution)
+``convK.bias``                 (T, out/T)
+``fc6.kernel``                 (T, 6*6*256 (at 227), 4096/T) inputs = pool5 (N, H, W, C) flattened in
+                                                            (h, w, c) order, c over both towers' channels
+``fc7.kernel``, ``fc8.kernel``  (T, in, out/T), (1, in, n)   ``y = x @ kernel[t] + bias[t]`` per tower
+``fc6.bias`` ... ``fc8.bias``  (T, out/T)
+=============================  ===========================  ===============================================
+
+Convolutions are stride/padding as in ``model/alexnet.CONV_LAYERS``; each is followed by ReLU, conv1
+and conv2 by LRN (when ``lrn``; ``lrn_alpha`` is the paper's literal alpha, per tower when
+``lrn_per_tower``) and max-pooling ``pool_window``/``pool_stride``.
+
+Both formats also write ``OUT.json``: the step, ``model_options`` (``TorchAlexNet``'s keyword
+arguments, a subset of ``AlexNet``'s) and the input the network expects (side, per-channel mean and
+std of [0, 1] pixels, grey images replicated to RGB). PyTorch is imported only by :func:`write_torch`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from alexnet_jax import utils
+from alexnet_jax.data import options
+from alexnet_jax.model import alexnet
+
+FORMATS = ("torch", "npz")
+# The AlexNet options TorchAlexNet shares (all but init, dtype and lrn_region, which must be "across").
+MODEL_OPTIONS = (
+  "num_classes",
+  "towers",
+  "input_size",
+  "in_channels",
+  "width",
+  "dropout_rate",
+  "lrn",
+  "lrn_position",
+  "lrn_per_tower",
+  "lrn_size",
+  "lrn_k",
+  "lrn_alpha",
+  "lrn_beta",
+  "pool_window",
+  "pool_stride",
+)
+_DEFAULTS = {"in_channels": 3}  # options a config may leave to AlexNet's default
+
+
+class ExportError(ValueError):
+  """The run cannot be written in the requested format; the message says why."""
+
+
+def model_options(config) -> dict:
+  """``TorchAlexNet``'s keyword arguments for the model of ``config``; ExportError for an option it lacks."""
+  model = config.model
+  if model.lrn and model.get("lrn_region", "across") != "across":
+    raise ExportError(
+      f"config.model.lrn_region={model.lrn_region!r}: the PyTorch AlexNet has only across-channel LRN; "
+      "export this run with --format=npz"
+    )
+  return {name: model.get(name, _DEFAULTS.get(name)) for name in MODEL_OPTIONS}
+
+
+def jax_arrays(params) -> dict[str, np.ndarray]:
+  """The parameters as ``{"<layer>.kernel" | "<layer>.bias": float32 array}`` in the JAX layout."""
+  layers = dict(zip((layer.name for layer in alexnet.CONV_LAYERS), params["convs"].values()))
+  layers |= {name: params[name] for name in ("fc6", "fc7", "fc8")}
+  return {
+    f"{name}.{kind}": np.asarray(layer[kind][...], np.float32)
+    for name, layer in layers.items()
+    for kind in ("kernel", "bias")
+  }
+
+
+def write_torch(path: str, params, config) -> None:
+  """``torch.save`` of the ``TorchAlexNet`` state_dict, checked to load into that model first."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top -- a test-only dependency
+
+    from alexnet_jax.yardsticks import torch_alexnet  # pylint: disable=g-import-not-at-top -- imports torch
+  except ImportError as error:
+    raise ExportError(f"--format=torch needs PyTorch ({error}); pip install torch, or use --format=npz") from error
+  state = {name: torch.from_numpy(np.array(value)) for name, value in torch_alexnet.state_dict_from_jax(params).items()}
+  torch_alexnet.TorchAlexNet(**model_options(config)).load_state_dict(state)
+  with open(path, "wb") as f:
+    torch.save(state, f)
+
+
+def write_npz(path: str, params) -> None:
+  """``numpy.savez`` of :func:`jax_arrays` (to ``path`` exactly, no ``.npz`` appended)."""
+  with open(path, "wb") as f:
+    np.savez(f, **jax_arrays(params))
+
+
+def description(config, step: int, export_format: str) -> dict:
+  """What ``OUT.json`` holds: the format, step, model options and the expected input."""
+  stats = options.mean_std(config)
+  return {
+    "format": export_format,
+    "step": step,
+    "model_options": model_options(config) if export_format == "torch" else config.model.to_dict(),
+    "input": {
+      "size": config.input.crop_size,
+      "resize_size": config.input.resize_size,
+      "layout": "NHWC" if export_format == "npz" else "NCHW",
+      "pixels": (
+        "shorter side resized to resize_size, central square, central size x size crop; pixels in [0, 1]; "
+        "(x - mean) / std per channel (a grey dataset: one mean and std, then grey replicated to RGB)"
+      ),
+      "mean": list(stats["mean"]),
+      "std": list(stats["std"]),
+      "dataset": config.dataset,
+    },
+  }
+
+
+def export(path: str, params, config, step: int, export_format: str) -> list[str]:
+  """Writes ``path`` in ``export_format`` and its description ``path.json``; returns both paths."""
+  if export_format not in FORMATS:
+    raise ExportError(f"--format={export_format!r}: expected one of {', '.join(FORMATS)}")
+  if export_format == "torch":
+    write_torch(path, params, config)
+  else:
+    write_npz(path, params)
+  utils.write_json_atomically(f"{path}.json", description(config, step, export_format))
+  return [path, f"{path}.json"]

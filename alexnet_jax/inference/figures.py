@@ -1,0 +1,165 @@
+"""The paper's figures from one checkpoint of a run (Krizhevsky et al. 2012, Figures 3 and 4).
+
+* Figure 3 (:func:`figure3`): the conv1 kernels, one block per tower (``train/summaries.kernel_grid``,
+  the picture the run also sends to TensorBoard).
+* Figure 4, left (:func:`figure4_left`): test images, each with its true label and the model's
+  top-5 classes as probability bars (the true class's bar in red, as in the paper).
+* Figure 4, right (:func:`figure4_right`): query test images (first column), each followed by the
+  training images whose fc7 feature vectors (the activations after fc7's ReLU, dropout off; see
+  ``AlexNet.fc7_features``) are nearest in Euclidean distance. The training images searched are the
+  first ``pool`` of the train split, prepared as test images (centre crop, no flip).
+
+Images go through the run's own eval iterator (``data/pipeline.py``); they are shown as the model
+sees them (the centre crop, un-normalised). PNGs are drawn at :data:`DPI` with matplotlib (Agg).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import jax
+import numpy as np
+
+from alexnet_jax import utils
+from alexnet_jax.data import options
+from alexnet_jax.inference.prediction import top_classes
+from alexnet_jax.inference.trained_run import TrainedRun
+from alexnet_jax.train import summaries
+
+DPI = 100
+MAX_PNG_BYTES = 300_000  # small enough to commit; a larger drawing is stored with a 256-colour palette
+NEIGHBOURS = 6  # the paper's Figure 4 shows six per query
+PER_ROW = 4  # Figure 4 left: examples per row
+FILES = {"figure3": "figure3_conv1_kernels.png", "left": "figure4_left.png", "right": "figure4_right.png"}
+
+
+def write_all(run: TrainedRun, out_dir: str, *, examples: int = 8, queries: int = 5, pool: int = 10_000) -> list[str]:
+  """Figures 3 and 4 (left and right) of ``run`` as PNGs in ``out_dir``; returns their paths."""
+  os.makedirs(out_dir, exist_ok=True)
+  paths = {name: os.path.join(out_dir, file) for name, file in FILES.items()}
+  figure3(run, paths["figure3"])
+  test_views, test_labels = examples_of(run, run.config.eval_split, max(examples, queries))
+  figure4_left(run, test_views[:examples], test_labels[:examples], paths["left"])
+  train_views, _ = examples_of(run, run.config.train_split, pool)
+  figure4_right(run, test_views[:queries], train_views, paths["right"])
+  return list(paths.values())
+
+
+def examples_of(run: TrainedRun, split: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+  """The first ``count`` examples of ``split`` as the run's test views, and their labels."""
+  from alexnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top -- TensorFlow
+
+  config = run.config.copy_and_resolve_references()
+  config.eval_split, config.eval_max_examples = split, count
+  views, labels = [], []
+  for batch in pipeline.create_eval_iterator(config, process_index=0, process_count=1):
+    real = batch["mask"] > 0
+    views.append(batch["image"][real])
+    labels.append(batch["label"][real])
+  return np.concatenate(views), np.concatenate(labels)
+
+
+def displayable(run: TrainedRun, views: np.ndarray) -> np.ndarray:
+  """Test views (N, S, S, 3) or ten crops (their centre crop is shown) -> RGB in [0, 1]."""
+  if views.ndim == 5:
+    views = views[:, 4]  # augment.ten_crops: the fifth crop is the centre
+  stats = options.mean_std(run.config)
+  return np.clip(views * np.asarray(stats["std"]) + np.asarray(stats["mean"]), 0.0, 1.0)
+
+
+def nearest_neighbours(queries: np.ndarray, pool: np.ndarray, count: int = NEIGHBOURS) -> np.ndarray:
+  """(Q, count) indices into ``pool`` of each query's nearest feature vectors, nearest first."""
+  distances = (queries**2).sum(1)[:, None] - 2.0 * queries @ pool.T + (pool**2).sum(1)[None, :]
+  return np.argsort(distances, axis=1, kind="stable")[:, :count]
+
+
+def figure3(run: TrainedRun, path: str) -> None:
+  """The conv1 kernels, tower 1 above tower 2, with a white gap between the towers."""
+  grids = list(summaries.conv1_kernel_images(np.asarray(jax.device_get(run.params["convs"][0]["kernel"]))).values())
+  gap = np.ones((grids[0].shape[0] // 8 + 1, grids[0].shape[1], 3), np.float32)
+  picture = np.concatenate([part for grid in grids for part in (gap, grid)][1:], axis=0)
+  utils.pyplot().imsave(path, picture)
+
+
+def figure4_left(run: TrainedRun, views: np.ndarray, labels: np.ndarray, path: str) -> None:
+  """Each test image over its top-5 probability bars; the true class's bar is red."""
+  plt = utils.pyplot()
+  names, images = run.label_names(), displayable(run, views)
+  probabilities = np.exp(run.log_probs(views))
+  rows, columns = math.ceil(len(views) / PER_ROW), min(PER_ROW, len(views))
+  fig = plt.figure(figsize=figure4_left_size(len(views)), dpi=DPI)
+  grid = fig.add_gridspec(
+    2 * rows,
+    columns,
+    height_ratios=[1.6, 1.0] * rows,
+    hspace=0.45,
+    wspace=0.9,
+    left=0.1,
+    right=0.98,
+    top=0.94,
+    bottom=0.05,
+  )
+  for index, (image, label, probs) in enumerate(zip(images, labels, probabilities)):
+    row, column = divmod(index, PER_ROW)
+    picture = fig.add_subplot(grid[2 * row, column])
+    picture.imshow(image, interpolation="nearest")
+    picture.set_title(names[label], fontsize=8)
+    picture.axis("off")
+    bars = fig.add_subplot(grid[2 * row + 1, column])
+    top = top_classes(probs, names)
+    colours = ["tab:red" if t["label"] == label else "tab:blue" for t in top]
+    bars.barh(range(len(top)), [t["probability"] for t in top], color=colours)
+    bars.set_yticks(range(len(top)), [t["name"] for t in top], fontsize=6)
+    bars.invert_yaxis()
+    bars.set_xlim(0, 1)
+    bars.tick_params(axis="x", labelsize=6)
+  save_png(fig, path)
+  plt.close(fig)
+
+
+def figure4_left_size(count: int) -> tuple[float, float]:
+  """Figure 4 left's size in inches for ``count`` test images (pixels: times :data:`DPI`)."""
+  return (2.2 * min(PER_ROW, count), 3.0 * math.ceil(count / PER_ROW))
+
+
+def figure4_right(run: TrainedRun, queries: np.ndarray, pool: np.ndarray, path: str) -> None:
+  """Each query test image (left column) and the training images nearest to it in fc7 space."""
+  plt = utils.pyplot()
+  neighbours = nearest_neighbours(run.fc7_features(queries), run.fc7_features(pool), min(NEIGHBOURS, len(pool)))
+  query_images, pool_images = displayable(run, queries), displayable(run, pool)
+  fig, axes = plt.subplots(
+    len(queries), neighbours.shape[1] + 1, figsize=figure4_right_size(len(queries), neighbours.shape[1]), dpi=DPI
+  )
+  axes = np.asarray(axes).reshape(len(queries), -1)
+  for row, (query, nearest) in enumerate(zip(query_images, neighbours)):
+    for column, image in enumerate([query, *pool_images[nearest]]):
+      axes[row, column].imshow(image, interpolation="nearest")
+      axes[row, column].axis("off")
+  axes[0, 0].set_title("test image", fontsize=8)
+  axes[0, 1].set_title(f"nearest in fc7 among {len(pool)} training images", fontsize=8, loc="left")
+  fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.05, hspace=0.05)
+  save_png(fig, path)
+  plt.close(fig)
+
+
+def figure4_right_size(queries: int, neighbours: int = NEIGHBOURS) -> tuple[float, float]:
+  """Figure 4 right's size in inches (pixels: times :data:`DPI`)."""
+  return (1.1 * (neighbours + 1), 1.1 * queries + 0.3)
+
+
+def save_png(fig, path: str) -> None:
+  """``fig`` as a PNG at :data:`DPI`, palette-quantised if it would exceed :data:`MAX_PNG_BYTES`
+  (photographs and noise compress poorly; the figures stay the same size in pixels)."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=DPI)
+  data = buffer.getvalue()
+  if len(data) > MAX_PNG_BYTES:
+    from PIL import Image  # pylint: disable=g-import-not-at-top -- matplotlib's own dependency
+
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").quantize(256).save(buffer, format="PNG", optimize=True)
+    data = buffer.getvalue()
+  with open(path, "wb") as f:
+    f.write(data)

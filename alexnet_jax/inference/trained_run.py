@@ -1,0 +1,181 @@
+"""A trained run read back from its work directory: its recorded config, one checkpoint's parameters.
+
+A run's ``WORKDIR/config.json`` (written by ``train/run_dir.py``) is the config it trained with;
+rebuilding the model, the train-state template and the input pipeline from it means a command that
+uses the run needs nothing but ``--workdir``. Inference runs on one device (``tower_parallel=1``):
+the towers are the same parameters whichever mesh trained them, and orbax lays a checkpoint out on
+whatever mesh the template has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from alexnet_jax import utils
+from alexnet_jax.config import validation
+from alexnet_jax.parallel import sharding
+from alexnet_jax.train import checkpoints, optimizers, run_dir, state, steps
+
+
+class RunError(RuntimeError):
+  """The work directory holds no usable run; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+  """One checkpoint of a run: its config, step, the model's static half and its parameters."""
+
+  workdir: str
+  config: ml_collections.ConfigDict
+  step: int
+  model_def: state.ModelDef
+  params: nnx.State
+  mesh: jax.sharding.Mesh
+
+  @functools.cached_property
+  def _log_probs_fn(self):
+    return jax.jit(
+      functools.partial(
+        steps.eval_log_probs, model_def=self.model_def, mesh=self.mesh, parallelism=self.config.parallelism
+      )
+    )
+
+  @functools.cached_property
+  def _fc7_fn(self):
+    return jax.jit(lambda params, images: self.model_def.eval_model(params).fc7_features(images))
+
+  def log_probs(self, images: np.ndarray) -> np.ndarray:
+    """Eval-mode log-probabilities (N, classes) of test views (N, S, S, 3) or ten crops (N, 10, S, S, 3)."""
+    return in_batches(lambda batch: self._log_probs_fn(self.params, batch), images, self.config.batch_size)
+
+  def fc7_features(self, images: np.ndarray) -> np.ndarray:
+    """fc7's post-ReLU activations (N, fc width) of test views (N, S, S, 3), dropout off."""
+    return in_batches(lambda batch: self._fc7_fn(self.params, batch), images, self.config.batch_size)
+
+  @functools.cached_property
+  def builder(self):
+    """The run's TFDS builder (prepared already: the run trained on it)."""
+    from alexnet_jax.data import datasets  # pylint: disable=g-import-not-at-top -- TF only when needed
+
+    return datasets.prepared_builder(self.config)
+
+  def label_names(self) -> list[str]:
+    """The dataset's class names, index = label."""
+    return list(self.builder.info.features["label"].names)
+
+  def check_split(self, split: str) -> None:
+    """RunError unless every split named in ``split`` (e.g. ``test``, ``train[:10%]+test``) exists."""
+    known = sorted(self.builder.info.splits)
+    if not known:  # split sizes not recorded (TFDS's mock data): TFDS itself judges the name
+      return
+    for part in split.split("+"):
+      if part.split("[")[0].strip() not in known:
+        raise RunError(f"{self.config.dataset} has no split {part.strip()!r}; its splits: {', '.join(known)}")
+
+  def image_channels(self) -> int:
+    """Channels of the dataset's images (1 for grey datasets, which the pipeline makes RGB)."""
+    return self.builder.info.features["image"].shape[-1]
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config recorded in ``workdir/config.json``, as a ConfigDict; RunError if there is none."""
+  path = os.path.join(workdir, run_dir.CONFIG_FILE)
+  try:
+    with open(path) as f:
+      recorded = json.load(f)
+  except FileNotFoundError as error:
+    raise RunError(f"--workdir={workdir} holds no run: there is no {path} (train one with alexnet_jax.main)") from error
+  except (OSError, ValueError) as error:
+    raise RunError(f"cannot read the run's config {path}: {error}") from error
+  return ml_collections.ConfigDict(with_new_fields(recorded, _dataset_defaults(recorded.get("dataset"))))
+
+
+def with_new_fields(recorded: dict, defaults: dict) -> dict:
+  """``recorded`` plus every field of ``defaults`` it lacks: options added to the code after the run
+  was recorded (new options default to the old behaviour) take the experiment config's value."""
+  present = utils.flatten(recorded)
+  added = [(name, value) for name, value in utils.flatten(defaults).items() if name not in present]
+  if added:
+    logging.warning("The run's config predates %s; using their defaults", ", ".join(name for name, _ in added))
+  merged = json.loads(json.dumps(recorded))
+  for name, value in added:
+    *parents, leaf = name.split(".")
+    node = merged
+    for parent in parents:
+      node = node.setdefault(parent, {})
+    node[leaf] = value
+  return merged
+
+
+def _dataset_defaults(dataset) -> dict:
+  """The config of ``experiments/<dataset>.py`` as JSON data ({} if there is none or it cannot load)."""
+  try:
+    module = importlib.import_module(f"experiments.{dataset}")
+    return json.loads(module.get_config().to_json_best_effort())
+  except Exception:  # noqa: BLE001 -- only a fallback for old runs: without it the validator speaks
+    return {}
+
+
+def check_workdir(workdir: str) -> ml_collections.ConfigDict:
+  """The run's config if ``workdir`` has one and a checkpoint directory, else RunError: a quick check
+  that commands make before they spend seconds importing TensorFlow."""
+  config = read_config(workdir)
+  directory = checkpoints.checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
+    raise RunError(f"--workdir={workdir} has no checkpoints (no {directory}); train the run first")
+  return config
+
+
+def load(workdir: str, step: int | None = None, overrides: dict | None = None) -> TrainedRun:
+  """The run in ``workdir`` at checkpoint ``step`` (default: the latest), on one device.
+
+  ``overrides`` maps dotted config fields to values for this use only (e.g. ``{"eval_split": "train"}``).
+  Raises RunError for a workdir without a config or checkpoints, ``checkpoints.CheckpointError`` for a
+  step that is not there or cannot be read, and ``validation.ConfigError`` for a config that is not valid.
+  """
+  config = check_workdir(workdir)
+  config.tower_parallel = 1
+  for name, value in (overrides or {}).items():
+    _set_field(config, name, value)
+  validation.validate(config, device_count=1)
+  directory = checkpoints.checkpoint_dir(workdir)
+  checkpointer = checkpoints.Checkpointer(directory, keep=1, every_steps=1, read_only=True)
+  try:
+    step = checkpointer.latest_step() if step is None else step
+    if step is None:
+      raise RunError(f"--workdir={workdir} has no checkpoints in {directory}; train the run first")
+    mesh = sharding.create_mesh(1, devices=jax.local_devices()[:1])
+    model_def, template = state.create_train_state(config, mesh, optimizers.create_optimizer(config))
+    restored, _ = checkpointer.restore(step, template)
+  finally:
+    checkpointer.close()
+  return TrainedRun(workdir, config, int(restored.step), model_def, restored.params, mesh)
+
+
+def in_batches(fn, images: np.ndarray, batch_size: int) -> np.ndarray:
+  """``fn`` over ``images`` in batches of ``batch_size``, the last one padded (one compiled shape)."""
+  outputs = []
+  for start in range(0, len(images), batch_size):
+    batch = np.asarray(images[start : start + batch_size])
+    padding = batch_size - len(batch)
+    padded = np.concatenate([batch, np.zeros((padding, *batch.shape[1:]), batch.dtype)]) if padding else batch
+    outputs.append(np.asarray(fn(padded))[: len(batch)])
+  return np.concatenate(outputs)
+
+
+def _set_field(config: ml_collections.ConfigDict, name: str, value) -> None:
+  *parents, leaf = name.split(".")
+  node = config
+  for parent in parents:
+    node = node[parent]
+  node[leaf] = value

@@ -1,0 +1,51 @@
+"""Command line: the top-5 classes of image files, from a trained run.
+
+  python -m alexnet_jax.predict --workdir=runs/fm shoe.jpg shirt.png
+  python -m alexnet_jax.predict --workdir=runs/fm --json photos/*.jpg
+
+PNG, JPEG, GIF, BMP or WebP files of any size, grey or colour, go through the run's own test
+preprocessing (see ``alexnet_jax/inference/prediction.py``); the class names are the dataset's.
+A file that cannot be read gets one ``error: FILE: ...`` line on stderr, the others are still
+predicted, and the exit status is then 1. ``--json`` prints a JSON list instead of text: per file
+``{"file", "predictions": [{"label", "name", "probability"}, ...]}`` or ``{"file", "error"}``.
+"""
+
+import json
+import sys
+
+from absl import flags
+
+from alexnet_jax.data import tf_host
+from alexnet_jax.inference import cli
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """This command's flags; defined when it runs, not when it is imported (several commands
+  share flag names, and absl allows one definition per process)."""
+  cli.define_run_flags()
+  flags.DEFINE_bool("json", False, "Print the predictions as JSON instead of text.")
+
+
+def main(argv):
+  if len(argv) < 2:
+    cli.fail("give one or more image files: python -m alexnet_jax.predict --workdir=W IMAGE...")
+  from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
+
+  with cli.reporting_user_errors():
+    trained_run.check_workdir(FLAGS.workdir)  # before seconds of importing TensorFlow
+    tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
+    from alexnet_jax.inference import prediction  # pylint: disable=g-import-not-at-top
+
+    results = prediction.predict_files(trained_run.load(FLAGS.workdir, FLAGS.step), argv[1:])
+  for result in results:
+    if "error" in result:
+      print(f"error: {result['error']}", file=sys.stderr)
+  print(json.dumps(results, indent=2) if FLAGS.json else prediction.format_results(results))
+  if any("error" in result for result in results):
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  cli.run(main, define_flags)

@@ -1,0 +1,277 @@
+"""Using a trained run: evaluate, predict, figures and export through their command lines.
+
+One ``:smoke`` run is trained once for the module (mock data, ``tests/mock_data_main.py``); each
+command runs on its work directory as a user would run it. The export's parity with the PyTorch
+AlexNet is checked in-process for two towers and one.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from unittest import mock
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from PIL import Image
+
+from alexnet_jax.inference import export, figures, prediction, trained_run
+from alexnet_jax.train import checkpoints, state, summaries
+from experiments import fashion_mnist
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ON_MOCK_DATA = os.path.join(REPO, "tests", "mock_data_main.py")
+FASHION_NAMES = [
+  "T-shirt/top",
+  "Trouser",
+  "Pullover",
+  "Dress",
+  "Coat",
+  "Sandal",
+  "Shirt",
+  "Sneaker",
+  "Bag",
+  "Ankle boot",
+]
+
+
+def run_command(*args, mock=True, timeout=300):
+  """``tests/mock_data_main.py COMMAND ...`` (mock data), or ``python -m alexnet_jax.COMMAND ...``."""
+  command = [ON_MOCK_DATA, *args] if mock else ["-m", f"alexnet_jax.{args[0]}", *args[1:]]
+  return subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("smoke") / "run")
+  result = run_command(f"--workdir={path}", "--config=experiments/fashion_mnist.py:smoke")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return path
+
+
+def test_evaluate_reports_what_the_run_logged_and_counts_per_class(workdir):
+  result = run_command("evaluate", f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(workdir, "eval_test_4.json")) as f:
+    report = json.load(f)
+  with open(os.path.join(workdir, "summary.json")) as f:
+    summary = json.load(f)
+  assert (report["step"], report["split"], report["crops"], report["count"]) == (4, "test", "center", 64)
+  assert report["loss"] == pytest.approx(summary["eval_loss"], rel=1e-5)
+  assert report["top1_error"] == pytest.approx(summary["eval_top1_error"])
+  assert 0.0 <= report["top1_accuracy"] <= report["top5_accuracy"] <= 1.0
+  confusion = np.asarray(report["confusion_matrix"])
+  assert confusion.shape == (10, 10) and confusion.sum() == 64
+  assert np.trace(confusion) / 64 == pytest.approx(report["top1_accuracy"])
+  per_class = report["per_class"]
+  assert [c["name"] for c in per_class] == FASHION_NAMES
+  assert [c["examples"] for c in per_class] == confusion.sum(axis=1).tolist()
+  for c, row in zip(per_class, confusion):
+    assert c["accuracy"] == (row[c["label"]] / row.sum() if row.sum() else None)
+  assert Image.open(os.path.join(workdir, "eval_test_4_confusion.png")).size[0] > 300
+  assert "top-1 accuracy" in result.stdout and "Ankle boot" in result.stdout
+
+
+def test_evaluate_refuses_a_workdir_without_checkpoints(workdir, tmp_path):
+  shutil.copy(os.path.join(workdir, "config.json"), tmp_path)
+  result = run_command("evaluate", f"--workdir={tmp_path}", mock=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+    f"error: --workdir={tmp_path} has no checkpoints (no {tmp_path}/checkpoints); train the run first"
+  )
+  assert "Traceback" not in result.stderr
+  assert os.listdir(tmp_path) == ["config.json"]
+
+
+def test_a_missing_step_or_config_is_refused(workdir, tmp_path):
+  with pytest.raises(checkpoints.CheckpointError, match=r"no checkpoint of step 3 \(steps there: 2, 4\)"):
+    trained_run.load(workdir, step=3)
+  with pytest.raises(trained_run.RunError, match="holds no run"):
+    trained_run.load(str(tmp_path))
+  assert trained_run.load(workdir, step=2).step == 2
+
+
+def _write_images(directory):
+  """A colour JPEG and PNG, a grey JPEG and PNG of other sizes, and a file that is no image."""
+  rng = np.random.default_rng(0)
+  paths = {
+    "colour.jpg": rng.integers(0, 256, (40, 90, 3), dtype=np.uint8),
+    "colour.png": rng.integers(0, 256, (300, 200, 4), dtype=np.uint8),  # with alpha
+    "grey.jpg": rng.integers(0, 256, (28, 28), dtype=np.uint8),
+    "grey.png": rng.integers(0, 256, (17, 64), dtype=np.uint8),
+  }
+  for name, pixels in paths.items():
+    Image.fromarray(pixels).save(directory / name)
+  (directory / "notes.png").write_text("not an image")
+  return [str(directory / name) for name in ["colour.jpg", "notes.png", "colour.png", "grey.jpg", "grey.png"]]
+
+
+def test_predict_gives_top5_names_and_reports_an_unreadable_file(workdir, tmp_path):
+  files = _write_images(tmp_path)
+  result = run_command("predict", f"--workdir={workdir}", "--json", *files)
+  assert result.returncode == 1
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert errors == [
+    f"error: {files[1]}: not a readable image (Unknown image file format. One of JPEG, JPEG XL, PNG, "
+    "GIF, BMP, WebP required.)"
+  ]
+  results = json.loads(result.stdout)
+  assert [r["file"] for r in results] == files
+  assert "error" in results[1] and "predictions" not in results[1]
+  for r in results[:1] + results[2:]:
+    probabilities = [p["probability"] for p in r["predictions"]]
+    assert len(probabilities) == 5 and probabilities == sorted(probabilities, reverse=True)
+    assert 0.0 < sum(probabilities) <= 1.0 + 1e-6
+    assert all(FASHION_NAMES[p["label"]] == p["name"] for p in r["predictions"])
+
+
+def test_predict_prepares_an_image_file_as_the_eval_pipeline_prepares_a_test_image(workdir, tmp_path):
+  import mock_inputs
+
+  from alexnet_jax.data import datasets, pipeline
+
+  with mock_inputs.mock_data():
+    config = trained_run.read_config(workdir)
+    batch = next(pipeline.create_eval_iterator(config, process_index=0, process_count=1))
+    raw = [e["image"] for e in datasets.prepared_builder(config).as_dataset(split="test").take(3).as_numpy_iterator()]
+  for index, pixels in enumerate(raw):
+    path = str(tmp_path / f"test{index}.png")
+    Image.fromarray(pixels[..., 0]).save(path)
+    loaded = prediction.load_image(path, channels=1)
+    np.testing.assert_array_equal(loaded, pixels)
+    np.testing.assert_allclose(prediction.test_views(loaded, config), batch["image"][index], atol=1e-6)
+  colour = np.repeat(raw[0], 3, axis=-1)
+  Image.fromarray(colour).save(tmp_path / "colour.png")
+  np.testing.assert_array_equal(prediction.load_image(str(tmp_path / "colour.png"), channels=1), raw[0])
+
+
+def test_figures_are_small_pngs_of_the_declared_sizes(workdir, tmp_path):
+  out = tmp_path / "figures"
+  result = run_command("figures", f"--workdir={workdir}", f"--out={out}", "--neighbour_pool=64", "--examples=6")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert sorted(os.listdir(out)) == sorted(figures.FILES.values())
+  sizes = {name: Image.open(out / file).size for name, file in figures.FILES.items()}
+  inches = {"left": figures.figure4_left_size(6), "right": figures.figure4_right_size(5)}
+  for name, (width, height) in inches.items():
+    assert sizes[name] == (round(width * figures.DPI), round(height * figures.DPI))
+  grid = summaries.kernel_grid(np.zeros((11, 11, 3, 6)))  # width 0.125: 6 conv1 kernels per tower
+  assert sizes["figure3"] == (grid.shape[1], 2 * grid.shape[0] + grid.shape[0] // 8 + 1)
+  assert all(os.path.getsize(out / file) < 300_000 for file in figures.FILES.values())
+
+
+def test_nearest_neighbours_are_the_closest_in_euclidean_distance():
+  rng = np.random.default_rng(0)
+  queries, pool = rng.standard_normal((4, 8)), rng.standard_normal((50, 8))
+  expected = np.argsort(np.linalg.norm(queries[:, None] - pool[None], axis=-1), axis=1)[:, :6]
+  np.testing.assert_array_equal(figures.nearest_neighbours(queries, pool), expected)
+
+
+def test_exported_torch_model_gives_the_runs_logits(workdir, tmp_path):
+  torch = pytest.importorskip("torch")
+  from alexnet_jax.yardsticks.torch_alexnet import TorchAlexNet
+
+  path = str(tmp_path / "alexnet.pt")
+  result = run_command("export", f"--workdir={workdir}", "--format=torch", path, mock=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(f"{path}.json") as f:
+    description = json.load(f)
+  assert description["step"] == 4 and description["input"]["size"] == 67
+  model = TorchAlexNet(**description["model_options"])
+  model.load_state_dict(torch.load(path))
+  run = trained_run.load(workdir)
+  images = np.random.default_rng(0).standard_normal((4, 67, 67, 3)).astype(np.float32)
+  _assert_same_logits(torch, model, np.exp(run.log_probs(images)), images, softmax=True)
+
+
+@pytest.mark.parametrize("towers", [2, 1])
+def test_export_round_trip_torch_and_npz(towers, tmp_path):
+  torch = pytest.importorskip("torch")
+  from alexnet_jax.yardsticks.torch_alexnet import TorchAlexNet
+
+  config = fashion_mnist.get_config("smoke")
+  config.model.towers = towers
+  model = state.create_model(config, nnx.Rngs(towers))
+  params = jax.tree.map(  # random biases too: a mis-ordered copy of any parameter shows
+    lambda x: x + 0.05 * np.random.default_rng(towers).standard_normal(x.shape, np.float32),
+    nnx.state(model, nnx.Param),
+  )
+  nnx.update(model, params)
+  model.eval()
+  images = np.random.default_rng(1).standard_normal((3, 67, 67, 3)).astype(np.float32)
+  expected = np.asarray(model(images))
+
+  export.export(str(tmp_path / "m.pt"), params, config, 7, "torch")
+  reference = TorchAlexNet(**export.model_options(config))
+  reference.load_state_dict(torch.load(tmp_path / "m.pt"))
+  _assert_same_logits(torch, reference, expected, images)
+
+  export.export(str(tmp_path / "m.npz"), params, config, 7, "npz")
+  arrays = np.load(tmp_path / "m.npz")
+  assert sorted(arrays) == sorted(
+    f"{layer}.{kind}" for layer in export.alexnet.LAYER_NAMES for kind in ("kernel", "bias")
+  )
+  np.testing.assert_array_equal(arrays["conv2.kernel"], np.asarray(params["convs"][1]["kernel"][...]))
+  np.testing.assert_array_equal(arrays["fc8.bias"], np.asarray(params["fc8"]["bias"][...]))
+  assert arrays["conv1.kernel"].shape[0] == towers
+
+
+def _assert_same_logits(torch, reference, expected, images, softmax=False):
+  reference.eval()
+  with torch.no_grad():
+    logits = reference(torch.from_numpy(images).permute(0, 3, 1, 2))
+  actual = (torch.softmax(logits, dim=-1) if softmax else logits).numpy()
+  np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("towers", [2, 1])
+def test_fc7_features_are_what_fc8_reads(towers):
+  config = fashion_mnist.get_config("smoke")
+  config.model.towers = towers
+  model = state.create_model(config, nnx.Rngs(0))
+  model.eval()
+  images = np.random.default_rng(2).standard_normal((2, 67, 67, 3)).astype(np.float32)
+  features = model.fc7_features(images)
+  assert features.shape == (2, 512) and float(features.min()) >= 0.0  # after the ReLU
+  (logits,) = model.fc8(features)
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(model(images)), rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_names_the_splits_when_one_is_unknown(workdir):
+  run = trained_run.load(workdir)
+  with mock.patch.object(type(run), "builder", mock.Mock(info=mock.Mock(splits={"test": 1, "train": 2}))):
+    _check_splits(run)
+
+
+def _check_splits(run):
+  with pytest.raises(trained_run.RunError, match="fashion_mnist has no split 'validation'; its splits: test, train"):
+    run.check_split("train[:10%]+validation")
+  run.check_split("train[:10%]+test")
+
+
+def test_ten_crop_evaluation_and_prediction(workdir, mock_data):
+  from alexnet_jax.inference import evaluation
+
+  run = trained_run.load(workdir, overrides={"input.eval_crops": "ten_crop", "eval_max_examples": 16})
+  report = evaluation.evaluate(run)
+  assert (report["crops"], report["count"], np.asarray(report["confusion_matrix"]).sum()) == ("ten_crop", 16, 16)
+  assert 0.0 <= report["top1_accuracy"] <= report["top5_accuracy"] <= 1.0
+  assert "ten crops" in evaluation.format_report(report)
+  views = prediction.test_views(np.zeros((30, 40, 1), np.uint8), run.config)
+  assert views.shape == (10, 67, 67, 3)
+  probabilities = np.exp(run.log_probs(views[None]))
+  np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
+
+
+def test_a_run_recorded_before_an_option_existed_gets_its_default(workdir, tmp_path):
+  with open(os.path.join(workdir, "config.json")) as f:
+    recorded = json.load(f)
+  del recorded["model"]["fc8_zero_init"], recorded["profile_steps"]
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(recorded, f)
+  config = trained_run.read_config(str(tmp_path))
+  defaults = fashion_mnist.get_config()
+  assert (config.model.fc8_zero_init, config.profile_steps) == (defaults.model.fc8_zero_init, defaults.profile_steps)
+  assert config.model.width == 0.125  # recorded fields keep the run's values
