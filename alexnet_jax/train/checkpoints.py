@@ -31,9 +31,11 @@ from __future__ import annotations
 import collections
 import glob
 import hashlib
+import logging as pylogging
 import os
 import shutil
 import sys
+import traceback
 from typing import Any
 
 import jax
@@ -259,10 +261,12 @@ def _one_line(error: BaseException, limit: int = 300) -> str:
 
 def _quiet_closed_event_loops() -> None:
   """Drops the errors orbax's and TensorStore's reader coroutines report after a restore failed
-  ("Event loop is closed", "Encountered error while reading array index": dozens of tracebacks per
-  checkpoint that fails to read, after orbax has already raised); other ones still print."""
+  ("Event loop is closed", "Encountered error while reading array index", asyncio's "Task exception
+  was never retrieved": dozens of tracebacks per checkpoint that fails to read, after orbax has
+  already raised); other ones still print."""
   if getattr(sys.unraisablehook, "_drops_orbax_read_noise", False):
     return
+  pylogging.getLogger("asyncio").addFilter(_not_orbax_task_noise)
   previous = sys.unraisablehook
 
   def hook(unraisable):
@@ -271,6 +275,14 @@ def _quiet_closed_event_loops() -> None:
 
   hook._drops_orbax_read_noise = True
   sys.unraisablehook = hook
+
+
+def _not_orbax_task_noise(record: pylogging.LogRecord) -> bool:
+  """False for asyncio's report of an abandoned orbax task's exception."""
+  if not record.exc_info or record.exc_info[1] is None:
+    return True
+  frames = traceback.extract_tb(record.exc_info[1].__traceback__)
+  return not any(f"{os.sep}orbax{os.sep}" in frame.filename for frame in frames)
 
 
 def _is_orbax_read_noise(unraisable) -> bool:
