@@ -8,8 +8,14 @@
 Running again with the same ``--workdir`` resumes from its latest checkpoint; a finished run says
 so and exits. A bad config value, missing data, a workdir of another run, unreadable checkpoints or
 a diverged (NaN/Inf) loss end with one message and exit status 1. SIGTERM or Ctrl-C saves a
-checkpoint and exits with status 75 (rerun to resume). See README, "When things go wrong".
+checkpoint and exits with status 75 (rerun to resume), also before training started. A second
+trainer in the same workdir is refused. See README, "When things go wrong".
 """
+
+from alexnet_jax.train import preemption  # the standard library only: fast
+
+if __name__ == "__main__":  # before the slow imports below: a signal during them also exits 75
+  preemption.exit_on_signals()
 
 import logging as pylogging
 import os
@@ -22,7 +28,7 @@ from ml_collections import config_flags
 from alexnet_jax.config import flag_errors, validation
 from alexnet_jax.data import datasets, tf_host
 from alexnet_jax.parallel import distributed
-from alexnet_jax.train import checkpoints, divergence, loop, preemption, run_dir
+from alexnet_jax.train import checkpoints, divergence, loop, run_dir
 
 # Failures the user can act on: one "error: ..." message and exit status 1, no traceback.
 USER_ERRORS = (
@@ -54,6 +60,7 @@ config_flags.DEFINE_config_file(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  preemption.exit_on_signals()  # (again, for callers that import this module)
   tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
   logging.get_absl_handler().addFilter(_OrbaxInfoFilter())
   try:  # before anything touches a device
@@ -69,6 +76,11 @@ def main(argv):
       overrides=config_flags.get_override_values(FLAGS["config"]),
       allow_config_change=FLAGS.allow_config_change,
     )
+  except checkpoints.SaveError as error:
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    # orbax's save threads can block the interpreter's exit for minutes after a failed save;
+    # everything that completed is on disk and the TensorBoard writer is closed.
+    os._exit(1)
   except USER_ERRORS as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
@@ -78,10 +90,14 @@ def main(argv):
 
 
 class _OrbaxInfoFilter(pylogging.Filter):
-  """Keeps orbax's warnings and errors but not its several INFO lines per checkpoint."""
+  """Keeps orbax's warnings and errors but not its several INFO lines per checkpoint, nor the
+  tracebacks of its errors (a failed save): the error: line that follows says what happened."""
 
   def filter(self, record):
-    return record.levelno >= pylogging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
+      return True
+    record.exc_info, record.exc_text = None, None
+    return record.levelno >= pylogging.WARNING
 
 
 if __name__ == "__main__":

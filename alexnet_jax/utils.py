@@ -34,6 +34,15 @@ def write_json_atomically(path: str, data: Any, *, sort_keys: bool = True) -> No
   write_text_atomically(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n")
 
 
+def read_json_object(path: str) -> dict:
+  """The JSON object in ``path``; ``OSError`` or ``ValueError`` (not JSON, or JSON but not an object) otherwise."""
+  with open(path) as f:
+    data = json.load(f)
+  if not isinstance(data, dict):
+    raise ValueError(f"a JSON {type(data).__name__}, not an object")
+  return data
+
+
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
   """Nested mappings -> one level with dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
   flat = {}

@@ -9,6 +9,8 @@
   python launch/sweep.py --sweep=lrn_dropout --report_only   # re-aggregate what has finished
 
 Re-running skips finished runs and resumes unfinished ones. Exit status 1 if any run failed.
+SIGTERM or Ctrl-C stops the running trainers (each saves a checkpoint), launches nothing more and
+exits with status 75; rerunning resumes.
 """
 
 import importlib.util
@@ -69,7 +71,11 @@ def main(argv):
     print(f"wrote {path} ({len(jobs)} tasks); submit with: sbatch {path}")
     print(f"aggregate afterwards with: python launch/sweep.py --sweep={FLAGS.sweep} --root={root} --report_only")
     return 0
-  failed = [] if FLAGS.report_only else runner.run_locally(jobs, parallel=FLAGS.parallel)
+  try:
+    failed = [] if FLAGS.report_only else runner.run_locally(jobs, parallel=FLAGS.parallel)
+  except runner.Stopped as stopped:
+    print(stopped, file=sys.stderr)
+    return runner.EXIT_PREEMPTED
   for name, path in report.write_report(root).items():
     print(f"{name}: {path}")
   if failed:

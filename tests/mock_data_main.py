@@ -13,6 +13,10 @@ import sys
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo root
 sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
 
+from alexnet_jax.train import preemption  # pylint: disable=g-import-not-at-top
+
+preemption.exit_on_signals()  # as main does, before the slow imports
+
 import mock_inputs  # pylint: disable=g-import-not-at-top
 from absl import app  # pylint: disable=g-import-not-at-top
 

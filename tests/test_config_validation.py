@@ -51,7 +51,7 @@ def minus_one_or_positive():
 
 
 INVALID = {
-  "seed": int_below(0),
+  "seed": st.one_of(int_below(0), st.integers(min_value=2**32)),  # 2**32 would repeat seed 0
   "dataset": UNKNOWN_NAME.filter(lambda s: s not in data_options.DATASETS),
   "data_dir": NOT_A_STRING,
   "manual_dir": NOT_A_STRING,
@@ -68,7 +68,7 @@ INVALID = {
   "input.mean": UNKNOWN_NAME.filter(lambda s: s not in ("image", "channel")),
   "input.augment_on": UNKNOWN_NAME.filter(lambda s: s not in ("device", "host")),
   "input.use_store": NOT_A_BOOL,
-  "input.shuffle_buffer": int_below(1),
+  "input.shuffle_buffer": st.one_of(int_below(1), st.integers(min_value=2**21 + 1)),  # 10**12: bad_alloc
   "eval_max_examples": minus_one_or_positive(),
   "model.num_classes": int_below(1),
   "model.towers": st.one_of(st.integers().filter(lambda t: t not in (1, 2)), st.text(max_size=3)),
@@ -100,7 +100,7 @@ INVALID = {
   "schedule.max_drops": int_below(0),
   "batch_size": int_below(1),
   "num_epochs": below(0.0),
-  "num_train_steps": minus_one_or_positive(),
+  "num_train_steps": st.one_of(minus_one_or_positive(), st.integers(min_value=2**31)),  # an int32 step
   "log_every_steps": int_below(1),
   "eval_every_steps": minus_one_or_positive(),
   "checkpoint_every_steps": int_below(1),

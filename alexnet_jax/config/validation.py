@@ -27,6 +27,15 @@ from alexnet_jax.parallel import sharding
 from alexnet_jax.train import optimizers, profiling
 
 DTYPES = ("float32", "bfloat16", "float16")
+# The step counter is an int32 on the device: no run may plan more steps.
+MAX_STEPS = 2**31 - 1
+# Seeds: JAX keys (without x64) and the input pipeline keep a seed's low 32 bits, so a larger seed
+# would silently repeat a smaller one (2**32 trains exactly like 0).
+SEED_LIMIT = 2**32
+# tf.data reserves the whole shuffle buffer up front (about 24 bytes a slot: 10**12 aborts with
+# std::bad_alloc). 2**21 slots (48 MB) exceed ImageNet's 1,281,167 training images, so no dataset
+# here can be shuffled more thoroughly by a larger buffer.
+MAX_SHUFFLE_BUFFER = 2**21
 
 
 class ConfigError(ValueError):
@@ -38,7 +47,11 @@ def _minus_one_or_at_least_one(field: str, meaning: str) -> rules.Rule:
 
 
 CONFIG_RULES: tuple[rules.Rule, ...] = (
-  integer("seed", 0),
+  rules.Rule(
+    "seed",
+    lambda v: rules.is_int(v) and 0 <= v < SEED_LIMIT,
+    "an integer in [0, 2**32): JAX keys and the input pipeline keep its low 32 bits, larger seeds repeat smaller ones",
+  ),
   one_of("dataset", data_options.DATASETS),
   string("data_dir", empty_ok=True),
   string("manual_dir", empty_ok=True),
@@ -55,7 +68,12 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   one_of("input.mean", data_options.MEANS),
   one_of("input.augment_on", data_options.AUGMENT_ON),
   boolean("input.use_store"),
-  integer("input.shuffle_buffer", 1),
+  rules.Rule(
+    "input.shuffle_buffer",
+    lambda v: rules.is_int(v) and 1 <= v <= MAX_SHUFFLE_BUFFER,
+    f"an integer in [1, {MAX_SHUFFLE_BUFFER}]: tf.data reserves the whole buffer in memory up front, and "
+    "this bound already exceeds the largest train split here (ImageNet's 1,281,167 images)",
+  ),
   _minus_one_or_at_least_one("eval_max_examples", "all"),
   one_of("model.dtype", DTYPES),
   one_of("optimizer.name", optimizers.OPTIMIZERS),
@@ -70,7 +88,11 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   integer("schedule.max_drops", 0),
   integer("batch_size", 1),
   number("num_epochs", 0.0),
-  _minus_one_or_at_least_one("num_train_steps", "use num_epochs"),
+  rules.Rule(
+    "num_train_steps",
+    lambda v: rules.is_int(v) and (v == -1 or 1 <= v <= MAX_STEPS),
+    f"-1 (use num_epochs) or an integer in [1, {MAX_STEPS}] (the step counter is an int32)",
+  ),
   integer("log_every_steps", 1),
   _minus_one_or_at_least_one("eval_every_steps", "once per epoch"),
   integer("checkpoint_every_steps", 1),

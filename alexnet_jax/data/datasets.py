@@ -11,6 +11,7 @@ files installed -> convert them offline (``fashion_mnist_offline.py``); otherwis
 from __future__ import annotations
 
 import os
+import re
 
 import tensorflow_datasets as tfds
 from absl import logging
@@ -22,9 +23,18 @@ class DatasetUnavailableError(ValueError):
   """The dataset is neither prepared nor obtainable here; the message says how to get it."""
 
 
+class DatasetCorruptError(DatasetUnavailableError):
+  """The prepared files cannot be read (a truncated or damaged shard, a missing dataset_info.json)."""
+
+
 def prepared_builder(config) -> tfds.core.DatasetBuilder:
   """The TFDS builder of ``config.dataset`` in ``config.data_dir``, prepared if it was not."""
   data_dir = config.data_dir or None
+  if data_dir and os.path.exists(data_dir) and not os.path.isdir(data_dir):
+    raise DatasetUnavailableError(
+      f"config.data_dir={data_dir} is a file, not a directory: point it at the TFDS data directory "
+      "(the one holding a fashion_mnist/ or imagenet2012/ folder), or at a new directory to prepare the data in."
+    )
   builder = tfds.builder(config.dataset, data_dir=data_dir)
   store_dir = store.directory(builder.data_dir_root, config.dataset, config.input.resize_size)
   if config.input.use_store and store.is_prepared(store_dir):
@@ -32,6 +42,8 @@ def prepared_builder(config) -> tfds.core.DatasetBuilder:
     return store.load(store_dir)
   if builder.is_prepared():
     return builder
+  if os.path.isdir(builder.data_dir):  # TFDS renames a finished preparation here: its dataset_info.json is gone
+    raise corrupt(config, builder, FileNotFoundError(f"no dataset_info.json in {builder.data_dir}"))
   if config.dataset == "fashion_mnist" and fashion_mnist_offline.has_source_files(fashion_mnist_offline.DEBIAN_DIR):
     return fashion_mnist_offline.prepare_fashion_mnist(data_dir, fashion_mnist_offline.DEBIAN_DIR)
   logging.info(
@@ -46,6 +58,25 @@ def prepared_builder(config) -> tfds.core.DatasetBuilder:
   except Exception as error:  # noqa: BLE001 -- any failure here means: the data is not obtainable
     raise DatasetUnavailableError(how_to_get(config.dataset, builder, manual_dir, error)) from error
   return builder
+
+
+def corrupt(config, builder, error: Exception) -> DatasetCorruptError:
+  """The error for prepared files that fail to read, with the commands that prepare them again."""
+  data_dir = os.fspath(builder.data_dir)  # ROOT/NAME/VERSION; moved out of ROOT/NAME, where TFDS looks
+  damaged = os.path.join(
+    os.path.dirname(os.path.dirname(data_dir)), f"{config.dataset}-{os.path.basename(data_dir)}.damaged"
+  )
+  source = {
+    "fashion_mnist": "it is converted again from Debian's files, or downloaded",
+    "imagenet2012": "it is converted again from the tars in the manual directory, which takes hours",
+  }.get(config.dataset, "TFDS downloads and prepares it again")
+  text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*", "", str(error)).strip()  # TF's op context
+  first_line = text.splitlines()[0] if text else ""
+  return DatasetCorruptError(
+    f"reading {config.dataset} from {data_dir} failed ({type(error).__name__}: {first_line[:300]}): its prepared "
+    f"files are damaged or incomplete. Prepare it again: move the damaged copy away with\n"
+    f"  mv {data_dir} {damaged}\nand rerun the same command ({source})."
+  )
 
 
 def how_to_get(dataset: str, builder, manual_dir: str | None, error: Exception) -> str:

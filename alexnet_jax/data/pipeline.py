@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from alexnet_jax.config.validation import ConfigError
 from alexnet_jax.data import augment, datasets, device_augment, options, store, tf_host
 
 tf = tf_host.tensorflow()
@@ -67,11 +68,7 @@ def create_train_iterator(
   builder = datasets.prepared_builder(config)
   split = tfds.even_splits(config.train_split, process_count, drop_remainder=True)[process_index]
   num_examples = _num_examples(builder, split)
-  if num_examples < local_batch:
-    raise ValueError(
-      f"config.batch_size={config.batch_size} exceeds the {num_examples} training "
-      f"examples of each of the {process_count} processes"
-    )
+  _check_batch_fits(config, num_examples, process_count)
   stream_seed = tf.constant([seed % 2**32, process_index], tf.int64)
   view, draws = None, None
   if config.input.augment_on == "device":
@@ -90,7 +87,7 @@ def create_train_iterator(
   ds = ds.batch(local_batch, drop_remainder=True).enumerate(start=start_step)
   train_batch = functools.partial(_train_batch, config=config, stream_seed=stream_seed, pixels=_pixels(config, builder))
   ds = ds.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+  return _reading(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator(), builder, config)
 
 
 def create_eval_iterator(
@@ -118,18 +115,60 @@ def create_eval_iterator(
   ds = ds.concatenate(padding.repeat()).take(num_batches * local_batch).batch(local_batch)
   eval_batch = functools.partial(_eval_batch, config=config, pixels=_pixels(config, builder))
   ds = ds.map(eval_batch, num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+  return _reading(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator(), builder, config)
 
 
 def dataset_info(config) -> tuple[int, int, int]:
   """(train examples, eval examples, classes) of the configured splits, over all processes.
 
   The eval count respects ``config.eval_max_examples``. An epoch is
-  ``num_train_examples // config.batch_size`` steps.
+  ``num_train_examples // config.batch_size`` steps. Splits that do not exist or hold no examples,
+  and a batch larger than each process's share of the train split, raise :class:`ConfigError`:
+  the loop calls this before it writes anything to the workdir.
   """
   builder = datasets.prepared_builder(config)
   num_classes = builder.info.features["label"].num_classes
-  return _num_examples(builder, config.train_split), _num_eval_examples(builder, config), num_classes
+  num_train = _split_size(builder, config, "train_split")
+  num_eval = _split_size(builder, config, "eval_split")
+  num_eval = min(num_eval, config.eval_max_examples) if config.eval_max_examples > 0 else num_eval
+  _check_batch_fits(config, num_train // jax.process_count(), jax.process_count())
+  return num_train, num_eval, num_classes
+
+
+def _split_size(builder, config, field: str) -> int:
+  """Examples in ``config.<field>``; a split that does not exist or is empty is a :class:`ConfigError`."""
+  split = config[field]
+  try:
+    count = _num_examples(builder, split)
+  except (ValueError, KeyError) as error:  # tfds: "Unknown split", "Instruction [] corresponds to no data!"
+    raise ConfigError(
+      f"config.{field}={split!r} cannot be read from {builder.name} ({str(error).strip()}); its splits are "
+      f"{sorted(builder.info.splits)} (slices like 'train[:90%]' work too)"
+    ) from error
+  if count == 0:
+    raise ConfigError(f"config.{field}={split!r} of {builder.name} holds no examples")
+  return count
+
+
+def _check_batch_fits(config, examples_per_process: int, process_count: int) -> None:
+  if examples_per_process < local_batch_size(config, process_count):
+    raise ConfigError(
+      f"config.batch_size={config.batch_size} exceeds the {examples_per_process} training "
+      f"examples of each of the {process_count} processes (config.train_split={config.train_split!r})"
+    )
+
+
+# What tf.data raises on damaged TFRecord shards: a bad checksum, fewer records than recorded, a lost file.
+_READ_ERRORS = (tf.errors.DataLossError, tf.errors.FailedPreconditionError, tf.errors.NotFoundError)
+
+
+def _reading(batches: Iterator[Batch], builder, config) -> Iterator[Batch]:
+  """``batches``, with a read failure of the prepared files turned into one message that says how to
+  prepare them again (:func:`datasets.corrupt`)."""
+  try:
+    yield from batches
+  except _READ_ERRORS as error:
+    raise datasets.corrupt(config, builder, error) from error
 
 
 def device_preprocessing(config) -> device_augment.DeviceAugment | None:

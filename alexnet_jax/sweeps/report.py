@@ -21,6 +21,7 @@ from typing import Any
 
 from absl import app, flags
 
+from alexnet_jax import utils
 from alexnet_jax.sweeps import claims, statistics
 
 METRICS = ("eval_top1_error", "eval_top5_error", "eval_loss")
@@ -32,7 +33,8 @@ class RunResult:
   name: str
   labels: dict
   workdir: str
-  summary: dict | None  # None when the run has not finished
+  summary: dict | None  # None when the run has not finished (or its summary.json cannot be read)
+  problem: str | None = None  # why an existing summary.json was not used
 
 
 @dataclasses.dataclass
@@ -71,11 +73,13 @@ def load_results(root: str) -> list[RunResult]:
     if not os.path.isdir(workdir):  # the sweep folder was moved: runs sit beside sweep.json
       workdir = os.path.join(root, run["name"])
     summary_path = os.path.join(workdir, "summary.json")
-    summary = None
+    summary, problem = None, None
     if os.path.exists(summary_path):
-      with open(summary_path) as f:
-        summary = json.load(f)
-    results.append(RunResult(run["name"], run["labels"], workdir, summary))
+      try:
+        summary = utils.read_json_object(summary_path)
+      except (OSError, ValueError) as error:  # a failed run for the report, never the report's failure
+        problem = f"{summary_path} cannot be read ({error})"
+    results.append(RunResult(run["name"], run["labels"], workdir, summary, problem))
   return results
 
 
@@ -298,11 +302,19 @@ def write_report(
   if hparams:
     written["hparams"] = write_hparams(results, root)
   finished = sum(r.summary is not None for r in results)
+  broken = [r for r in results if r.problem]
   text = [
     f"# Sweep results: {os.path.basename(os.path.abspath(root))}\n",
     f"{finished}/{len(results)} runs finished. Errors are mean +- std over seeds; the CI columns are 95 % "
     "Student-t intervals of the mean (half-widths); an over-fit run ends with train loss <= 0.05 and its test "
     "loss above its minimum.\n",
+    *(
+      [f"{len(broken)} failed: their summary.json cannot be read (rerun the sweep to redo them):\n"]
+      + [f"- {r.name}: {r.problem}" for r in broken]
+      + [""]
+      if broken
+      else []
+    ),
     markdown_table(cells),
     claims.markdown_section(manifest.get("claims", []), results),
   ]

@@ -1,8 +1,15 @@
 """Runs a sweep's training jobs locally, a bounded number at a time, or writes a SLURM job array.
 
-Each run gets its own workdir ``ROOT/RUN_NAME``. A run whose ``summary.json`` exists is finished
+Each run gets its own workdir ``ROOT/RUN_NAME``. A run whose ``summary.json`` reads is finished
 and skipped; any other run is (re)started with the same workdir, so ``alexnet_jax.main`` resumes it
 from its last checkpoint. A failing run is reported with its log and does not stop the others.
+
+Stopping: each trainer runs in its own session (process group), so a terminal's Ctrl-C reaches
+only the runner. SIGTERM or SIGINT to the runner is forwarded to the running trainers' groups;
+the runner launches nothing more, waits for them (they checkpoint and exit 75) and raises
+:class:`Stopped`, which ``launch/sweep.py`` turns into exit status 75: rerunning resumes the sweep.
+A rerun while an orphaned trainer still runs cannot start a second one in its workdir: the
+trainer's workdir lock refuses it (``train/run_dir.py``).
 """
 
 from __future__ import annotations
@@ -10,8 +17,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -34,7 +43,23 @@ class Job:
 
   @property
   def finished(self) -> bool:
-    return os.path.exists(os.path.join(self.workdir, SUMMARY_FILE))
+    """A readable summary.json (a broken one means: run again, the trainer writes it anew)."""
+    try:
+      utils.read_json_object(os.path.join(self.workdir, SUMMARY_FILE))
+    except (OSError, ValueError):
+      return False
+    return True
+
+
+class Stopped(Exception):
+  """A signal stopped the sweep; the trainers it reached have checkpointed (rerun to resume)."""
+
+  def __init__(self, signal_name: str, stopped: Sequence[Job]):
+    names = ", ".join(job.run.name for job in stopped) or "none"
+    super().__init__(
+      f"sweep stopped by {signal_name}; runs stopped after saving: {names}; rerun the same command to resume"
+    )
+    self.signal_name = signal_name
 
 
 def plan(sweep: sweeps.Sweep, root: str, main_command: Sequence[str] = DEFAULT_MAIN) -> list[Job]:
@@ -77,22 +102,87 @@ def write_manifest(sweep: sweeps.Sweep, jobs: Sequence[Job], root: str) -> str:
 
 
 def run_locally(jobs: Sequence[Job], *, parallel: int = 1, report: Callable[[str], None] = print) -> list[Job]:
-  """Runs the unfinished jobs, ``parallel`` at a time; returns the jobs that failed."""
+  """Runs the unfinished jobs, ``parallel`` at a time; returns the jobs that failed.
+
+  Raises :class:`Stopped` after a SIGTERM/SIGINT, once the running trainers have exited.
+  """
   todo = [job for job in jobs if not job.finished]
   skipped = len(jobs) - len(todo)
   if skipped:
     report(f"{skipped}/{len(jobs)} runs already finished; skipping them")
   progress = _Progress(len(todo), report)
-  failed = []
-  with futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-    pending = {pool.submit(_run_job, job): job for job in todo}
+  failed, stopped = [], []
+  with _Trainers() as trainers, futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+    pending = {pool.submit(trainers.run, job): job for job in todo}
     for done in futures.as_completed(pending):
       job, returncode = pending[done], done.result()
+      if returncode is None:  # not launched: the sweep is stopping
+        continue
+      if trainers.signal_name and returncode == EXIT_PREEMPTED:
+        stopped.append(job)
+        report(f"{job.run.name}: stopped after saving a checkpoint (exit {EXIT_PREEMPTED})")
+        continue
       ok = returncode == 0 and job.finished
       if not ok:
         failed.append(job)
       progress.step(job, ok, returncode)
+  if trainers.signal_name:
+    raise Stopped(trainers.signal_name, stopped)
   return failed
+
+
+EXIT_PREEMPTED = 75  # a trainer's (and the runner's) status after a signal: rerun to resume
+
+
+class _Trainers:
+  """Starts trainers in their own sessions and forwards SIGTERM/SIGINT to the running ones.
+
+  A context manager: inside it (main thread) the runner's handlers record the signal, send it to
+  every running trainer's process group and make :meth:`run` launch nothing more.
+  """
+
+  def __init__(self):
+    self.signal_name: str | None = None
+    self._running: set[subprocess.Popen] = set()
+    self._lock = threading.Lock()  # a launch and the forwarding never interleave
+    self._previous = {}
+
+  def __enter__(self) -> _Trainers:
+    if threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._forward)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+
+  def _forward(self, signum, frame) -> None:
+    del frame
+    self.signal_name = signal.Signals(signum).name
+    with self._lock:
+      for process in self._running:
+        try:
+          os.killpg(process.pid, signum)
+        except ProcessLookupError:  # it has just exited
+          pass
+
+  def run(self, job: Job) -> int | None:
+    """Trains ``job`` (output appended to its train.log); its exit status, None if not launched."""
+    os.makedirs(job.workdir, exist_ok=True)
+    with open(os.path.join(job.workdir, LOG_FILE), "ab") as log:
+      with self._lock:
+        if self.signal_name:
+          return None
+        log.write(f"$ {shlex.join(job.command)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._running.add(process)
+      try:
+        return process.wait()
+      finally:
+        with self._lock:
+          self._running.discard(process)
 
 
 def slurm_array_script(jobs: Sequence[Job], root: str, *, parallel: int = 0, sbatch_options: Sequence[str] = ()) -> str:
@@ -116,14 +206,6 @@ def slurm_array_script(jobs: Sequence[Job], root: str, *, parallel: int = 0, sba
   path = os.path.join(root, "sweep.sbatch")
   utils.write_text_atomically(path, "\n".join(lines) + "\n")
   return path
-
-
-def _run_job(job: Job) -> int:
-  os.makedirs(job.workdir, exist_ok=True)
-  with open(os.path.join(job.workdir, LOG_FILE), "ab") as log:
-    log.write(f"$ {shlex.join(job.command)}\n".encode())
-    log.flush()
-    return subprocess.call(job.command, stdout=log, stderr=subprocess.STDOUT)
 
 
 class _Progress:

@@ -8,25 +8,46 @@ Each checkpoint holds two items:
   deterministic input pipeline restarts), the accumulated wall time and the evaluation history.
 
 Saving is asynchronous; :meth:`Checkpointer.close` waits for the last save before the process exits.
+A save that fails (a full disk, a directory made read-only) raises :class:`CheckpointError` at the
+next save or at close, naming the last checkpoint that is complete.
 
 Crash safety comes from orbax: a checkpoint is written under a temporary name and renamed to its
 step number only when complete, so a process killed mid-save leaves a temporary directory
 (``STEP.orbax-checkpoint-tmp-*``) that is never listed as a step, so never restored. A complete
 checkpoint that cannot be read back (a truncated or corrupted file) is skipped with a warning by :meth:`restore_latest`,
 which falls back to the newest readable one; if none is readable it refuses to start over.
+
+Integrity: orbax does not notice a flipped bit (it restores wrong values silently). Each step
+directory therefore holds ``sha256sums.txt`` (``sha256sum`` format: ``cd checkpoints/STEP &&
+sha256sum -c sha256sums.txt`` checks it by hand), a digest of each of its files. It is written into
+the temporary directory after the data and before orbax renames it to the step number, so every
+listed step has it. Only orbax's commit record (``_CHECKPOINT_METADATA``, ``commit_success.txt`` at
+the top, rewritten by that rename) is left out. A mismatch, a missing or an unlisted file makes the
+checkpoint unreadable. Checkpoints without the file (saved by an older version) restore unverified.
 """
 
 from __future__ import annotations
 
+import collections
+import glob
+import hashlib
+import logging as pylogging
 import os
 import shutil
+import sys
+import traceback
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from alexnet_jax import utils
+
 UNREADABLE_DIR = "unreadable"  # where unreadable checkpoints are moved, inside the checkpoint dir
+CHECKSUMS_FILE = "sha256sums.txt"
+# Top-level files of a step that orbax rewrites or adds when it commits the step (after our digest).
+_COMMIT_RECORD = ("_CHECKPOINT_METADATA", "commit_success.txt")
 CHECKPOINT_DIR = "checkpoints"  # inside a work directory
 
 
@@ -39,18 +60,33 @@ class CheckpointError(RuntimeError):
   """The work directory has checkpoints but none of them can be read."""
 
 
+class SaveError(CheckpointError):
+  """A checkpoint could not be saved; the complete ones before it are kept."""
+
+
 class Checkpointer:
   """Saves every ``every_steps`` steps (and when forced), keeps the newest ``keep``."""
 
-  def __init__(self, directory: str, *, keep: int, every_steps: int, read_only: bool = False):
+  def __init__(
+    self, directory: str, *, keep: int, every_steps: int, read_only: bool = False, write_checksums: bool = True
+  ):
     """``read_only`` (for commands that use a run, not train it): nothing is created, cleaned up
-    or saved, so a run still training in ``directory`` is left alone."""
+    or saved, so a run still training in ``directory`` is left alone. ``write_checksums``: only
+    process 0 of a multi-process run writes them."""
     self._every_steps = every_steps
     self._directory = os.path.abspath(directory)
+    self._saving = collections.deque()  # steps whose save has started and not been sealed yet
+    self._started = collections.deque(maxlen=4)  # the latest steps whose save started
+    self._write_checksums = write_checksums
     options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, create=not read_only, cleanup_tmp_directories=not read_only, read_only=read_only
+      max_to_keep=keep,
+      create=not read_only,
+      cleanup_tmp_directories=not read_only,
+      read_only=read_only,
+      async_options=ocp.AsyncOptions(post_finalization_callback=self._seal),
     )
     self._manager = ocp.CheckpointManager(self._directory, options=options)
+    _quiet_closed_event_loops()
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -66,7 +102,38 @@ class Checkpointer:
     if not (force or self.is_save_step(step)):
       return False
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-    return self._manager.save(step, args=args, force=True)
+    self._saving.append(step)
+    self._started.append(step)
+    try:
+      started = self._manager.save(step, args=args, force=True)
+    except Exception as error:  # noqa: BLE001 -- this save, or the previous one still in flight, failed
+      raise self._save_failed(error) from error
+    if not started:
+      self._saving.remove(step)
+    return started
+
+  def _seal(self) -> None:
+    """orbax's post-finalization callback: digests of the step's files, into its temporary directory."""
+    step = self._saving[0]  # left in place if this fails, so that the error names its step
+    if self._write_checksums:
+      pending = glob.glob(os.path.join(self._directory, f"{step}.orbax-checkpoint-tmp*"))
+      step_dir = pending[0] if len(pending) == 1 else os.path.join(self._directory, str(step))
+      lines = [f"{digest}  {name}\n" for name, digest in sorted(_digests(step_dir).items())]
+      utils.write_text_atomically(os.path.join(step_dir, CHECKSUMS_FILE), "".join(lines))
+    self._saving.popleft()
+
+  def _save_failed(self, error: Exception) -> SaveError:
+    # The failure may surface one save later: name the oldest started step that never appeared.
+    missing = [s for s in self._started if not os.path.isdir(os.path.join(self._directory, str(s)))]
+    step = missing[0] if missing else None
+    self._saving.clear()
+    kept = self.latest_step()
+    return SaveError(
+      f"saving the checkpoint{f' of step {step}' if step is not None else ''} in {self._directory} failed "
+      f"({_one_line(error)}); "
+      + (f"the last complete checkpoint (step {kept}) is kept" if kept is not None else "no checkpoint is complete")
+      + ". Free disk space or make the directory writable, then rerun the same command to resume."
+    )
 
   def restore_latest(self, template: Any) -> tuple[Any, dict]:
     """The newest readable checkpoint's (state, meta), laid out like ``template``.
@@ -102,7 +169,7 @@ class Checkpointer:
     """The (state, meta) of the checkpoint at ``step``, laid out like ``template``; moves nothing.
 
     Raises :class:`CheckpointError` naming the steps there are if ``step`` has no checkpoint, or
-    saying why it cannot be read.
+    saying why it cannot be read (a checksum mismatch included).
     """
     if step not in self._manager.all_steps():
       steps = ", ".join(map(str, self.all_steps())) or "none"
@@ -115,6 +182,8 @@ class Checkpointer:
       ) from error
 
   def _restore(self, step: int, template: Any) -> tuple[Any, dict]:
+    """Verifies the step's checksums, then restores it."""
+    _verify(os.path.join(self._directory, str(step)))
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template)
     restored = self._manager.restore(
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
@@ -136,10 +205,88 @@ class Checkpointer:
 
   def close(self) -> None:
     """Waits for pending saves to finish, then releases the manager."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self._manager.wait_until_finished()
+    except Exception as error:  # noqa: BLE001 -- the last save failed
+      raise self._save_failed(error) from error
+    finally:
+      self._manager.close()
 
 
-def _one_line(error: Exception) -> str:
-  """``Type: first line of the message``."""
-  return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+class ChecksumError(ValueError):
+  """A checkpoint's files do not match its ``sha256sums.txt``."""
+
+
+def _digests(step_dir: str) -> dict[str, str]:
+  """sha256 of every file under ``step_dir`` but the checksum file and orbax's commit record."""
+  digests = {}
+  for root, _, names in os.walk(step_dir):
+    for name in names:
+      path = os.path.join(root, name)
+      relative = os.path.relpath(path, step_dir)
+      if relative in (CHECKSUMS_FILE, *_COMMIT_RECORD):
+        continue
+      sha = hashlib.sha256()
+      with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+          sha.update(chunk)
+      digests[relative] = sha.hexdigest()
+  return digests
+
+
+def _verify(step_dir: str) -> None:
+  """Raises :class:`ChecksumError` if ``step_dir``'s files differ from its checksum file."""
+  path = os.path.join(step_dir, CHECKSUMS_FILE)
+  if not os.path.exists(path):
+    logging.info("%s has no %s (saved by an older version): restoring it unverified", step_dir, CHECKSUMS_FILE)
+    return
+  with open(path) as f:
+    recorded = dict(reversed(line.rstrip("\n").split("  ", 1)) for line in f if line.strip())
+  actual = _digests(step_dir)
+  bad = sorted(name for name in recorded.keys() | actual.keys() if recorded.get(name) != actual.get(name))
+  if bad:
+    what = ", ".join(
+      f"{name} ({'missing' if name not in actual else 'not listed' if name not in recorded else 'changed'})"
+      for name in bad[:3]
+    )
+    raise ChecksumError(f"checksum mismatch: {what}{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}")
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+  """``Type: first line of the message``, cut to ``limit`` characters (TensorStore's run to pages)."""
+  text = str(error).splitlines()[0] if str(error) else ""
+  text = f"{type(error).__name__}: {text}"
+  return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _quiet_closed_event_loops() -> None:
+  """Drops the errors orbax's and TensorStore's reader coroutines report after a restore failed
+  ("Event loop is closed", "Encountered error while reading array index", asyncio's "Task exception
+  was never retrieved": dozens of tracebacks per checkpoint that fails to read, after orbax has
+  already raised); other ones still print."""
+  if getattr(sys.unraisablehook, "_drops_orbax_read_noise", False):
+    return
+  pylogging.getLogger("asyncio").addFilter(_not_orbax_task_noise)
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if not _is_orbax_read_noise(unraisable):
+      previous(unraisable)
+
+  hook._drops_orbax_read_noise = True
+  sys.unraisablehook = hook
+
+
+def _not_orbax_task_noise(record: pylogging.LogRecord) -> bool:
+  """False for asyncio's report of an abandoned orbax task's exception."""
+  if not record.exc_info or record.exc_info[1] is None:
+    return True
+  frames = traceback.extract_tb(record.exc_info[1].__traceback__)
+  return not any(f"{os.sep}orbax{os.sep}" in frame.filename for frame in frames)
+
+
+def _is_orbax_read_noise(unraisable) -> bool:
+  if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value):
+    return True
+  code = getattr(unraisable.object, "cr_code", None)  # an abandoned orbax coroutine
+  return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename

@@ -9,6 +9,7 @@ without it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -41,6 +42,11 @@ class Plan:
     num_steps = (
       config.num_train_steps if config.num_train_steps > 0 else max(round(config.num_epochs * steps_per_epoch), 1)
     )
+    if num_steps > validation.MAX_STEPS:
+      raise validation.ConfigError(
+        f"config.num_epochs={config.num_epochs!r} plans {num_steps} steps of {steps_per_epoch} per epoch, more than "
+        f"the int32 step counter holds ({validation.MAX_STEPS})"
+      )
     eval_every = config.eval_every_steps if config.eval_every_steps > 0 else steps_per_epoch
     return cls(num_steps, steps_per_epoch, eval_every)
 
@@ -69,26 +75,32 @@ def train_and_evaluate(
   """Trains ``config`` in ``workdir`` (resuming its latest checkpoint) and returns the summary.
 
   ``overrides`` (the command line's ``--config.X`` values) are recorded in ``summary.json``. A
-  workdir holding a run of another config is refused unless ``allow_config_change``. Raises
+  workdir holding a run of another config is refused unless ``allow_config_change``; one where
+  another trainer runs is refused (process 0 holds ``run_dir.TrainerLock``). Every start-up check
+  (config, data, workdir, checkpoints) runs before anything is written there. Raises
   ``preemption.Preempted`` after checkpointing on SIGTERM/SIGINT and ``divergence.DivergedError``
   (saving nothing) when the loss or the parameters stop being finite.
   """
+  validation.validate(config)
+  with run_dir.TrainerLock(workdir) if distributed.is_main_process() else contextlib.nullcontext():
+    return _train_and_evaluate(config, workdir, overrides, allow_config_change)
+
+
+def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_config_change: bool) -> dict:
   from alexnet_jax.data import pipeline
 
   start_time = time.time()
-  validation.validate(config)
-  run_dir.prepare(
-    workdir,
-    json.loads(config.to_json_best_effort()),
-    allow_config_change=allow_config_change,
-    write=jax.process_index() == 0,
-  )
+  config_json = json.loads(config.to_json_best_effort())
+  record_config = run_dir.check_config(workdir, config_json, allow_config_change=allow_config_change)
   num_train_examples, _, num_classes = pipeline.dataset_info(config)
   if num_classes != config.model.num_classes:
     raise validation.ConfigError(
       f"config.model.num_classes={config.model.num_classes} but {config.dataset} has {num_classes}"
     )
   plan = Plan.from_config(config, num_train_examples)
+  checkpoint_dir = checkpoints.checkpoint_dir(workdir)
+  if os.path.isdir(checkpoint_dir):
+    run_dir.check_writable(checkpoint_dir, "checkpoints")
   mesh = sharding.create_mesh(config.tower_parallel)
   tx = optimizers.create_optimizer(config)
   model_def, state = create_train_state(config, mesh, tx)
@@ -107,13 +119,9 @@ def train_and_evaluate(
   place = functools.partial(sharding.global_batch, mesh=mesh)
   shard_index, shard_count = sharding.input_shard(mesh)
 
-  os.makedirs(workdir, exist_ok=True)
   summary_path = os.path.join(workdir, "summary.json")
-  checkpointer = checkpoints.Checkpointer(
-    checkpoints.checkpoint_dir(workdir), keep=config.keep_checkpoints, every_steps=config.checkpoint_every_steps
-  )
   is_chief = distributed.is_main_process()
-  writer = summaries.SummaryWriter(workdir, enabled=is_chief)
+  writer = None
 
   def run_eval(step, state):
     batches = pipeline.create_eval_iterator(config, process_index=shard_index, process_count=shard_count)
@@ -121,99 +129,123 @@ def train_and_evaluate(
     _report_eval(step, metrics, state, writer)
     return metrics
 
-  stop = preemption.StopRequests()
+  # From here on a signal is a request: the loop saves, then stops (preemption.py).
+  with preemption.StopRequests() as stop:
+    checkpointer = checkpoints.Checkpointer(
+      checkpoint_dir, keep=config.keep_checkpoints, every_steps=config.checkpoint_every_steps, write_checksums=is_chief
+    )
+    try:
+      state, meta = checkpointer.restore_latest(state)
+      step = int(state.step)
+      if stop.requested:
+        raise preemption.Preempted(step, stop.signal_name, saved=False)
+      if record_config and is_chief:  # only now: a refused or failed start leaves config.json as it was
+        run_dir.record_config(workdir, config_json)
+      if step >= plan.num_steps and (finished := _read_summary(summary_path)) is not None:
+        logging.info("Run in %s already finished at step %d: %s", workdir, step, summary_path)
+        return finished
+      writer = summaries.SummaryWriter(workdir, enabled=is_chief)
+      elapsed = lambda: meta.get("wall_seconds", 0.0) + time.time() - start_time
+      history = list(meta.get("eval_history", []))
+      num_params = sum(x.size for x in jax.tree.leaves(state.params))
+      logging.info(
+        "Training on %s: %d parameters, %d steps (%.2f epochs), from step %d, %d devices",
+        config.dataset,
+        num_params,
+        plan.num_steps,
+        plan.num_steps / plan.steps_per_epoch,
+        step,
+        jax.device_count(),
+      )
+      if step == 0:
+        writer.config(config.to_dict(), str(config))
+      batches = pipeline.create_train_iterator(
+        config,
+        seed=config.seed,
+        start_step=meta.get("input_position", step),
+        process_index=shard_index,
+        process_count=shard_count,
+      )
+      progress = Progress(step, plan.num_steps, config.batch_size)
+      pending, train_metrics, eval_metrics = [], dict(meta.get("train_metrics", {})), {}
+      losses, last_saved = divergence.LossWatch(), (step or None)
+      suspect = step or None  # the checkpoint resumed from, until the first save after it
+      profiler = profiling.StepProfiler(
+        config.profile_steps, os.path.join(workdir, "profile"), last_step=plan.num_steps
+      )
+      with profiler:
+        while step < plan.num_steps:
+          with profiler.step(step + 1):
+            state, metrics = train_fn(state, place(next(batches)))
+          step += 1
+          profiler.after_step(step, (state, metrics))
+          pending.append(metrics)
+          losses.add(step, metrics["loss"])
+          is_log, is_eval = step % config.log_every_steps == 0, step % plan.eval_every == 0
+          is_last, is_save = step == plan.num_steps, checkpointer.is_save_step(step)
+          if is_log or is_eval or is_save or is_last or stop.requested:
+            losses.check(last_saved, suspect)
+          if is_log or is_last:
+            train_metrics = _report_training(step, pending, progress, writer)
+            pending = []
+          if is_eval or is_last:
+            eval_metrics = run_eval(step, state)
+            history.append({"step": step, **eval_metrics})
+            if config.schedule.name == "plateau":
+              state = state.replace(plateau=plateau_fn(state.plateau, eval_metrics["top1_error"]))
+            progress.restart(step)
+          if is_save or is_last or stop.requested:
+            divergence.check_params_finite(step, state.params, last_saved, suspect)
+            record = {"input_position": step, "eval_history": history, "wall_seconds": elapsed()}
+            checkpointer.save(step, state, {**record, "train_metrics": train_metrics}, force=True)
+            last_saved, suspect = step, None
+          if stop.requested:
+            writer.flush()
+            raise preemption.Preempted(step, stop.signal_name)
+      if not eval_metrics:  # the last checkpoint was final but the summary was never written
+        eval_metrics = run_eval(step, state)
+      if stop.requested:
+        raise preemption.Preempted(step, stop.signal_name)
+      record = {
+        "step": step,
+        "num_train_steps": plan.num_steps,
+        "epochs": step / plan.steps_per_epoch,
+        **{f"eval_{name}": value for name, value in eval_metrics.items()},
+        **{f"train_{name}": value for name, value in train_metrics.items()},
+        "wall_seconds": elapsed(),
+        "num_params": num_params,
+        "devices": jax.device_count(),
+        "eval_history": history,
+        "config_overrides": dict(overrides or {}),
+        "config": config_json,
+      }
+      if is_chief:
+        utils.write_json_atomically(summary_path, record)
+      logging.info(
+        "Finished at step %d: eval top-1 error %.4f, top-5 error %.4f, loss %.4f, %.0f s in all. Summary: %s",
+        step,
+        record["eval_top1_error"],
+        record["eval_top5_error"],
+        record["eval_loss"],
+        record["wall_seconds"],
+        summary_path,
+      )
+      return record
+    finally:
+      if writer is not None:
+        writer.close()
+      checkpointer.close()
+
+
+def _read_summary(path: str) -> dict | None:
+  """The finished run's summary, or None if there is none or it cannot be read (then it is written again)."""
+  if not os.path.exists(path):
+    return None
   try:
-    state, meta = checkpointer.restore_latest(state)
-    step = int(state.step)
-    if step >= plan.num_steps and os.path.exists(summary_path):
-      logging.info("Run in %s already finished at step %d: %s", workdir, step, summary_path)
-      with open(summary_path) as f:
-        return json.load(f)
-    elapsed = lambda: meta.get("wall_seconds", 0.0) + time.time() - start_time
-    history = list(meta.get("eval_history", []))
-    num_params = sum(x.size for x in jax.tree.leaves(state.params))
-    logging.info(
-      "Training on %s: %d parameters, %d steps (%.2f epochs), from step %d, %d devices",
-      config.dataset,
-      num_params,
-      plan.num_steps,
-      plan.num_steps / plan.steps_per_epoch,
-      step,
-      jax.device_count(),
-    )
-    if step == 0:
-      writer.config(config.to_dict(), str(config))
-    batches = pipeline.create_train_iterator(
-      config,
-      seed=config.seed,
-      start_step=meta.get("input_position", step),
-      process_index=shard_index,
-      process_count=shard_count,
-    )
-    progress = Progress(step, plan.num_steps, config.batch_size)
-    pending, train_metrics, eval_metrics = [], {}, {}
-    losses, last_saved = divergence.LossWatch(), (step or None)
-    profiler = profiling.StepProfiler(config.profile_steps, os.path.join(workdir, "profile"), last_step=plan.num_steps)
-    with stop, profiler:
-      while step < plan.num_steps:
-        with profiler.step(step + 1):
-          state, metrics = train_fn(state, place(next(batches)))
-        step += 1
-        profiler.after_step(step, (state, metrics))
-        pending.append(metrics)
-        losses.add(step, metrics["loss"])
-        is_log, is_eval = step % config.log_every_steps == 0, step % plan.eval_every == 0
-        is_last, is_save = step == plan.num_steps, checkpointer.is_save_step(step)
-        if is_log or is_eval or is_save or is_last or stop.requested:
-          losses.check(last_saved)
-        if is_log or is_last:
-          train_metrics = _report_training(step, pending, progress, writer)
-          pending = []
-        if is_eval or is_last:
-          eval_metrics = run_eval(step, state)
-          history.append({"step": step, **eval_metrics})
-          if config.schedule.name == "plateau":
-            state = state.replace(plateau=plateau_fn(state.plateau, eval_metrics["top1_error"]))
-          progress.restart(step)
-        if is_save or is_last or stop.requested:
-          divergence.check_params_finite(step, state.params, last_saved)
-          checkpointer.save(
-            step, state, {"input_position": step, "eval_history": history, "wall_seconds": elapsed()}, force=True
-          )
-          last_saved = step
-        if stop.requested:
-          writer.flush()
-          raise preemption.Preempted(step, stop.signal_name)
-    if not eval_metrics:  # the last checkpoint was final but the summary was never written
-      eval_metrics = run_eval(step, state)
-    record = {
-      "step": step,
-      "num_train_steps": plan.num_steps,
-      "epochs": step / plan.steps_per_epoch,
-      **{f"eval_{name}": value for name, value in eval_metrics.items()},
-      **{f"train_{name}": value for name, value in train_metrics.items()},
-      "wall_seconds": elapsed(),
-      "num_params": num_params,
-      "devices": jax.device_count(),
-      "eval_history": history,
-      "config_overrides": dict(overrides or {}),
-      "config": json.loads(config.to_json_best_effort()),
-    }
-    if is_chief:
-      utils.write_json_atomically(summary_path, record)
-    logging.info(
-      "Finished at step %d: eval top-1 error %.4f, top-5 error %.4f, loss %.4f, %.0f s in all. Summary: %s",
-      step,
-      record["eval_top1_error"],
-      record["eval_top5_error"],
-      record["eval_loss"],
-      record["wall_seconds"],
-      summary_path,
-    )
-    return record
-  finally:
-    writer.close()
-    checkpointer.close()
+    return utils.read_json_object(path)
+  except (OSError, ValueError) as error:
+    logging.warning("%s cannot be read (%s); evaluating the final checkpoint to write it again", path, error)
+    return None
 
 
 def _report_training(step: int, pending: list[dict], progress: Progress, writer) -> dict:
