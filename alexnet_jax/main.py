@@ -2,14 +2,12 @@
 
   python -m alexnet_jax.main --workdir=runs/fm
   python -m alexnet_jax.main --workdir=runs/in1k --config=experiments/imagenet2012.py
-  python -m alexnet_jax.main --workdir=/tmp/fm --config=experiments/fashion_mnist.py:smoke \
-      --config.model.dropout_rate=0.3
+  python -m alexnet_jax.main --workdir=/tmp/fm --config=experiments/fashion_mnist.py:smoke --config.model.lrn=False
 
-Running again with the same ``--workdir`` resumes from its latest checkpoint; a finished run says
-so and exits. A bad config value, missing data, a workdir of another run, unreadable checkpoints or
-a diverged (NaN/Inf) loss end with one message and exit status 1. SIGTERM or Ctrl-C saves a
-checkpoint and exits with status 75 (rerun to resume), also before training started. A second
-trainer in the same workdir is refused. See README, "When things go wrong".
+Rerunning with the same ``--workdir`` resumes its latest checkpoint. A bad config value, missing data,
+another run's or another trainer's workdir, unreadable checkpoints or a diverged loss end with one
+``error:`` line and exit status 1; SIGTERM or Ctrl-C, at any moment, with status 75 (rerun to resume)
+after saving what training had. See README, "When things go wrong".
 """
 
 from alexnet_jax.train import preemption  # the standard library only: fast
@@ -17,7 +15,6 @@ from alexnet_jax.train import preemption  # the standard library only: fast
 if __name__ == "__main__":  # before the slow imports below: a signal during them also exits 75
   preemption.exit_on_signals()
 
-import logging as pylogging
 import os
 import sys
 
@@ -31,25 +28,14 @@ from alexnet_jax.parallel import distributed
 from alexnet_jax.train import checkpoints, divergence, loop, run_dir
 
 # Failures the user can act on: one "error: ..." message and exit status 1, no traceback.
-USER_ERRORS = (
-  validation.ConfigError,
-  run_dir.WorkdirError,
-  checkpoints.CheckpointError,
-  divergence.DivergedError,
-  datasets.DatasetUnavailableError,
-)
+USER_ERRORS = (validation.ConfigError, run_dir.WorkdirError, checkpoints.CheckpointError, divergence.DivergedError)
+USER_ERRORS += (datasets.DatasetUnavailableError,)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and summary.json.")
-flags.DEFINE_bool(
-  "allow_config_change",
-  False,
-  "Resume a workdir whose recorded config differs from this one (it is refused otherwise).",
-)
+flags.DEFINE_bool("allow_config_change", False, "Resume a workdir whose recorded config differs from this one.")
 flags.mark_flags_as_required(["workdir"])
-flags.DEFINE_string(
-  "coordinator_address", None, "host:port of process 0 for a multi-process run (default: auto-detect on SLURM/TPU/GKE)."
-)
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 of a multi-process run (default: auto).")
 flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run (default: auto-detect).")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run (default: auto-detect).")
 config_flags.DEFINE_config_file(
@@ -62,19 +48,17 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   preemption.exit_on_signals()  # (again, for callers that import this module)
   tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
-  logging.get_absl_handler().addFilter(_OrbaxInfoFilter())
+  logging.get_absl_handler().addFilter(checkpoints.OrbaxInfoFilter())
   try:  # before anything touches a device
     distributed.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   except ValueError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
   logging.info("JAX process %d of %d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
+  overrides = config_flags.get_override_values(FLAGS["config"])
   try:
     loop.train_and_evaluate(
-      FLAGS.config,
-      FLAGS.workdir,
-      overrides=config_flags.get_override_values(FLAGS["config"]),
-      allow_config_change=FLAGS.allow_config_change,
+      FLAGS.config, FLAGS.workdir, overrides=overrides, allow_config_change=FLAGS.allow_config_change
     )
   except checkpoints.SaveError as error:
     print(f"error: {error}", file=sys.stderr, flush=True)
@@ -87,17 +71,6 @@ def main(argv):
   except preemption.Preempted as stopped:
     logging.warning("%s", stopped)
     sys.exit(preemption.EXIT_PREEMPTED)
-
-
-class _OrbaxInfoFilter(pylogging.Filter):
-  """Keeps orbax's warnings and errors but not its several INFO lines per checkpoint, nor the
-  tracebacks of its errors (a failed save): the error: line that follows says what happened."""
-
-  def filter(self, record):
-    if f"{os.sep}orbax{os.sep}" not in record.pathname:
-      return True
-    record.exc_info, record.exc_text = None, None
-    return record.levelno >= pylogging.WARNING
 
 
 if __name__ == "__main__":

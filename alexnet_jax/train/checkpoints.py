@@ -213,6 +213,18 @@ class Checkpointer:
       self._manager.close()
 
 
+class OrbaxInfoFilter(pylogging.Filter):
+  """A log filter that keeps orbax's warnings and errors but not its several INFO lines per
+  checkpoint, nor the tracebacks of its errors (a failed save): the error: line that follows says
+  what happened. ``main`` installs it on absl's handler."""
+
+  def filter(self, record):
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
+      return True
+    record.exc_info, record.exc_text = None, None
+    return record.levelno >= pylogging.WARNING
+
+
 class ChecksumError(ValueError):
   """A checkpoint's files do not match its ``sha256sums.txt``."""
 
