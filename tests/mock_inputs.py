@@ -7,10 +7,7 @@ the same tf.data code as real data.
 One change to tfds's mock: inside ``builder.as_dataset`` it redirects the whole process's file
 system to a temporary folder (``tfds.testing.MockFs``), only so that the dataset folder appears to
 exist. Orbax finishes checkpoints on a background thread, and a rename that lands in that window
-goes to the wrong place. Here the folder is really created instead, and left in place: it is the
-same path in every process (``/tmp/non-existing/tfds/...``), so removing it after one process's call
-pulled it from under another's (two trainers of a sweep, or two pytest sessions) -- a
-FileNotFoundError that failed the run.
+goes to the wrong place. Here the folder is really created for the call instead (and removed after).
 """
 
 import contextlib
@@ -24,15 +21,24 @@ NUM_EXAMPLES = 64  # a :smoke config (batch 16) sees 4 batches per epoch and 64 
 
 
 class _RealDatasetFolder:
-  """What ``as_dataset`` needs of MockFs: ``add_file`` makes the dataset folder exist (and it stays)."""
+  """What ``as_dataset`` needs of MockFs: ``add_file`` makes the dataset folder exist."""
 
   def __enter__(self):
+    self._created = []
     return self
 
   def add_file(self, path):
-    os.makedirs(os.path.dirname(os.fspath(path)), exist_ok=True)
+    folder = os.path.dirname(os.fspath(path))
+    missing = folder
+    while not os.path.exists(missing):
+      self._created.append(missing)
+      missing = os.path.dirname(missing)
+    os.makedirs(folder, exist_ok=True)
 
   def __exit__(self, *exc_info):
+    for folder in self._created:  # deepest first
+      with contextlib.suppress(OSError):
+        os.rmdir(folder)
     return False
 
 
