@@ -41,7 +41,7 @@ lint: install-test
 	$(VENV)/bin/ruff format --check .
 
 test: lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,7 +4,8 @@
   python -m alexnet_jax.evaluate --workdir=runs/fm --step=2000 --crops=ten_crop --split=train
 
 Prints top-1/top-5 accuracy, the loss and the accuracy of every class, and writes
-``WORKDIR/eval_<split>_<step>.json`` (``_ten_crop`` appended for ten crops) with the confusion matrix,
+``WORKDIR/eval_<split>_<step>.json`` (``_<crops>`` appended for views other than the centre crop,
+``_trained`` for a moving-average run's trained weights) with the confusion matrix,
 and the matrix as ``..._confusion.png`` next to it. A workdir without checkpoints, or a step it does
 not hold, ends with one ``error:`` line and exit status 1.
 """
@@ -39,10 +40,14 @@ def main(argv):
     from alexnet_jax.inference import evaluation  # pylint: disable=g-import-not-at-top
 
     overrides = {"input.eval_crops": FLAGS.crops, "eval_split": FLAGS.split, "eval_max_examples": FLAGS.max_examples}
-    run = trained_run.load(FLAGS.workdir, FLAGS.step, {k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    run = trained_run.load(FLAGS.workdir, FLAGS.step, overrides, average=FLAGS.weights == "average")
     report = evaluation.evaluate(run)
     print(evaluation.format_report(report))
-    stem = evaluation.output_stem(FLAGS.workdir, report["split"], run.step, report["crops"])
+    trained_of_averaged = run.config.ema_decay > 0 and not run.averaged
+    stem = evaluation.output_stem(
+      FLAGS.workdir, report["split"], run.step, report["crops"], trained_of_averaged=trained_of_averaged
+    )
     print("wrote " + " and ".join(evaluation.write(report, stem)))
 
 

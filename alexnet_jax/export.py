@@ -30,7 +30,7 @@ def main(argv):
   from alexnet_jax.inference import export, trained_run  # pylint: disable=g-import-not-at-top
 
   with cli.reporting_user_errors():
-    run = trained_run.load(FLAGS.workdir, FLAGS.step)
+    run = trained_run.load(FLAGS.workdir, FLAGS.step, average=FLAGS.weights == "average")
     paths = export.export(argv[1], run.params, run.config, run.step, FLAGS.format)
   print(f"wrote {paths[0]} (step {run.step}) and {paths[1]}")
 

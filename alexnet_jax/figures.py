@@ -36,7 +36,7 @@ def main(argv):
     cli.prepare_host(FLAGS.workdir)
     from alexnet_jax.inference import figures  # pylint: disable=g-import-not-at-top
 
-    run = trained_run.load(FLAGS.workdir, FLAGS.step)
+    run = trained_run.load(FLAGS.workdir, FLAGS.step, average=FLAGS.weights == "average")
     paths = figures.write_all(run, FLAGS.out, examples=FLAGS.examples, queries=FLAGS.queries, pool=FLAGS.neighbour_pool)
   print("\n".join(f"wrote {path}" for path in paths))
 

@@ -36,7 +36,9 @@ def main(argv):
     cli.prepare_host(FLAGS.workdir)
     from alexnet_jax.inference import prediction  # pylint: disable=g-import-not-at-top
 
-    results = prediction.predict_files(trained_run.load(FLAGS.workdir, FLAGS.step), argv[1:])
+    results = prediction.predict_files(
+      trained_run.load(FLAGS.workdir, FLAGS.step, average=FLAGS.weights == "average"), argv[1:]
+    )
   for result in results:
     if "error" in result:
       print(f"error: {result['error']}", file=sys.stderr)

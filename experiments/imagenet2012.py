@@ -100,6 +100,9 @@ def paper_config() -> ml_collections.ConfigDict:
   config.schedule.plateau_patience = 2
   config.schedule.max_drops = 3  # the paper divided the LR by 10 three times
 
+  config.label_smoothing = 0.0  # the paper: plain cross-entropy (smoothing came in 2016)
+  # > 0: also keep an exponential moving average of the weights; evaluations and inference use it.
+  config.ema_decay = 0.0
   config.batch_size = 128
   config.num_epochs = 90.0
   config.num_train_steps = -1  # > 0 overrides num_epochs

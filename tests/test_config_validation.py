@@ -62,7 +62,7 @@ INVALID = {
   "input.random_crop": NOT_A_BOOL,
   "input.random_flip": NOT_A_BOOL,
   "input.pca_noise_std": below(0.0),
-  "input.eval_crops": UNKNOWN_NAME.filter(lambda s: s not in ("center", "ten_crop")),
+  "input.eval_crops": UNKNOWN_NAME.filter(lambda s: s not in ("center", "center_flip", "ten_crop")),
   "input.normalization": UNKNOWN_NAME.filter(lambda s: s not in ("standardize", "subtract_mean")),
   "input.pca_noise_form": UNKNOWN_NAME.filter(lambda s: s not in ("cuda_convnet", "fb_resnet")),
   "input.mean": UNKNOWN_NAME.filter(lambda s: s not in ("image", "channel")),
@@ -98,6 +98,8 @@ INVALID = {
   "schedule.decay_factor": outside_unit(zero_ok=False, one_ok=True),
   "schedule.plateau_patience": int_below(1),
   "schedule.max_drops": int_below(0),
+  "label_smoothing": outside_unit(zero_ok=True, one_ok=False),
+  "ema_decay": outside_unit(zero_ok=True, one_ok=False),
   "batch_size": int_below(1),
   "num_epochs": below(0.0),
   "num_train_steps": st.one_of(minus_one_or_positive(), st.integers(min_value=2**31)),  # an int32 step

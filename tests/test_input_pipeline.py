@@ -166,6 +166,10 @@ def test_ten_crop_eval_holds_the_centre_crop_and_the_flips(random_data):
   assert ten["image"].shape == (BATCH, 10, 32, 32, 3)
   np.testing.assert_array_equal(ten["image"][:, 4], centre["image"])
   np.testing.assert_array_equal(ten["image"][:, 5:], ten["image"][:, :5, :, ::-1])
+  pair = next(pipeline.create_eval_iterator(small_config(eval_crops="center_flip")))
+  assert pair["image"].shape == (BATCH, 2, 32, 32, 3)
+  np.testing.assert_array_equal(pair["image"][:, 0], centre["image"])
+  np.testing.assert_array_equal(pair["image"][:, 1], centre["image"][:, :, ::-1])
 
 
 @pytest.mark.parametrize(
@@ -308,7 +312,7 @@ def test_views_of_grey_images_are_normalised_rgb_replicas():
   squares = augment.central_square(tf.constant(grey), 12)
   centre = augment.eval_views(squares, crop_size=8, mean=(0.5,), std=(0.25,)).numpy()
   np.testing.assert_allclose(centre, np.repeat((grey[:, 2:10, 2:10] / 255 - 0.5) / 0.25, 3, axis=-1), atol=1e-5)
-  ten = augment.eval_views(squares, crop_size=8, mean=(0.5,), std=(0.25,), ten_crop=True)
+  ten = augment.eval_views(squares, crop_size=8, mean=(0.5,), std=(0.25,), crops="ten_crop")
   assert ten.shape == (2, 10, 8, 8, 3)
   view = augment.train_views(squares, tf.constant([1, 2]), crop_size=8, mean=(0.5,), std=(0.25,), lighting_std=0.1)
   assert view.shape == (2, 8, 8, 3) and not np.allclose(view[..., 0], view[..., 1])  # coloured noise

@@ -44,6 +44,51 @@ def test_smoke_config_trains_evaluates_and_writes_its_summary(config_module, moc
   assert summary["wall_seconds"] > 0
 
 
+def test_a_moving_average_run_evaluates_and_delivers_the_average(mock_data, tmp_path):
+  """ema_decay > 0: the summary's eval_* are the average's, raw_* the trained weights'; the run's
+  checkpoint holds both, and inference loads the average."""
+  from alexnet_jax.inference import trained_run
+
+  config = fashion_mnist.get_config("smoke")
+  config.ema_decay, config.label_smoothing, config.input.eval_crops = 0.5, 0.1, "center_flip"
+  summary = loop.train_and_evaluate(config, str(tmp_path))
+  assert {"eval_top1_error", "eval_raw_top1_error", "eval_raw_loss"} <= set(summary)
+  assert summary["eval_loss"] != summary["eval_raw_loss"]
+  saved = _final_state(tmp_path, config.num_train_steps)
+  loaded = trained_run.load(str(tmp_path))
+  kernel = lambda params: np.asarray(params["fc8"]["kernel"]["value"])  # an nnx.Param as orbax stores it
+  np.testing.assert_array_equal(np.asarray(loaded.params["fc8"]["kernel"]), kernel(saved["ema_params"]))
+  assert not np.array_equal(kernel(saved["ema_params"]), kernel(saved["params"]))
+  trained = trained_run.load(str(tmp_path), average=False)  # evaluate/predict/export --weights=trained
+  assert loaded.averaged and not trained.averaged
+  np.testing.assert_array_equal(np.asarray(trained.params["fc8"]["kernel"]), kernel(saved["params"]))
+
+
+def test_the_moving_average_update_matches_numpy():
+  config = fashion_mnist.get_config("smoke")
+  config.ema_decay = 0.9
+  mesh = sharding.create_mesh(1)
+  tx = optimizers.create_optimizer(config)
+  model_def, state = state_lib.create_train_state(config, mesh, tx)
+  step = steps.jit_train_step(
+    model_def=model_def, tx=tx, schedule=optimizers.create_schedule(config, 10), mesh=mesh, ema_decay=0.9
+  )
+  rng = np.random.default_rng(2)
+  batch = sharding.global_batch(
+    {"image": rng.normal(size=(16, 67, 67, 3)).astype(np.float32), "label": rng.integers(0, 10, 16).astype(np.int32)},
+    mesh,
+  )
+  bias = lambda params: np.asarray(params["fc7"]["bias"], np.float64)
+  expected, previous = bias(state.params), bias(state.params)
+  for t in range(3):
+    state, _ = step(state, batch)
+    decay = min(0.9, (1 + t) / (10 + t))  # the first updates forget the initial values quickly
+    expected = decay * expected + (1 - decay) * bias(state.params)
+    assert not np.allclose(bias(state.params), previous)
+    previous = bias(state.params)
+  np.testing.assert_allclose(bias(state.ema_params), expected, rtol=1e-5, atol=1e-7)
+
+
 def _resume_config():
   """Everything a resume must carry: the paper's rule (velocity), plateau drops, dropout keys."""
   config = imagenet2012.get_config("smoke")  # paper_sgd, plateau schedule, ten-crop eval
@@ -149,7 +194,7 @@ def test_train_step_is_a_function_of_seed_and_step():
   tx = optimizers.create_optimizer(config)
   model_def, state = state_lib.create_train_state(config, mesh, tx)
   schedule = optimizers.create_schedule(config, config.num_train_steps)
-  step = steps.jit_train_step(model_def, tx, schedule, mesh)
+  step = steps.jit_train_step(model_def=model_def, tx=tx, schedule=schedule, mesh=mesh)
   rng = np.random.default_rng(0)
   batch = sharding.global_batch(
     {"image": rng.normal(size=(16, 67, 67, 3)).astype(np.float32), "label": rng.integers(0, 10, 16).astype(np.int32)},
@@ -163,6 +208,35 @@ def test_train_step_is_a_function_of_seed_and_step():
   assert all(np.array_equal(a, b) for a, b in zip(leaves(first), leaves(again)))
   assert not all(np.array_equal(a, b) for a, b in zip(leaves(first), leaves(later)))
   assert int(first.step) == 1 and float(metrics["learning_rate"]) == pytest.approx(float(schedule(0)))
+
+
+def test_smoothed_loss_matches_numpy():
+  rng = np.random.default_rng(0)
+  logits, labels, smoothing = rng.normal(size=(6, 10)), rng.integers(0, 10, 6), 0.1
+  log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  on_label = log_probs[np.arange(6), labels]
+  expected = -((1 - smoothing) * on_label + smoothing / 10 * log_probs.sum(-1))
+  got = steps.smoothed_loss(jnp.asarray(log_probs, jnp.float32), jnp.asarray(labels), smoothing)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_label_smoothing_changes_the_update_but_not_the_reported_loss():
+  config = fashion_mnist.get_config("smoke")
+  mesh = sharding.create_mesh(1)
+  tx = optimizers.create_optimizer(config)
+  model_def, state = state_lib.create_train_state(config, mesh, tx)
+  options = dict(model_def=model_def, tx=tx, schedule=optimizers.create_schedule(config, 10), mesh=mesh)
+  rng = np.random.default_rng(1)
+  batch = sharding.global_batch(
+    {"image": rng.normal(size=(16, 67, 67, 3)).astype(np.float32), "label": rng.integers(0, 10, 16).astype(np.int32)},
+    mesh,
+  )
+  copy = lambda s: jax.tree.map(jnp.copy, s)
+  plain, plain_metrics = steps.jit_train_step(**options)(copy(state), batch)
+  smoothed, smoothed_metrics = steps.jit_train_step(**options, label_smoothing=0.2)(copy(state), batch)
+  assert float(smoothed_metrics["loss"]) == pytest.approx(float(plain_metrics["loss"]), rel=1e-6)
+  fc8 = lambda s: np.asarray(s.params["fc8"]["bias"])
+  assert not np.allclose(fc8(plain), fc8(smoothed))
 
 
 def test_every_dataset_the_validator_allows_is_a_tfds_dataset():

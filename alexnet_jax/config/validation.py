@@ -86,6 +86,8 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   number("schedule.decay_factor", 0.0, 1.0, low_open=True, high_open=False),
   integer("schedule.plateau_patience", 1),
   integer("schedule.max_drops", 0),
+  number("label_smoothing", 0.0, 1.0),
+  number("ema_decay", 0.0, 1.0),
   integer("batch_size", 1),
   number("num_epochs", 0.0),
   rules.Rule(

@@ -16,8 +16,9 @@ This is the one place to read what happens to a picture (Krizhevsky et al. 2012,
 - the same draws without the float work (:func:`train_crop_draws`, :func:`cut`, :func:`train_alphas`): uint8 patches
   plus each image's crop offset, flip and colour coefficients, for the device to finish
   (``data/device_augment.py``).
-- test (:func:`eval_views`): the centre patch, or the four corner patches, the centre patch and the
-  reflections of all five ("ten crops"), over which the network's softmax is averaged.
+- test (:func:`eval_views`): the centre patch; or it and its reflection; or the four corner
+  patches, the centre patch and the reflections of all five ("ten crops"). The network's softmax is
+  averaged over an image's views.
 
 The random ops work on a whole batch (B, H, W, C) at once -- one op per batch rather than per image
 is what keeps a 2-core machine free for the train step -- and draw every image's crop, flip and
@@ -87,6 +88,12 @@ def center_crop(images: tf.Tensor, size: int) -> tf.Tensor:
   """The central ``size`` x ``size`` patch (offsets rounded down, as in :func:`ten_crops`)."""
   height, width = _spatial_size(images)
   return crop(images, (height - size) // 2, (width - size) // 2, size)
+
+
+def centre_and_flip(images: tf.Tensor, size: int) -> tf.Tensor:
+  """(B, H, W, C) -> (B, 2, size, size, C): the centre patch and its horizontal reflection."""
+  centre = center_crop(images, size)
+  return tf.stack([centre, tf.reverse(centre, axis=[2])], axis=1)
 
 
 def ten_crops(images: tf.Tensor, size: int) -> tf.Tensor:
@@ -257,12 +264,15 @@ def train_views(
   return to_rgb(normalize(views, mean, std))
 
 
-def eval_views(squares: tf.Tensor, *, crop_size: int, mean, std, ten_crop: bool = False) -> tf.Tensor:
-  """Normalised test views of central squares (B, R, R, C): centre patches (B, S, S, 3), or the ten
-  crops (B, 10, S, S, 3). ``mean``: per channel or a mean image (R, R, C)."""
+EVAL_VIEWS = {"center": center_crop, "center_flip": centre_and_flip, "ten_crop": ten_crops}  # options.EVAL_CROPS
+
+
+def eval_views(squares: tf.Tensor, *, crop_size: int, mean, std, crops: str = "center") -> tf.Tensor:
+  """Normalised test views of central squares (B, R, R, C): centre patches (B, S, S, 3), or for
+  ``crops="center_flip"`` / ``"ten_crop"`` (B, 2 or 10, S, S, 3). ``mean``: per channel or a mean
+  image (R, R, C)."""
   squares, mean = subtract_mean_image(squares, mean, std)
-  views = ten_crops(squares, crop_size) if ten_crop else center_crop(squares, crop_size)
-  return to_rgb(normalize(views, mean, std))
+  return to_rgb(normalize(EVAL_VIEWS[crops](squares, crop_size), mean, std))
 
 
 def _spatial_size(images: tf.Tensor):

@@ -28,7 +28,11 @@ PCA_EIGENVECTORS = (
 CUDA_CONVNET_PCA_STDDEVS = (121.78, 37.09, 19.72)
 
 DATASETS = tuple(PIXEL_STATS)
-EVAL_CROPS = ("center", "ten_crop")  # augment.eval_views: the centre patch, or the paper's ten
+# augment.eval_views: the centre patch; it and its mirror image; or the paper's ten crops. The
+# softmax is averaged over a run's views; CENTRE_VIEW says which of them is the plain centre patch.
+EVAL_CROPS = ("center", "center_flip", "ten_crop")
+EVAL_CROPS_WORDS = {"center": "centre crop", "center_flip": "centre crop and its flip", "ten_crop": "ten crops"}
+CENTRE_VIEW = {"center_flip": 0, "ten_crop": 4}
 NORMALIZATIONS = ("standardize", "subtract_mean")  # mean_std
 PCA_NOISE_FORMS = ("cuda_convnet", "fb_resnet")  # augment.pca_scales
 MEANS = ("image", "channel")  # a prepared store's mean image, or one mean per channel

@@ -95,7 +95,7 @@ def create_eval_iterator(
 ) -> Iterator[Batch]:
   """One pass over this process's share of the eval split, padded: "image", "label" and "mask".
 
-  "image" is (B, S, S, 3), or (B, 10, S, S, 3) with ``config.input.eval_crops == "ten_crop"``;
+  "image" is (B, S, S, 3), or (B, V, S, S, 3) for V views per image (``config.input.eval_crops``);
   "mask" is 1.0 for real examples and 0.0 for padding. At most ``config.eval_max_examples`` (if > 0)
   examples are read in all, split evenly over the processes.
   """
@@ -312,7 +312,7 @@ def _eval_batch(batch, *, config, pixels) -> Batch:
 
 def eval_images(images: tf.Tensor, config, pixels: dict | None = None) -> tf.Tensor:
   """The run's test views of a batch: uint8 images of the dataset's fixed size, or central squares
-  (float, from ``augment.central_square``), -> (B, S, S, 3) or, for ten crops, (B, 10, S, S, 3).
+  (float, from ``augment.central_square``), -> (B, S, S, 3) or, for several views, (B, V, S, S, 3).
 
   The eval iterator's preprocessing; ``alexnet_jax.predict`` applies it to image files. ``pixels``
   (:func:`_pixels`) defaults to those of the run's prepared dataset.
@@ -321,7 +321,7 @@ def eval_images(images: tf.Tensor, config, pixels: dict | None = None) -> tf.Ten
   return augment.eval_views(
     _batch_squares(images, config),
     crop_size=config.input.crop_size,
-    ten_crop=config.input.eval_crops == "ten_crop",
+    crops=config.input.eval_crops,
     mean=pixels["mean"],
     std=pixels["std"],
   )

@@ -60,9 +60,16 @@ def fail(message: str) -> None:
 
 
 def define_run_flags() -> None:
-  """``--workdir`` (required) and ``--step``, the flags every command on a trained run has."""
+  """``--workdir`` (required), ``--step`` and ``--weights``, the flags every command on a trained run has."""
   flags.DEFINE_string("workdir", None, "Work directory of a trained run (holds config.json and checkpoints/).")
   flags.DEFINE_integer("step", None, "Checkpoint step to use (default: the latest).", lower_bound=0)
+  flags.DEFINE_enum(
+    "weights",
+    "average",
+    ["average", "trained"],
+    "A run with config.ema_decay > 0 holds the moving average of its weights (what its evaluations report) "
+    "and the trained weights themselves: which to use. Runs without an average have only the trained ones.",
+  )
   flags.mark_flags_as_required(["workdir"])
 
 

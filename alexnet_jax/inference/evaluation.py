@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from alexnet_jax import utils
+from alexnet_jax.data import options
 from alexnet_jax.inference.trained_run import TrainedRun
 from alexnet_jax.parallel import sharding
 from alexnet_jax.train import steps
@@ -23,7 +24,8 @@ from alexnet_jax.train import steps
 def evaluate(run: TrainedRun) -> dict:
   """The report of ``run`` on its ``config.eval_split`` with its ``config.input.eval_crops``.
 
-  Keys: step, split, crops, count, loss, top1/top5 error and accuracy, ``per_class`` (name,
+  Keys: step, split, crops, weights ("average": the moving average of the weights), count, loss,
+  top1/top5 error and accuracy, ``per_class`` (name,
   examples, accuracy; None for a class without examples) and ``confusion_matrix`` (rows: true
   label, columns: predicted label, counts of examples).
   """
@@ -51,6 +53,7 @@ def evaluate(run: TrainedRun) -> dict:
     "step": run.step,
     "split": run.config.eval_split,
     "crops": run.config.input.eval_crops,
+    "weights": "average" if run.averaged else "trained",
     **metrics,
     "count": int(metrics["count"]),
     "top1_accuracy": 1.0 - metrics["top1_error"],
@@ -60,11 +63,13 @@ def evaluate(run: TrainedRun) -> dict:
   }
 
 
-def output_stem(workdir: str, split: str, step: int, crops: str) -> str:
-  """``W/eval_<split>_<step>`` (``_ten_crop`` appended for ten crops); the split's slicing
-  characters (``test[:10%]``) become underscores."""
+def output_stem(workdir: str, split: str, step: int, crops: str, *, trained_of_averaged: bool = False) -> str:
+  """``W/eval_<split>_<step>``, then ``_<crops>`` for views other than the centre crop and ``_trained``
+  for the trained weights of a run that averages them; the split's slicing characters
+  (``test[:10%]``) become underscores."""
   name = re.sub(r"[^A-Za-z0-9]+", "_", split).strip("_")
-  return os.path.join(workdir, f"eval_{name}_{step}" + ("_ten_crop" if crops == "ten_crop" else ""))
+  suffix = ("" if crops == "center" else f"_{crops}") + ("_trained" if trained_of_averaged else "")
+  return os.path.join(workdir, f"eval_{name}_{step}{suffix}")
 
 
 def write(report: dict, stem: str) -> tuple[str, str]:
@@ -111,7 +116,8 @@ def format_report(report: dict) -> str:
   """The report as text: the totals, then one line per class (the worst and best ten of many)."""
   lines = [
     f"step {report['step']}, {report['split']} ({report['count']} examples, "
-    f"{'ten crops' if report['crops'] == 'ten_crop' else 'centre crop'}): "
+    f"{options.EVAL_CROPS_WORDS[report['crops']]}"
+    f"{', moving average of the weights' if report.get('weights') == 'average' else ''}): "
     f"top-1 accuracy {100 * report['top1_accuracy']:.2f} %, top-5 accuracy {100 * report['top5_accuracy']:.2f} %, "
     f"loss {report['loss']:.4f}",
   ]

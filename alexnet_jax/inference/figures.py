@@ -62,9 +62,9 @@ def examples_of(run: TrainedRun, split: str, count: int) -> tuple[np.ndarray, np
 
 
 def displayable(run: TrainedRun, views: np.ndarray) -> np.ndarray:
-  """Test views (N, S, S, 3) or ten crops (their centre crop is shown) -> RGB in [0, 1]."""
+  """Test views (N, S, S, 3), or several per image (their centre crop is shown), -> RGB in [0, 1]."""
   if views.ndim == 5:
-    views = views[:, 4]  # augment.ten_crops: the fifth crop is the centre
+    views = views[:, options.CENTRE_VIEW[run.config.input.eval_crops]]
   stats = options.mean_std(run.config)
   return np.clip(views * np.asarray(stats["std"]) + np.asarray(stats["mean"]), 0.0, 1.0)
 

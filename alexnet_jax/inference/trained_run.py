@@ -41,6 +41,7 @@ class TrainedRun:
   model_def: state.ModelDef
   params: nnx.State
   mesh: jax.sharding.Mesh
+  averaged: bool = False  # params are the moving average of the trained weights (config.ema_decay)
 
   @functools.cached_property
   def _log_probs_fn(self):
@@ -118,10 +119,12 @@ def with_new_fields(recorded: dict, defaults: dict) -> dict:
 
 
 def _dataset_defaults(dataset) -> dict:
-  """The config of ``experiments/<dataset>.py`` as JSON data ({} if there is none or it cannot load)."""
+  """The base config of ``experiments/<dataset>.py`` as JSON data ({} if there is none or it cannot
+  load): its ``base_config()`` where it has one -- the config before its recipe turned later options
+  on, which is how a run recorded before those options existed trained -- else its ``get_config()``."""
   try:
     module = importlib.import_module(f"experiments.{dataset}")
-    return json.loads(module.get_config().to_json_best_effort())
+    return json.loads(getattr(module, "base_config", module.get_config)().to_json_best_effort())
   except Exception:  # noqa: BLE001 -- only a fallback for old runs: without it the validator speaks
     return {}
 
@@ -136,8 +139,9 @@ def check_workdir(workdir: str) -> ml_collections.ConfigDict:
   return config
 
 
-def load(workdir: str, step: int | None = None, overrides: dict | None = None) -> TrainedRun:
-  """The run in ``workdir`` at checkpoint ``step`` (default: the latest), on one device.
+def load(workdir: str, step: int | None = None, overrides: dict | None = None, *, average: bool = True) -> TrainedRun:
+  """The run in ``workdir`` at checkpoint ``step`` (default: the latest), on one device, with the
+  moving average of its weights where it has one (``config.ema_decay``), unless not ``average``.
 
   ``overrides`` maps dotted config fields to values for this use only (e.g. ``{"eval_split": "train"}``).
   Raises RunError for a workdir without a config or checkpoints, ``checkpoints.CheckpointError`` for a
@@ -159,7 +163,10 @@ def load(workdir: str, step: int | None = None, overrides: dict | None = None) -
     restored, _ = checkpointer.restore(step, template)
   finally:
     checkpointer.close()
-  return TrainedRun(workdir, config, int(restored.step), model_def, restored.params, mesh)
+  params = restored.delivered_params if average else restored.params
+  return TrainedRun(
+    workdir, config, int(restored.step), model_def, params, mesh, averaged=params is restored.ema_params
+  )
 
 
 def in_batches(fn, images: np.ndarray, batch_size: int) -> np.ndarray:

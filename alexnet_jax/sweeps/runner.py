@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 
 from alexnet_jax import sweeps, utils
+from alexnet_jax.train import preemption
 
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "train.log"
@@ -131,7 +132,7 @@ def run_locally(jobs: Sequence[Job], *, parallel: int = 1, report: Callable[[str
   return failed
 
 
-EXIT_PREEMPTED = 75  # a trainer's (and the runner's) status after a signal: rerun to resume
+EXIT_PREEMPTED = preemption.EXIT_PREEMPTED  # a trainer's (and the runner's) status after a signal: rerun to resume
 
 
 class _Trainers:
@@ -145,17 +146,14 @@ class _Trainers:
     self.signal_name: str | None = None
     self._running: set[subprocess.Popen] = set()
     self._lock = threading.Lock()  # a launch and the forwarding never interleave
-    self._previous = {}
+    self._handlers = preemption.signal_handlers(self._forward)
 
   def __enter__(self) -> _Trainers:
-    if threading.current_thread() is threading.main_thread():
-      for signum in (signal.SIGTERM, signal.SIGINT):
-        self._previous[signum] = signal.signal(signum, self._forward)
+    self._handlers.__enter__()
     return self
 
   def __exit__(self, *exc_info) -> None:
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
+    self._handlers.__exit__(*exc_info)
 
   def _forward(self, signum, frame) -> None:
     del frame

@@ -106,7 +106,16 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
   model_def, state = create_train_state(config, mesh, tx)
   schedule = optimizers.create_schedule(config, plan.num_steps)
   preprocess = pipeline.device_preprocessing(config)  # colour noise and mean on the device (or None)
-  train_fn = steps.jit_train_step(model_def, tx, schedule, mesh, config.parallelism, preprocess)
+  train_fn = steps.jit_train_step(
+    model_def=model_def,
+    tx=tx,
+    schedule=schedule,
+    mesh=mesh,
+    parallelism=config.parallelism,
+    preprocess=preprocess,
+    label_smoothing=config.label_smoothing,
+    ema_decay=config.ema_decay,
+  )
   eval_fn = steps.jit_eval_step(model_def, mesh, config.parallelism)
   plateau_fn = jax.jit(
     functools.partial(  # jit keeps the plateau record on the state's devices
@@ -123,9 +132,15 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
   is_chief = distributed.is_main_process()
   writer = None
 
-  def run_eval(step, state):
+  def evaluate(params):
     batches = pipeline.create_eval_iterator(config, process_index=shard_index, process_count=shard_count)
-    metrics = steps.evaluate(eval_fn, state.params, batches, place)
+    return steps.evaluate(eval_fn, params, batches, place)
+
+  def run_eval(step, state):
+    """The delivered model's metrics; with a moving average, the trained parameters' too, as raw_*."""
+    metrics = evaluate(state.delivered_params)
+    if state.ema_params is not None:
+      metrics |= {f"raw_{name}": value for name, value in evaluate(state.params).items() if name != "count"}
     _report_eval(step, metrics, state, writer)
     return metrics
 
@@ -274,10 +289,11 @@ def _report_eval(step: int, metrics: dict, state: TrainState, writer) -> None:
   writer.images(step, summaries.conv1_kernel_images(jax.device_get(state.params["convs"][0]["kernel"])))
   writer.flush()
   logging.info(
-    "eval at step %d: loss %.4f  top-1 error %.4f  top-5 error %.4f  (%d examples)",
+    "eval at step %d: loss %.4f  top-1 error %.4f  top-5 error %.4f  (%d examples)%s",
     step,
     metrics["loss"],
     metrics["top1_error"],
     metrics["top5_error"],
     metrics["count"],
+    f"; without the moving average: top-1 error {metrics['raw_top1_error']:.4f}" if "raw_top1_error" in metrics else "",
   )

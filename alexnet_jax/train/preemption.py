@@ -20,6 +20,7 @@ This module imports only the standard library, so that ``main`` can install its 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -70,26 +71,38 @@ def _exit_now(signum, frame) -> None:
   os._exit(EXIT_PREEMPTED)
 
 
+@contextlib.contextmanager
+def signal_handlers(handler: Callable):
+  """``handler`` for SIGTERM and SIGINT while inside; the previous handlers again after. Only the
+  main thread may install handlers: elsewhere this changes nothing."""
+  previous = {}
+  if threading.current_thread() is threading.main_thread():
+    for signum in SIGNALS:
+      previous[signum] = signal.signal(signum, handler)
+  try:
+    yield
+  finally:
+    for signum, old in previous.items():
+      signal.signal(signum, old)
+
+
 class StopRequests:
   """Context manager: records SIGTERM/SIGINT instead of dying; restores the old handlers on exit."""
 
   def __init__(self):
     self.signal_name: str | None = None
-    self._previous = {}
+    self._handlers = signal_handlers(self._record)
 
   @property
   def requested(self) -> bool:
     return self.signal_name is not None
 
   def __enter__(self) -> StopRequests:
-    if threading.current_thread() is threading.main_thread():  # only it may install handlers
-      for signum in SIGNALS:
-        self._previous[signum] = signal.signal(signum, self._record)
+    self._handlers.__enter__()
     return self
 
   def __exit__(self, *exc_info) -> None:
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
+    self._handlers.__exit__(*exc_info)
 
   def _record(self, signum, frame) -> None:
     del frame

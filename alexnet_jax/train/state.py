@@ -32,6 +32,14 @@ class TrainState:
   opt_state: optax.OptState
   plateau: optimizers.PlateauState
   rng: jax.Array  # key data of the dropout stream; step t draws from fold_in(rng, t)
+  # The exponential moving average of ``params`` (``config.ema_decay`` > 0), else None: then the
+  # model that evaluations report and inference loads (:attr:`delivered_params`).
+  ema_params: nnx.State | None = None
+
+  @property
+  def delivered_params(self) -> nnx.State:
+    """The parameters a run delivers: the moving average where there is one, else the trained ones."""
+    return self.params if self.ema_params is None else self.ema_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +74,9 @@ def create_train_state(
   config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, tx: optax.GradientTransformation
 ) -> tuple[ModelDef, TrainState]:
   """A freshly initialised model of ``config`` on ``mesh`` and its train state at step 0."""
-  return init_train_state(lambda rngs: create_model(config, rngs), config.seed, mesh, tx, config.parallelism)
+  return init_train_state(
+    lambda rngs: create_model(config, rngs), config.seed, mesh, tx, config.parallelism, ema=config.ema_decay > 0
+  )
 
 
 def init_train_state(
@@ -75,8 +85,11 @@ def init_train_state(
   mesh: jax.sharding.Mesh,
   tx: optax.GradientTransformation,
   parallelism: str = "towers",
+  *,
+  ema: bool = False,
 ) -> tuple[ModelDef, TrainState]:
-  """``model_factory(rngs)`` initialised from ``seed`` on ``mesh``, and its train state at step 0.
+  """``model_factory(rngs)`` initialised from ``seed`` on ``mesh``, and its train state at step 0
+  (with ``ema``, a moving average of the parameters starting at their initial values).
 
   The benchmark calls this directly (it has no config); training goes through
   :func:`create_train_state`.
@@ -93,6 +106,7 @@ def init_train_state(
     opt_state=tx.init(params),
     plateau=optimizers.init_plateau(),
     rng=jax.random.key_data(dropout_key),
+    ema_params=jax.tree.map(jnp.copy, params) if ema else None,
   )
   return ModelDef(train_graph, eval_graph, rng_state), _replicate_unplaced(state, mesh)
 

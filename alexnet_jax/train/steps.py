@@ -28,6 +28,14 @@ def classification_metrics(log_probs: jax.Array, labels: jax.Array) -> dict[str,
   return {"loss": loss, "top1_error": top1_error.astype(jnp.float32), "top5_error": top5_error.astype(jnp.float32)}
 
 
+def smoothed_loss(log_probs: jax.Array, labels: jax.Array, smoothing: float) -> jax.Array:
+  """Per-example cross-entropy against label-smoothed targets: 1 - smoothing + smoothing / K on the
+  label, smoothing / K on each of the other K - 1 classes (Szegedy et al. 2016)."""
+  num_classes = log_probs.shape[-1]
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=log_probs.dtype), smoothing)
+  return -(targets * log_probs).sum(axis=-1)
+
+
 def train_step(
   state: TrainState,
   batch: dict,
@@ -38,18 +46,26 @@ def train_step(
   mesh,
   parallelism: str = "towers",
   preprocess: Callable | None = None,
+  label_smoothing: float = 0.0,
+  ema_decay: float = 0.0,
 ) -> tuple[TrainState, dict]:
   """One SGD step on a batch; returns the new state and the batch's mean metrics.
 
   ``preprocess`` (``pipeline.device_preprocessing``) turns a batch of uint8 views into the model's
-  input on the device; without it ``batch["image"]`` is the input."""
+  input on the device; without it ``batch["image"]`` is the input. With ``label_smoothing`` the
+  gradient is that of :func:`smoothed_loss`; the reported "loss" stays the plain cross-entropy, the
+  number every evaluation reports. A state with ``ema_params`` moves them towards the new parameters
+  (:func:`ema_update`)."""
   dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   images = batch["image"] if preprocess is None else preprocess(batch)
 
   def loss_fn(params):
     logits = sharding.forward(model_def.train_model(params, dropout_key), images, mesh, parallelism)
-    metrics = classification_metrics(jax.nn.log_softmax(logits), batch["label"])
-    return metrics["loss"].mean(), metrics
+    log_probs = jax.nn.log_softmax(logits)
+    metrics = classification_metrics(log_probs, batch["label"])
+    if not label_smoothing:
+      return metrics["loss"].mean(), metrics
+    return smoothed_loss(log_probs, batch["label"], label_smoothing).mean(), metrics
 
   grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
   learning_rate = schedule(state.step) * state.plateau.lr_scale
@@ -58,7 +74,24 @@ def train_step(
   params = optax.apply_updates(state.params, updates)
   metrics = {name: value.mean() for name, value in metrics.items()}
   metrics["learning_rate"] = learning_rate
-  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+  if state.ema_params is not None:
+    new_state = new_state.replace(ema_params=ema_update(state.ema_params, params, state.step, ema_decay))
+  return new_state, metrics
+
+
+def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
+  """The moving average's decay at ``step`` (0-based): ``min(decay, (1 + step) / (10 + step))``,
+  so that the first updates, from the random initial values, are forgotten quickly
+  (``tf.train.ExponentialMovingAverage``'s ``num_updates`` rule)."""
+  step = step.astype(jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def ema_update(ema_params: nnx.State, params: nnx.State, step: jax.Array, decay: float) -> nnx.State:
+  """``ema <- d * ema + (1 - d) * params`` with ``d = ema_decay_at(step, decay)``."""
+  rate = 1.0 - ema_decay_at(step, decay)
+  return jax.tree.map(lambda average, value: average + rate * (value - average), ema_params, params)
 
 
 def eval_log_probs(params: nnx.State, images: jax.Array, *, model_def: ModelDef, mesh, parallelism: str = "towers"):
@@ -96,19 +129,10 @@ def eval_step(
   return (sums, log_probs) if with_log_probs else sums
 
 
-def jit_train_step(
-  model_def: ModelDef,
-  tx: optax.GradientTransformation,
-  schedule: Callable,
-  mesh,
-  parallelism: str = "towers",
-  preprocess: Callable | None = None,
-) -> Callable:
-  """``train_step`` compiled for this model, optimizer and mesh; the state's buffers are donated."""
-  step = functools.partial(
-    train_step, model_def=model_def, tx=tx, schedule=schedule, mesh=mesh, parallelism=parallelism, preprocess=preprocess
-  )
-  return jax.jit(step, donate_argnums=0)
+def jit_train_step(**options) -> Callable:
+  """:func:`train_step` compiled with its keyword ``options`` fixed (the model, optimizer, schedule,
+  mesh, ...); the state's buffers are donated."""
+  return jax.jit(functools.partial(train_step, **options), donate_argnums=0)
 
 
 def jit_eval_step(model_def: ModelDef, mesh, parallelism: str = "towers", with_log_probs: bool = False) -> Callable:

@@ -174,7 +174,7 @@ def build_jax_side(
     mesh,
     tx,
   )
-  step = steps.jit_train_step(model_def, tx, optax.constant_schedule(LEARNING_RATE), mesh)
+  step = steps.jit_train_step(model_def=model_def, tx=tx, schedule=optax.constant_schedule(LEARNING_RATE), mesh=mesh)
   batch = sharding.global_batch({"image": images, "label": labels}, mesh)
   start = time.perf_counter()
   compiled = step.lower(train_state, batch).compile()
