@@ -67,26 +67,15 @@ def test_a_moving_average_run_evaluates_and_delivers_the_average(mock_data, tmp_
 def test_the_moving_average_update_matches_numpy():
   config = fashion_mnist.get_config("smoke")
   config.ema_decay = 0.9
-  mesh = sharding.create_mesh(1)
-  tx = optimizers.create_optimizer(config)
-  model_def, state = state_lib.create_train_state(config, mesh, tx)
-  step = steps.jit_train_step(
-    model_def=model_def, tx=tx, schedule=optimizers.create_schedule(config, 10), mesh=mesh, ema_decay=0.9
-  )
-  rng = np.random.default_rng(2)
-  batch = sharding.global_batch(
-    {"image": rng.normal(size=(16, 67, 67, 3)).astype(np.float32), "label": rng.integers(0, 10, 16).astype(np.int32)},
-    mesh,
-  )
+  state, step, batch, _ = _step_on_a_random_batch(config, ema_decay=0.9)
   bias = lambda params: np.asarray(params["fc7"]["bias"], np.float64)
-  expected, previous = bias(state.params), bias(state.params)
-  for t in range(3):
+  initial = expected = bias(state.params)
+  for t in range(4):
     state, _ = step(state, batch)
     decay = min(0.9, (1 + t) / (10 + t))  # the first updates forget the initial values quickly
     expected = decay * expected + (1 - decay) * bias(state.params)
-    assert not np.allclose(bias(state.params), previous)
-    previous = bias(state.params)
   np.testing.assert_allclose(bias(state.ema_params), expected, rtol=1e-5, atol=1e-7)
+  assert not np.allclose(bias(state.ema_params), initial) and not np.allclose(bias(state.ema_params), bias(state.params))
 
 
 def _resume_config():
@@ -188,18 +177,22 @@ def test_ten_crop_eval_averages_softmax_over_crops_and_honours_the_mask():
   assert sums["top1_error"] == (probs[real].argmax(-1) != labels[real]).sum()
 
 
-def test_train_step_is_a_function_of_seed_and_step():
-  config = fashion_mnist.get_config("smoke")
+def _step_on_a_random_batch(config, **step_options):
+  """``config``'s train state at step 0, its jitted train step (``step_options`` added) on one CPU
+  device, a fixed random batch of 16 and the learning-rate schedule."""
   mesh = sharding.create_mesh(1)
   tx = optimizers.create_optimizer(config)
   model_def, state = state_lib.create_train_state(config, mesh, tx)
-  schedule = optimizers.create_schedule(config, config.num_train_steps)
-  step = steps.jit_train_step(model_def=model_def, tx=tx, schedule=schedule, mesh=mesh)
+  schedule = optimizers.create_schedule(config, 10)
+  step = steps.jit_train_step(model_def=model_def, tx=tx, schedule=schedule, mesh=mesh, **step_options)
   rng = np.random.default_rng(0)
-  batch = sharding.global_batch(
-    {"image": rng.normal(size=(16, 67, 67, 3)).astype(np.float32), "label": rng.integers(0, 10, 16).astype(np.int32)},
-    mesh,
-  )
+  images = rng.normal(size=(16, config.input.crop_size, config.input.crop_size, 3)).astype(np.float32)
+  batch = sharding.global_batch({"image": images, "label": rng.integers(0, 10, 16).astype(np.int32)}, mesh)
+  return state, step, batch, schedule
+
+
+def test_train_step_is_a_function_of_seed_and_step():
+  state, step, batch, schedule = _step_on_a_random_batch(fashion_mnist.get_config("smoke"))
   leaves = lambda s: [np.asarray(x) for x in jax.tree.leaves(s.params)]
   copy = lambda s: jax.tree.map(jnp.copy, s)  # the step donates its input state
   first, metrics = step(copy(state), batch)
@@ -222,18 +215,11 @@ def test_smoothed_loss_matches_numpy():
 
 def test_label_smoothing_changes_the_update_but_not_the_reported_loss():
   config = fashion_mnist.get_config("smoke")
-  mesh = sharding.create_mesh(1)
-  tx = optimizers.create_optimizer(config)
-  model_def, state = state_lib.create_train_state(config, mesh, tx)
-  options = dict(model_def=model_def, tx=tx, schedule=optimizers.create_schedule(config, 10), mesh=mesh)
-  rng = np.random.default_rng(1)
-  batch = sharding.global_batch(
-    {"image": rng.normal(size=(16, 67, 67, 3)).astype(np.float32), "label": rng.integers(0, 10, 16).astype(np.int32)},
-    mesh,
-  )
-  copy = lambda s: jax.tree.map(jnp.copy, s)
-  plain, plain_metrics = steps.jit_train_step(**options)(copy(state), batch)
-  smoothed, smoothed_metrics = steps.jit_train_step(**options, label_smoothing=0.2)(copy(state), batch)
+  state, plain_step, batch, _ = _step_on_a_random_batch(config)
+  _, smoothed_step, _, _ = _step_on_a_random_batch(config, label_smoothing=0.2)
+  copy = lambda s: jax.tree.map(jnp.copy, s)  # the step donates its input state
+  plain, plain_metrics = plain_step(copy(state), batch)
+  smoothed, smoothed_metrics = smoothed_step(copy(state), batch)
   assert float(smoothed_metrics["loss"]) == pytest.approx(float(plain_metrics["loss"]), rel=1e-6)
   fc8 = lambda s: np.asarray(s.params["fc8"]["bias"])
   assert not np.allclose(fc8(plain), fc8(smoothed))
