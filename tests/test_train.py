@@ -75,7 +75,8 @@ def test_the_moving_average_update_matches_numpy():
     decay = min(0.9, (1 + t) / (10 + t))  # the first updates forget the initial values quickly
     expected = decay * expected + (1 - decay) * bias(state.params)
   np.testing.assert_allclose(bias(state.ema_params), expected, rtol=1e-5, atol=1e-7)
-  assert not np.allclose(bias(state.ema_params), initial) and not np.allclose(bias(state.ema_params), bias(state.params))
+  average = bias(state.ema_params)
+  assert not np.allclose(average, initial) and not np.allclose(average, bias(state.params))
 
 
 def _resume_config():
