@@ -43,6 +43,8 @@ def recipe_config() -> ml_collections.ConfigDict:
   config.ema_decay = 0.999  # evaluations and inference use the moving average of the weights
   config.input.augment_on = "device"  # uint8 crops and flips on the host, the float work in the step
   config.input.eval_crops = "center_flip"  # the centre crop and its mirror image, softmax averaged
+  config.optimizer.learning_rate = 0.04  # 0.02: 90.36 % (seed 0)
+  config.model.dropout_rate = 0.1  # under-fitting at this budget: 0.25 costs more than it regularises
   config.num_epochs = 9.0
   config.eval_every_steps = 3 * (60_000 // config.batch_size)  # every 3 epochs (the last at the end)
   return config
