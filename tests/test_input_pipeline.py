@@ -16,7 +16,8 @@ MEAN, STD = (np.array(s, np.float32) for s in options.PIXEL_STATS["fashion_mnist
 
 
 def small_config(dataset="fashion_mnist", **input_fields):
-  config = fashion_mnist.get_config("smoke")
+  """The first recipe's host pipeline (``small_data``) at test sizes, with ``input_fields`` set."""
+  config = fashion_mnist.get_config("small_data:smoke")
   config.dataset = dataset
   config.batch_size = BATCH
   config.input.resize_size = 36

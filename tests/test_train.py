@@ -218,7 +218,8 @@ def test_label_smoothing_changes_the_update_but_not_the_reported_loss():
   config = fashion_mnist.get_config("smoke")
   state, plain_step, batch, _ = _step_on_a_random_batch(config)
   _, smoothed_step, _, _ = _step_on_a_random_batch(config, label_smoothing=0.2)
-  copy = lambda s: jax.tree.map(jnp.copy, s)  # the step donates its input state
+  # Step 1, past the warm-up's zero learning rate; copies, as the step donates its input state.
+  copy = lambda s: jax.tree.map(jnp.copy, s).replace(step=state.step + 1)
   plain, plain_metrics = plain_step(copy(state), batch)
   smoothed, smoothed_metrics = smoothed_step(copy(state), batch)
   assert float(smoothed_metrics["loss"]) == pytest.approx(float(plain_metrics["loss"]), rel=1e-6)
