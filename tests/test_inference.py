@@ -55,11 +55,12 @@ def workdir(tmp_path_factory):
 def test_evaluate_reports_what_the_run_logged_and_counts_per_class(workdir):
   result = run_command("evaluate", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
-  with open(os.path.join(workdir, "eval_test_4.json")) as f:
+  with open(os.path.join(workdir, "eval_test_4_center_flip.json")) as f:  # the recipe's test views
     report = json.load(f)
   with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)
-  assert (report["step"], report["split"], report["crops"], report["count"]) == (4, "test", "center", 64)
+  assert (report["step"], report["split"], report["crops"], report["count"]) == (4, "test", "center_flip", 64)
+  assert report["weights"] == "average"  # the recipe's moving average, which the run's evaluations report
   assert report["loss"] == pytest.approx(summary["eval_loss"], rel=1e-5)
   assert report["top1_error"] == pytest.approx(summary["eval_top1_error"])
   assert 0.0 <= report["top1_accuracy"] <= report["top5_accuracy"] <= 1.0
@@ -71,7 +72,7 @@ def test_evaluate_reports_what_the_run_logged_and_counts_per_class(workdir):
   assert [c["examples"] for c in per_class] == confusion.sum(axis=1).tolist()
   for c, row in zip(per_class, confusion):
     assert c["accuracy"] == (row[c["label"]] / row.sum() if row.sum() else None)
-  assert Image.open(os.path.join(workdir, "eval_test_4_confusion.png")).size[0] > 300
+  assert Image.open(os.path.join(workdir, "eval_test_4_center_flip_confusion.png")).size[0] > 300
   assert "top-1 accuracy" in result.stdout and "Ankle boot" in result.stdout
 
 

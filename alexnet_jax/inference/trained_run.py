@@ -23,6 +23,7 @@ from flax import nnx
 
 from alexnet_jax import utils
 from alexnet_jax.config import validation
+from alexnet_jax.data import options
 from alexnet_jax.parallel import sharding
 from alexnet_jax.train import checkpoints, optimizers, run_dir, state, steps
 
@@ -60,7 +61,10 @@ class TrainedRun:
     return in_batches(lambda batch: self._log_probs_fn(self.params, batch), images, self.config.batch_size)
 
   def fc7_features(self, images: np.ndarray) -> np.ndarray:
-    """fc7's post-ReLU activations (N, fc width) of test views (N, S, S, 3), dropout off."""
+    """fc7's post-ReLU activations (N, fc width) of test views (N, S, S, 3), dropout off; of several
+    views per image (N, V, S, S, 3), those of the centre view."""
+    if images.ndim == 5:
+      images = images[:, options.CENTRE_VIEW[self.config.input.eval_crops]]
     return in_batches(lambda batch: self._fc7_fn(self.params, batch), images, self.config.batch_size)
 
   @functools.cached_property
