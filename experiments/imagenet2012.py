@@ -69,6 +69,7 @@ def paper_config() -> ml_collections.ConfigDict:
   config.model.towers = 2
   config.model.width = 1.0
   config.model.input_size = config.input.get_ref("crop_size")
+  config.model.in_channels = 3  # RGB; grey datasets may feed 1 (their images, not replicated)
   config.model.lrn = True
   config.model.lrn_region = "across"
   config.model.lrn_size = 5

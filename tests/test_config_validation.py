@@ -74,6 +74,7 @@ INVALID = {
   "model.towers": st.one_of(st.integers().filter(lambda t: t not in (1, 2)), st.text(max_size=3)),
   "model.width": below(0.0, inclusive=True),
   "model.input_size": int_below(1),
+  "model.in_channels": int_below(1),
   "model.lrn": NOT_A_BOOL,
   "model.lrn_per_tower": NOT_A_BOOL,
   "model.lrn_region": UNKNOWN_NAME.filter(lambda s: s not in ("across", "within")),
@@ -170,6 +171,13 @@ def test_an_invalid_value_names_the_field_the_value_and_what_is_allowed(data, fi
     ({"num_train_steps": -1, "num_epochs": 0.0}, 1, "config.num_epochs=0.0 must be > 0"),
     ({"schedule.boundaries": (0.75, 0.5)}, 1, "must be increasing fractions"),
     ({"schedule.boundaries": (0.5, 1.5)}, 1, "must be increasing fractions"),
+    ({"model.in_channels": 2}, 1, "config.model.in_channels=2 must be 3 (RGB; grey images are replicated) or 1"),
+    ({"dataset": "cifar10", "model.in_channels": 1}, 1, "(grey datasets only; cifar10's images have 3 channels)"),
+    (
+      {"model.in_channels": 1, "input.pca_noise_std": 0.1},
+      1,
+      "config.input.pca_noise_std=0.1 must be 0 with config.model.in_channels=1",
+    ),
   ],
 )
 def test_cross_field_constraints(changes, device_count, expected):

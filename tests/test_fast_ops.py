@@ -30,7 +30,15 @@ def _value_and_vjp(fn, x, cotangent):
 # (window, stride, height, width): the paper's overlapping 3/2 at AlexNet's odd sides and an
 # even one (a right/bottom remainder the pool skips), the non-overlapping 2/2 ablation, and
 # stride > window (inputs no window covers get zero gradient), and stride 1 (three offsets per phase).
-GEOMETRIES = [(3, 2, 13, 13), (3, 2, 14, 15), (3, 2, 27, 27), (2, 2, 12, 12), (2, 2, 13, 11), (2, 3, 11, 11), (3, 1, 7, 8)]
+GEOMETRIES = [
+  (3, 2, 13, 13),
+  (3, 2, 14, 15),
+  (3, 2, 27, 27),
+  (2, 2, 12, 12),
+  (2, 2, 13, 11),
+  (2, 3, 11, 11),
+  (3, 1, 7, 8),
+]
 
 
 @pytest.mark.parametrize("window,stride,height,width", GEOMETRIES)

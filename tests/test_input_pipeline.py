@@ -317,3 +317,34 @@ def test_views_of_grey_images_are_normalised_rgb_replicas():
   assert ten.shape == (2, 10, 8, 8, 3)
   view = augment.train_views(squares, tf.constant([1, 2]), crop_size=8, mean=(0.5,), std=(0.25,), lighting_std=0.1)
   assert view.shape == (2, 8, 8, 3) and not np.allclose(view[..., 0], view[..., 1])  # coloured noise
+
+
+@pytest.mark.parametrize("augment_on", ["host", "device"])
+def test_grey_views_for_a_one_channel_conv1_are_the_first_channel_of_the_rgb_views(random_data, augment_on):
+  """``config.model.in_channels=1``: the same pixels, not replicated, through train and eval."""
+  rgb, grey = small_config(augment_on=augment_on), small_config(augment_on=augment_on)
+  grey.model.in_channels = 1
+  finish = jax.jit(pipeline.device_preprocessing(rgb)) if augment_on == "device" else None
+  finish_grey = jax.jit(pipeline.device_preprocessing(grey)) if augment_on == "device" else None
+  for rgb_batch, grey_batch in zip(
+    take(pipeline.create_train_iterator(rgb, seed=5), 2), take(pipeline.create_train_iterator(grey, seed=5), 2)
+  ):
+    assert grey_batch["image"].shape == (BATCH, 32, 32, 1)
+    rgb_images = np.asarray(finish(rgb_batch)) if finish else rgb_batch["image"]
+    grey_images = np.asarray(finish_grey(grey_batch)) if finish_grey else grey_batch["image"]
+    assert grey_images.shape == (BATCH, 32, 32, 1)
+    np.testing.assert_allclose(grey_images[..., 0], rgb_images[..., 0], rtol=1e-6, atol=1e-6)  # jit rounding
+  for crops in ("center", "center_flip"):
+    rgb.input.eval_crops = grey.input.eval_crops = crops
+    rgb_eval = next(pipeline.create_eval_iterator(rgb))["image"]
+    grey_eval = next(pipeline.create_eval_iterator(grey))["image"]
+    assert grey_eval.shape == (*rgb_eval.shape[:-1], 1)
+    np.testing.assert_array_equal(grey_eval[..., 0], rgb_eval[..., 0])
+
+
+def test_to_channels_replicates_grey_and_refuses_to_invent_colour():
+  grey = tf.zeros([2, 4, 4, 1])
+  assert augment.to_channels(grey, 3).shape == (2, 4, 4, 3)
+  assert augment.to_channels(grey, 1).shape == (2, 4, 4, 1)
+  with pytest.raises(ValueError, match="1-channel images of 3-channel"):
+    augment.to_channels(tf.zeros([4, 4, 3]), 1)

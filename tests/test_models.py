@@ -278,6 +278,17 @@ def test_he_init():
   )
 
 
+def test_a_one_channel_conv1_on_grey_images_is_the_rgb_net_on_their_replicas(small_params):
+  """conv1 over a grey image replicated to RGB sums its three kernel slices: a one-channel conv1
+  holding that sum is the same function (with a third of conv1's work)."""
+  grey = jnp.asarray(_images((3, 67, 67, 1), seed=5))
+  one_channel = jax.tree.map(lambda x: x, small_params)
+  one_channel["convs"][0]["kernel"] = small_params["convs"][0]["kernel"].sum(axis=3, keepdims=True)
+  rgb_logits = _model_with(small_params, **SMALL)(jnp.repeat(grey, 3, axis=-1))
+  grey_logits = _model_with(one_channel, in_channels=1, **SMALL)(grey)
+  np.testing.assert_allclose(grey_logits, rgb_logits, rtol=1e-4, atol=1e-4 * np.abs(rgb_logits).max())
+
+
 def test_fc8_zero_init_starts_every_logit_at_zero_and_leaves_the_rest_alone():
   plain = alexnet.AlexNet(10, init="he", rngs=nnx.Rngs(0), **SMALL)
   zero = alexnet.AlexNet(10, init="he", fc8_zero_init=True, rngs=nnx.Rngs(0), **SMALL)

@@ -105,9 +105,8 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
 )
 # Every field's rule: the config's own, then the model's options (the rules AlexNet itself checks,
 # not a copy) under config.model.
-# (in_channels is no config field: the pipeline always feeds RGB, grey images replicated.)
 FIELD_RULES: tuple[rules.Rule, ...] = CONFIG_RULES + tuple(
-  dataclasses.replace(rule, field=f"model.{rule.field}") for rule in alexnet.OPTION_RULES if rule.field != "in_channels"
+  dataclasses.replace(rule, field=f"model.{rule.field}") for rule in alexnet.OPTION_RULES
 )
 
 
@@ -148,6 +147,22 @@ def _model_sees_crops(config, device_count):
   return None
 
 
+def _input_channels(config, device_count):
+  """The model reads RGB (grey images replicated) or, for a grey dataset, its one channel."""
+  channels, dataset_channels = config.model.in_channels, data_options.image_channels(config.dataset)
+  if channels not in {3, dataset_channels}:
+    return (
+      f"config.model.in_channels={channels} must be 3 (RGB; grey images are replicated) or 1 (grey"
+      f" datasets only; {config.dataset}'s images have {dataset_channels} channels)"
+    )
+  if channels == 1 and config.input.pca_noise_std > 0:
+    return (
+      f"config.input.pca_noise_std={config.input.pca_noise_std} must be 0 with config.model.in_channels=1"
+      " (colour noise needs RGB)"
+    )
+  return None
+
+
 def _boundaries_are_fractions(config, device_count):
   boundaries = tuple(config.schedule.boundaries)
   if not all(rules.is_number(b) and 0 < b < 1 for b in boundaries) or list(boundaries) != sorted(boundaries):
@@ -162,6 +177,7 @@ CROSS_CHECKS: tuple[Callable[[ml_collections.ConfigDict, int], str | None], ...]
   _mesh_layout,
   _crop_fits_resize,
   _model_sees_crops,
+  _input_channels,
   _boundaries_are_fractions,
 )
 

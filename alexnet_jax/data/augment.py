@@ -3,9 +3,9 @@
 This is the one place to read what happens to a picture (Krizhevsky et al. 2012, sections 2 and 4.1):
 
 - every image: shorter side resized to 256 (``resize_size``) and the central 256x256 kept
-  (:func:`central_square`); grey images are replicated to three channels (:func:`to_rgb`); the
-  mean pixel is subtracted (:func:`normalize`: a per-channel mean, divided by a per-channel std or,
-  for the paper's raw centred pixels, by 1/255).
+  (:func:`central_square`); grey images are replicated to three channels, or kept grey for a
+  one-channel conv1 (:func:`to_channels`); the mean pixel is subtracted (:func:`normalize`: a
+  per-channel mean, divided by a per-channel std or, for the paper's raw centred pixels, by 1/255).
   The mean is per channel, or a mean image (cuda-convnet2's and Caffe's 256x256x3), subtracted
   from the square before it is cropped, so each view loses the mean of its own pixels.
 - train (:func:`train_views`): a random 224x224 (``crop_size``) patch, its horizontal reflection
@@ -170,11 +170,15 @@ def pca_lighting(images: tf.Tensor, stddev: float, seed: tf.Tensor, *, eigenvect
   return images + shift[:, None, None, :]
 
 
-def to_rgb(images: tf.Tensor) -> tf.Tensor:
-  """Grey (..., 1) images replicated to three channels; RGB passes through."""
-  if images.shape[-1] != 1:
+def to_channels(images: tf.Tensor, channels: int = 3) -> tf.Tensor:
+  """Grey (..., 1) images replicated to ``channels``: 3 (RGB, as the paper feeds grey images) or 1
+  (kept grey, for a one-channel conv1: the same function of the image, a third of conv1's work).
+  Images that have ``channels`` already pass through."""
+  if images.shape[-1] == channels:
     return images
-  return tf.tile(images, [1] * (images.shape.rank - 1) + [3])
+  if images.shape[-1] != 1:
+    raise ValueError(f"cannot make {channels}-channel images of {images.shape[-1]}-channel ones")
+  return tf.tile(images, [1] * (images.shape.rank - 1) + [channels])
 
 
 def normalize(images: tf.Tensor, mean, std) -> tf.Tensor:
@@ -244,14 +248,16 @@ def train_views(
   lighting_std: float = 0.0,
   eigenvectors=_AUTHORS_PCA[0],
   scales=_AUTHORS_PCA[1],
+  channels: int = 3,
 ) -> tf.Tensor:
-  """One normalised training view per image: central squares (B, R, R, C) -> (B, S, S, 3), S = crop_size.
+  """One normalised training view per image: central squares (B, R, R, C) -> (B, S, S, channels), S = crop_size.
 
   ``random_position=False`` takes the centre patch instead of a random one; ``lighting_std`` is the
   std of the PCA noise coefficients (0 disables it; the paper used 0.1), along ``eigenvectors``
   scaled by ``scales`` (``options.pca_noise_basis``; default: the authors' form on ImageNet's constants). ``mean``: one
   value per channel or a mean image (R, R, C). Without colour noise, grey images are normalised
-  before they become RGB: the same numbers, a third of the work.
+  before they become RGB: the same numbers, a third of the work. ``channels``: what the model
+  reads (:func:`to_channels`; colour noise needs 3).
   """
   squares, mean = subtract_mean_image(squares, mean, std)
   crop_seed, flip_seed, lighting_seed = view_seeds(seed)
@@ -259,20 +265,20 @@ def train_views(
   if flip:
     views = random_flips(views, flip_seed)
   if lighting_std > 0:
-    noisy = pca_lighting(to_rgb(views), lighting_std, lighting_seed, eigenvectors=eigenvectors, scales=scales)
+    noisy = pca_lighting(to_channels(views, 3), lighting_std, lighting_seed, eigenvectors=eigenvectors, scales=scales)
     return normalize(noisy, mean, std)
-  return to_rgb(normalize(views, mean, std))
+  return to_channels(normalize(views, mean, std), channels)
 
 
 EVAL_VIEWS = {"center": center_crop, "center_flip": centre_and_flip, "ten_crop": ten_crops}  # options.EVAL_CROPS
 
 
-def eval_views(squares: tf.Tensor, *, crop_size: int, mean, std, crops: str = "center") -> tf.Tensor:
-  """Normalised test views of central squares (B, R, R, C): centre patches (B, S, S, 3), or for
-  ``crops="center_flip"`` / ``"ten_crop"`` (B, 2 or 10, S, S, 3). ``mean``: per channel or a mean
-  image (R, R, C)."""
+def eval_views(squares: tf.Tensor, *, crop_size: int, mean, std, crops: str = "center", channels: int = 3) -> tf.Tensor:
+  """Normalised test views of central squares (B, R, R, C): centre patches (B, S, S, channels), or
+  for ``crops="center_flip"`` / ``"ten_crop"`` (B, 2 or 10, S, S, channels). ``mean``: per channel or
+  a mean image (R, R, C)."""
   squares, mean = subtract_mean_image(squares, mean, std)
-  return to_rgb(normalize(EVAL_VIEWS[crops](squares, crop_size), mean, std))
+  return to_channels(normalize(EVAL_VIEWS[crops](squares, crop_size), mean, std), channels)
 
 
 def _spatial_size(images: tf.Tensor):

@@ -23,14 +23,16 @@ def mean_crops(mean_image: jax.Array, offsets: jax.Array, flips: jax.Array, size
 
 
 def train_images(batch: dict, *, crop_size: int, mean, std, eigenvectors, scales) -> jax.Array:
-  """uint8 views (B, S, S, 3) with their "crop_offset", "flip" and "pca_alpha" -> normalised float32.
+  """uint8 views (B, S, S, C) with their "crop_offset", "flip" and "pca_alpha" -> normalised float32.
 
   ``(x / 255 + P @ (alpha * scales) - mean) / std`` with ``mean`` per channel or a mean image
-  (R, R, 3) cut like each view.
+  (R, R, C) cut like each view. Grey views (C = 1, for a one-channel conv1) take no colour noise
+  (config validation requires ``pca_noise_std`` 0 for them).
   """
   images = batch["image"].astype(jnp.float32) / 255.0
-  shift = (batch["pca_alpha"] * jnp.asarray(scales, jnp.float32)) @ jnp.asarray(eigenvectors, jnp.float32).T
-  images = images + shift[:, None, None, :]
+  if images.shape[-1] == 3:
+    shift = (batch["pca_alpha"] * jnp.asarray(scales, jnp.float32)) @ jnp.asarray(eigenvectors, jnp.float32).T
+    images = images + shift[:, None, None, :]
   mean = jnp.asarray(mean, jnp.float32)
   if mean.ndim == 3:
     images = images - mean_crops(mean, batch["crop_offset"], batch["flip"], crop_size)

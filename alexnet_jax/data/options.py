@@ -66,6 +66,11 @@ def pixel_stats(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
   return PIXEL_STATS[dataset]
 
 
+def image_channels(dataset: str) -> int:
+  """Channels of the dataset's images: 1 (grey) or 3 (RGB), as many as its pixel statistics have."""
+  return len(pixel_stats(dataset)[0])
+
+
 def mean_std(config) -> dict[str, tuple[float, ...]]:
   """What the pipeline normalises with. ``standardize``: the dataset's mean and std.
   ``subtract_mean``: the paper's centred raw pixels, (x - mean) * 255, i.e. std = 1/255."""

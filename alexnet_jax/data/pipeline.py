@@ -268,6 +268,7 @@ def _train_batch(step, batch, *, config, stream_seed, pixels) -> Batch:
     random_position=config.input.random_crop,
     flip=config.input.random_flip,
     lighting_std=config.input.pca_noise_std,
+    channels=config.model.in_channels,
     **pixels,
   )
   return {"image": views, "label": batch["label"]}
@@ -301,8 +302,9 @@ def _device_view(example, draw, *, decode, config, jpeg_squares: bool) -> dict:
     patch = augment.flip_if(tf.io.decode_and_crop_jpeg(example["image"], window, channels=3), flipped)
   else:
     image = example["image"] if decode is None else decode(example)["image"]
-    patch = augment.cut(augment.to_rgb(_uint8_squares(image[None], config)[0]), offset, flipped, crop_size)
-  patch = tf.ensure_shape(patch, [crop_size, crop_size, 3])
+    square = augment.to_channels(_uint8_squares(image[None], config)[0], config.model.in_channels)
+    patch = augment.cut(square, offset, flipped, crop_size)
+  patch = tf.ensure_shape(patch, [crop_size, crop_size, config.model.in_channels])
   return {"image": patch, "label": example["label"], **draw}
 
 
@@ -312,7 +314,8 @@ def _eval_batch(batch, *, config, pixels) -> Batch:
 
 def eval_images(images: tf.Tensor, config, pixels: dict | None = None) -> tf.Tensor:
   """The run's test views of a batch: uint8 images of the dataset's fixed size, or central squares
-  (float, from ``augment.central_square``), -> (B, S, S, 3) or, for several views, (B, V, S, S, 3).
+  (float, from ``augment.central_square``), -> (B, S, S, C) or, for several views, (B, V, S, S, C),
+  C = ``config.model.in_channels``.
 
   The eval iterator's preprocessing; ``alexnet_jax.predict`` applies it to image files. ``pixels``
   (:func:`_pixels`) defaults to those of the run's prepared dataset.
@@ -324,6 +327,7 @@ def eval_images(images: tf.Tensor, config, pixels: dict | None = None) -> tf.Ten
     crops=config.input.eval_crops,
     mean=pixels["mean"],
     std=pixels["std"],
+    channels=config.model.in_channels,
   )
 
 

@@ -34,7 +34,8 @@ and conv2 by LRN (when ``lrn``; ``lrn_alpha`` is the paper's literal alpha, per 
 
 Both formats also write ``OUT.json``: the step, ``model_options`` (``TorchAlexNet``'s keyword
 arguments, a subset of ``AlexNet``'s) and the input the network expects (side, per-channel mean and
-std of [0, 1] pixels, grey images replicated to RGB). PyTorch is imported only by :func:`write_torch`.
+std of [0, 1] pixels, and ``channels``: grey images are replicated to RGB unless the model reads
+one). PyTorch is imported only by :func:`write_torch`.
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ MODEL_OPTIONS = (
   "pool_window",
   "pool_stride",
 )
-_DEFAULTS = {"in_channels": 3}  # options a config may leave to AlexNet's default
 
 
 class ExportError(ValueError):
@@ -79,7 +79,7 @@ def model_options(config) -> dict:
       f"config.model.lrn_region={model.lrn_region!r}: the PyTorch AlexNet has only across-channel LRN; "
       "export this run with --format=npz"
     )
-  return {name: model.get(name, _DEFAULTS.get(name)) for name in MODEL_OPTIONS}
+  return {name: model[name] for name in MODEL_OPTIONS}
 
 
 def jax_arrays(params) -> dict[str, np.ndarray]:
@@ -126,8 +126,10 @@ def description(config, step: int, export_format: str) -> dict:
       "layout": "NHWC" if export_format == "npz" else "NCHW",
       "pixels": (
         "shorter side resized to resize_size, central square, central size x size crop; pixels in [0, 1]; "
-        "(x - mean) / std per channel (a grey dataset: one mean and std, then grey replicated to RGB)"
+        "(x - mean) / std per channel (a grey dataset: one mean and std, then grey replicated to "
+        f"{config.model.in_channels} channels)"
       ),
+      "channels": config.model.in_channels,
       "mean": list(stats["mean"]),
       "std": list(stats["std"]),
       "dataset": config.dataset,

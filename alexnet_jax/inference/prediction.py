@@ -47,13 +47,11 @@ def _with_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
   image = image[..., :1] if image.shape[-1] == 2 else image[..., :3]
   if channels == 1 and image.shape[-1] == 3:
     return tf.image.rgb_to_grayscale(image)
-  if channels == 3:
-    return augment.to_rgb(image)
-  return image
+  return augment.to_channels(image, channels)
 
 
 def test_views(image: np.ndarray, config) -> np.ndarray:
-  """One uint8 image (H, W, C) of any size -> the run's test views, (S, S, 3) or (10, S, S, 3)."""
+  """One uint8 image (H, W, C) of any size -> the run's test views, (S, S, C) or (V, S, S, C)."""
   square = augment.central_square(tf.constant(image), config.input.resize_size)
   return pipeline.eval_images(square[None], config)[0].numpy()
 

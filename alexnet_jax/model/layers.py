@@ -215,8 +215,13 @@ def _strided_max_pool_bwd(window, stride, residuals, grad_out):
     i, j = divmod(index, window)
     winner = unclaimed & (piece == out)
     unclaimed = unclaimed & ~winner
-    (k, row_phase), (l, col_phase) = divmod(i, stride), divmod(j, stride)
-    shift = ((0, 0, 0), (k, phase_h - k - out_h, 0), (l, phase_w - l - out_w, 0), (0, 0, 0))
+    (row_shift, row_phase), (col_shift, col_phase) = divmod(i, stride), divmod(j, stride)
+    shift = (
+      (0, 0, 0),
+      (row_shift, phase_h - row_shift - out_h, 0),
+      (col_shift, phase_w - col_shift - out_w, 0),
+      (0, 0, 0),
+    )
     phases[row_phase][col_phase] = phases[row_phase][col_phase] + jax.lax.pad(
       jnp.where(winner, grad_out, zero), zero, shift
     )
