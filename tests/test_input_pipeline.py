@@ -97,10 +97,13 @@ def test_resuming_at_a_step_yields_what_an_unbroken_run_yields(random_data, data
     assert_same_batches(unbroken[start_step:], take(resumed, 11 - start_step))
 
 
-def test_device_batches_are_uint8_views_that_the_step_finishes_into_the_host_views(random_data):
+# imagenet2012: squares made per example after the skip; fashion_mnist: uint8 squares made once, in memory.
+@pytest.mark.parametrize("dataset", ["imagenet2012", "fashion_mnist"])
+def test_device_batches_are_uint8_views_that_the_step_finishes_into_the_host_views(random_data, dataset):
   """The same draws: the views differ only by the uint8 rounding of the resized squares."""
-  host = small_config("imagenet2012", pca_noise_std=0.1)
-  device = small_config("imagenet2012", pca_noise_std=0.1, augment_on="device")
+  noise = 0.1 if dataset == "imagenet2012" else 0.0
+  host = small_config(dataset, pca_noise_std=noise)
+  device = small_config(dataset, pca_noise_std=noise, augment_on="device")
   finish = jax.jit(pipeline.device_preprocessing(device))
   for host_batch, device_batch in zip(
     take(pipeline.create_train_iterator(host, seed=4), 3), take(pipeline.create_train_iterator(device, seed=4), 3)
@@ -108,7 +111,7 @@ def test_device_batches_are_uint8_views_that_the_step_finishes_into_the_host_vie
     assert device_batch["image"].dtype == np.uint8 and device_batch["image"].shape == (BATCH, 32, 32, 3)
     assert set(device_batch) == {"image", "label", "crop_offset", "flip", "pca_alpha"}
     np.testing.assert_array_equal(device_batch["label"], host_batch["label"])
-    rounding = 0.5 / 255 / min(options.PIXEL_STATS["imagenet2012"][1])
+    rounding = 0.5 / 255 / min(options.PIXEL_STATS[dataset][1])
     np.testing.assert_allclose(finish(device_batch), host_batch["image"], atol=rounding + 1e-5)
 
 

@@ -201,12 +201,13 @@ def _example_stream(
   """
   prepare = _per_example_preparation(builder, config)
   records = _read(builder, split, shuffle_files=True, seed=int(stream_seed[0]))
-  in_memory = _decoded_bytes(builder, num_examples) <= IN_MEMORY_LIMIT_BYTES
+  in_memory = _decoded_bytes(builder, num_examples, config) <= IN_MEMORY_LIMIT_BYTES
   if in_memory:
     logging.info(
-      "Keeping the %d decoded training images in memory (%.0f MB)",
+      "Keeping the %d decoded training images in memory (%.0f MB%s)",
       num_examples,
-      _decoded_bytes(builder, num_examples) / 2**20,
+      _decoded_bytes(builder, num_examples, config) / 2**20,
+      ", as uint8 central squares" if _squares_per_example(builder, config) else "",
     )
     records = records.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
@@ -238,12 +239,13 @@ def _read(builder, split, *, shuffle_files: bool, seed: int = 0) -> tf.data.Data
 
 
 def _per_example_preparation(builder, config):
-  """Decodes one example's image; images of varying size also become central squares here."""
-  feature, fixed_size = builder.info.features["image"], _fixed_size(builder)
+  """Decodes one example's image; images of varying size, and every image of a ``"device"``
+  pipeline, also become central squares here (:func:`_squares_per_example`)."""
+  feature, squares = builder.info.features["image"], _squares_per_example(builder, config)
 
   def prepare(example):
     image = feature.decode_example(example["image"])
-    if not fixed_size:
+    if squares:
       image = augment.central_square(image, config.input.resize_size)
       if config.input.augment_on == "device":
         image = augment.to_uint8(image)  # uint8 from here on: a quarter of the bytes to batch
@@ -356,11 +358,21 @@ def _fixed_size(builder) -> bool:
   return builder.info.features["image"].shape.count(None) == 0
 
 
-def _decoded_bytes(builder, num_examples: int) -> float:
-  """Memory the decoded images would take (inf for images of varying size)."""
+def _squares_per_example(builder, config) -> bool:
+  """Whether each decoded example becomes its central square at once: images of varying size
+  (batches need one shape), and a ``"device"`` pipeline's fixed-size images (uint8 squares, which
+  an in-memory split then keeps: the resize is done once, not in every epoch)."""
+  return not _fixed_size(builder) or config.input.augment_on == "device"
+
+
+def _decoded_bytes(builder, num_examples: int, config) -> float:
+  """Memory the decoded images (or their uint8 squares) would take (inf for images of varying size)."""
   if not _fixed_size(builder):
     return math.inf
-  return num_examples * math.prod(builder.info.features["image"].shape)
+  shape = builder.info.features["image"].shape
+  if _squares_per_example(builder, config):
+    shape = (config.input.resize_size, config.input.resize_size, shape[-1])
+  return num_examples * math.prod(shape)
 
 
 def _pixels(config, builder) -> dict:
