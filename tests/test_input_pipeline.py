@@ -97,9 +97,10 @@ def test_resuming_at_a_step_yields_what_an_unbroken_run_yields(random_data, data
     assert_same_batches(unbroken[start_step:], take(resumed, 11 - start_step))
 
 
-# imagenet2012: squares made per example after the skip; fashion_mnist: uint8 squares made once, in memory.
-@pytest.mark.parametrize("dataset", ["imagenet2012", "fashion_mnist"])
-def test_device_batches_are_uint8_views_that_the_step_finishes_into_the_host_views(random_data, dataset):
+# imagenet2012: views cut per example on the host; fashion_mnist: uint8 squares made once, kept in
+# memory, and cut by the step.
+@pytest.mark.parametrize("dataset,side", [("imagenet2012", 32), ("fashion_mnist", 36)])
+def test_device_batches_are_uint8_views_that_the_step_finishes_into_the_host_views(random_data, dataset, side):
   """The same draws: the views differ only by the uint8 rounding of the resized squares."""
   noise = 0.1 if dataset == "imagenet2012" else 0.0
   host = small_config(dataset, pca_noise_std=noise)
@@ -108,7 +109,7 @@ def test_device_batches_are_uint8_views_that_the_step_finishes_into_the_host_vie
   for host_batch, device_batch in zip(
     take(pipeline.create_train_iterator(host, seed=4), 3), take(pipeline.create_train_iterator(device, seed=4), 3)
   ):
-    assert device_batch["image"].dtype == np.uint8 and device_batch["image"].shape == (BATCH, 32, 32, 3)
+    assert device_batch["image"].dtype == np.uint8 and device_batch["image"].shape == (BATCH, side, side, 3)
     assert set(device_batch) == {"image", "label", "crop_offset", "flip", "pca_alpha"}
     np.testing.assert_array_equal(device_batch["label"], host_batch["label"])
     rounding = 0.5 / 255 / min(options.PIXEL_STATS[dataset][1])
@@ -332,7 +333,7 @@ def test_grey_views_for_a_one_channel_conv1_are_the_first_channel_of_the_rgb_vie
   for rgb_batch, grey_batch in zip(
     take(pipeline.create_train_iterator(rgb, seed=5), 2), take(pipeline.create_train_iterator(grey, seed=5), 2)
   ):
-    assert grey_batch["image"].shape == (BATCH, 32, 32, 1)
+    assert grey_batch["image"].shape[-1] == 1
     rgb_images = np.asarray(finish(rgb_batch)) if finish else rgb_batch["image"]
     grey_images = np.asarray(finish_grey(grey_batch)) if finish_grey else grey_batch["image"]
     assert grey_images.shape == (BATCH, 32, 32, 1)

@@ -1,9 +1,12 @@
 """The float half of the training augmentation, in jax.numpy, for the jitted train step.
 
-``augment.train_crops`` (tf.data, on the host) does the uint8 half -- the crop and the flip -- and
-draws each image's colour-noise coefficients; :func:`train_images` adds that noise and subtracts
-the mean on the device, giving the views ``augment.train_views`` computes on the host from the same
-draws (the same formulas, see ``augment.py``). No TensorFlow here: the train step imports it.
+tf.data, on the host, does the uint8 half -- the crop and the flip of each image, drawn by
+``augment.train_crop_draws`` -- and draws each image's colour-noise coefficients; :func:`train_images`
+adds that noise and subtracts the mean on the device, giving the views ``augment.train_views``
+computes on the host from the same draws (the same formulas, see ``augment.py``). Small datasets
+of fixed-size images send their whole uint8 squares instead, and the crop and flip happen here too
+(:func:`cut_views`): a batch-wide slice on the device is cheaper than a tf.data map per example.
+No TensorFlow here: the train step imports it.
 """
 
 from __future__ import annotations
@@ -15,21 +18,33 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def cut_views(squares: jax.Array, offsets: jax.Array, flips: jax.Array, size: int) -> jax.Array:
+  """(B, size, size, C): each square (B, R, R, C) cut at its (top, left) offset, and mirrored where
+  ``flips`` says (``augment.cut`` on the host, batch-wide)."""
+  channels = squares.shape[-1]
+  crops = jax.vmap(lambda square, o: jax.lax.dynamic_slice(square, (o[0], o[1], 0), (size, size, channels)))(
+    squares, offsets
+  )
+  return jnp.where(flips[:, None, None, None], crops[:, :, ::-1], crops)
+
+
 def mean_crops(mean_image: jax.Array, offsets: jax.Array, flips: jax.Array, size: int) -> jax.Array:
   """(B, size, size, C): the mean image cut where each view was cut, and flipped where it was."""
-  channels = mean_image.shape[-1]
-  crops = jax.vmap(lambda o: jax.lax.dynamic_slice(mean_image, (o[0], o[1], 0), (size, size, channels)))(offsets)
-  return jnp.where(flips[:, None, None, None], crops[:, :, ::-1], crops)
+  return cut_views(jnp.broadcast_to(mean_image, (offsets.shape[0], *mean_image.shape)), offsets, flips, size)
 
 
 def train_images(batch: dict, *, crop_size: int, mean, std, eigenvectors, scales) -> jax.Array:
   """uint8 views (B, S, S, C) with their "crop_offset", "flip" and "pca_alpha" -> normalised float32.
 
   ``(x / 255 + P @ (alpha * scales) - mean) / std`` with ``mean`` per channel or a mean image
-  (R, R, C) cut like each view. Grey views (C = 1, for a one-channel conv1) take no colour noise
-  (config validation requires ``pca_noise_std`` 0 for them).
+  (R, R, C) cut like each view. Squares larger than ``crop_size`` are cut here first
+  (:func:`cut_views`). Grey views (C = 1, for a one-channel conv1) take no colour noise (config
+  validation requires ``pca_noise_std`` 0 for them).
   """
-  images = batch["image"].astype(jnp.float32) / 255.0
+  images = batch["image"]
+  if images.shape[1] != crop_size:
+    images = cut_views(images, batch["crop_offset"], batch["flip"], crop_size)
+  images = images.astype(jnp.float32) / 255.0
   if images.shape[-1] == 3:
     shift = (batch["pca_alpha"] * jnp.asarray(scales, jnp.float32)) @ jnp.asarray(eigenvectors, jnp.float32).T
     images = images + shift[:, None, None, :]

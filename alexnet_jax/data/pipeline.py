@@ -58,10 +58,11 @@ def create_train_iterator(
   """Endless training batches {"image": (B, S, S, 3) float32, "label": (B,) int32} for this process.
 
   ``B = config.batch_size // process_count`` and ``S = config.input.crop_size``. With
-  ``config.input.augment_on == "device"``, "image" is uint8 and the batch also holds "crop_offset",
-  "flip" and "pca_alpha" (``augment.train_crop_draws``, ``train_alphas``) for
-  :func:`device_preprocessing`. Starting at ``start_step`` yields what a run from step 0 yields from
-  that step on.
+  ``config.input.augment_on == "device"``, "image" is uint8 -- the (B, S, S, C) views, or for
+  fixed-size images their (B, R, R, C) central squares, R = ``config.input.resize_size``, which the
+  step cuts -- and the batch also holds "crop_offset", "flip" and "pca_alpha"
+  (``augment.train_crop_draws``, ``train_alphas``) for :func:`device_preprocessing`. Starting at
+  ``start_step`` yields what a run from step 0 yields from that step on.
   """
   process_index, process_count = _process(process_index, process_count)
   local_batch = local_batch_size(config, process_count)
@@ -71,7 +72,7 @@ def create_train_iterator(
   _check_batch_fits(config, num_examples, process_count)
   stream_seed = tf.constant([seed % 2**32, process_index], tf.int64)
   view, draws = None, None
-  if config.input.augment_on == "device":
+  if config.input.augment_on == "device" and not _device_squares(builder, config):
     view = functools.partial(_device_view, config=config, jpeg_squares=_is_jpeg_store(builder, config))
     draws = _view_draws(config, stream_seed=stream_seed, batch_size=local_batch, start_step=start_step)
   ds = _example_stream(
@@ -199,7 +200,7 @@ def _example_stream(
   decode=...)``, if given, makes each example's view in one parallel map, with the element of
   ``draws`` at the same stream position (``decode``: the decoding still to do, None if decoded).
   """
-  prepare = _per_example_preparation(builder, config)
+  prepare = _per_example_preparation(builder, config, training=True)
   records = _read(builder, split, shuffle_files=True, seed=int(stream_seed[0]))
   in_memory = _decoded_bytes(builder, num_examples, config) <= IN_MEMORY_LIMIT_BYTES
   if in_memory:
@@ -207,7 +208,7 @@ def _example_stream(
       "Keeping the %d decoded training images in memory (%.0f MB%s)",
       num_examples,
       _decoded_bytes(builder, num_examples, config) / 2**20,
-      ", as uint8 central squares" if _squares_per_example(builder, config) else "",
+      ", as uint8 central squares" if _device_squares(builder, config) else "",
     )
     records = records.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
@@ -238,10 +239,11 @@ def _read(builder, split, *, shuffle_files: bool, seed: int = 0) -> tf.data.Data
   return ds.map(lambda example: {"image": example["image"], "label": tf.cast(example["label"], tf.int32)})
 
 
-def _per_example_preparation(builder, config):
-  """Decodes one example's image; images of varying size, and every image of a ``"device"``
-  pipeline, also become central squares here (:func:`_squares_per_example`)."""
-  feature, squares = builder.info.features["image"], _squares_per_example(builder, config)
+def _per_example_preparation(builder, config, *, training: bool = False):
+  """Decodes one example's image; images of varying size, and the training images of a
+  ``"device"`` pipeline, also become central squares here (:func:`_device_squares`)."""
+  feature = builder.info.features["image"]
+  squares = not _fixed_size(builder) or (training and _device_squares(builder, config))
 
   def prepare(example):
     image = feature.decode_example(example["image"])
@@ -257,12 +259,18 @@ def _per_example_preparation(builder, config):
 def _train_batch(step, batch, *, config, stream_seed, pixels) -> Batch:
   """The batch at ``step``, augmented with draws from the key (``stream_seed``, step).
 
-  ``"device"``: the views were cut per example (:func:`_device_view`); only the colour-noise
-  coefficients are drawn here."""
+  ``"device"``: images of varying size were cut per example (:func:`_device_view`), and only the
+  colour-noise coefficients are drawn here; fixed-size images arrive as uint8 squares, which the
+  train step cuts (``device_augment.cut_views``) where the draws made here say: the same draws as
+  :func:`_view_draws` makes from the same key."""
   seed = tf.random.experimental.stateless_fold_in(stream_seed, step)
   if config.input.augment_on == "device":
-    alphas = augment.train_alphas(seed, tf.shape(batch["label"])[0], config.input.pca_noise_std)
-    return {**batch, "pca_alpha": alphas}
+    batch_size = tf.shape(batch["label"])[0]
+    alphas = augment.train_alphas(seed, batch_size, config.input.pca_noise_std)
+    if "crop_offset" in batch:
+      return {**batch, "pca_alpha": alphas}
+    image = augment.to_channels(batch["image"], config.model.in_channels)
+    return {**batch, "image": image, **_crop_draws(config, seed, batch_size), "pca_alpha": alphas}
   views = augment.train_views(
     _batch_squares(batch["image"], config),
     seed,
@@ -278,17 +286,26 @@ def _train_batch(step, batch, *, config, stream_seed, pixels) -> Batch:
 
 def _view_draws(config, *, stream_seed, batch_size: int, start_step: int) -> tf.data.Dataset:
   """Each example's crop offset and flip from step ``start_step`` on, one element per example: the
-  draws of its batch's key (``stream_seed``, step), made once per batch (``augment.train_crop_draws``)."""
-  size = config.input.resize_size
-  draws = dict(
-    crop_size=config.input.crop_size, random_position=config.input.random_crop, flip=config.input.random_flip
-  )
+  draws of its batch's key (``stream_seed``, step), made once per batch (:func:`_crop_draws`)."""
 
   def batch_draws(step):
-    seed = tf.random.experimental.stateless_fold_in(stream_seed, step)
-    return augment.train_crop_draws(seed, batch_size, size, size, **draws)
+    return _crop_draws(config, tf.random.experimental.stateless_fold_in(stream_seed, step), batch_size)
 
   return tf.data.Dataset.range(start_step, _FOREVER).map(batch_draws).unbatch()
+
+
+def _crop_draws(config, seed: tf.Tensor, batch_size) -> dict[str, tf.Tensor]:
+  """The crop offsets and flips of the batch whose key is ``seed`` (``augment.train_crop_draws``)."""
+  size = config.input.resize_size
+  return augment.train_crop_draws(
+    seed,
+    batch_size,
+    size,
+    size,
+    crop_size=config.input.crop_size,
+    random_position=config.input.random_crop,
+    flip=config.input.random_flip,
+  )
 
 
 def _device_view(example, draw, *, decode, config, jpeg_squares: bool) -> dict:
@@ -358,11 +375,13 @@ def _fixed_size(builder) -> bool:
   return builder.info.features["image"].shape.count(None) == 0
 
 
-def _squares_per_example(builder, config) -> bool:
-  """Whether each decoded example becomes its central square at once: images of varying size
-  (batches need one shape), and a ``"device"`` pipeline's fixed-size images (uint8 squares, which
-  an in-memory split then keeps: the resize is done once, not in every epoch)."""
-  return not _fixed_size(builder) or config.input.augment_on == "device"
+def _device_squares(builder, config) -> bool:
+  """Whether a ``"device"`` pipeline sends whole uint8 central squares, which the train step cuts:
+  for fixed-size images (Fashion-MNIST, CIFAR-10), made once per image, and kept with an in-memory
+  split (the resize is done once, not in every epoch; no tf.data map per example). Not a prepared
+  store's JPEG squares, which are decoded only inside each patch (:func:`_device_view`). Test
+  images keep the float resize of :func:`eval_images`, which ``predict`` shares."""
+  return config.input.augment_on == "device" and _fixed_size(builder) and not _is_jpeg_store(builder, config)
 
 
 def _decoded_bytes(builder, num_examples: int, config) -> float:
@@ -370,7 +389,7 @@ def _decoded_bytes(builder, num_examples: int, config) -> float:
   if not _fixed_size(builder):
     return math.inf
   shape = builder.info.features["image"].shape
-  if _squares_per_example(builder, config):
+  if _device_squares(builder, config):
     shape = (config.input.resize_size, config.input.resize_size, shape[-1])
   return num_examples * math.prod(shape)
 
