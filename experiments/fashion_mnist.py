@@ -37,7 +37,8 @@ def base_config() -> ml_collections.ConfigDict:
 def recipe_config() -> ml_collections.ConfigDict:
   """The default recipe: >= 93 % in <= 600 s on 2 cores (README, "The default run", measures each change)."""
   config = small_data_config()
-  config.model.width = 0.25  # 1,050-1,500 images/s at batch 64 (0.5: 550-900): 9 epochs fit
+  config.model.width = 0.25  # 1,600-2,000 images/s at batch 64 (0.5: 550-900): 15 epochs fit
+  config.model.in_channels = 1  # conv1 reads the grey image, not its RGB replica: the same net, 1.3x the speed
   config.model.fc8_zero_init = True  # first logits 0: no early loss spike (README, "Early instability")
   config.label_smoothing = 0.1
   config.ema_decay = 0.999  # evaluations and inference use the moving average of the weights
@@ -45,8 +46,9 @@ def recipe_config() -> ml_collections.ConfigDict:
   config.input.eval_crops = "center_flip"  # the centre crop and its mirror image, softmax averaged
   config.optimizer.learning_rate = 0.04  # 0.02: 90.36 % (seed 0)
   config.model.dropout_rate = 0.1  # under-fitting at this budget: 0.25 costs more than it regularises
-  config.num_epochs = 9.0
-  config.eval_every_steps = 3 * (60_000 // config.batch_size)  # every 3 epochs (the last at the end)
+  config.num_epochs = 15.0
+  config.eval_every_steps = 5 * (60_000 // config.batch_size)  # every 5 epochs (the last at the end)
+  config.checkpoint_every_steps = 2_000  # ~1 minute of training; each save costs ~0.5 s of it
   return config
 
 

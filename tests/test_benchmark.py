@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from flax import nnx
 
@@ -104,6 +105,23 @@ def test_train_flops_per_image_is_the_papers_count():
   # 724.4M multiply-adds per 227x227 image for the grouped net; x2 FLOP, x3 for fwd + bwd.
   assert benchmark.train_flops_per_image(227, towers=2) == pytest.approx(4.35e9, rel=1e-3)
   assert benchmark.train_flops_per_image(227, towers=1) > benchmark.train_flops_per_image(227, towers=2)
+
+
+@pytest.mark.parametrize("input_size,width,in_channels,towers", [(227, 1.0, 3, 2), (67, 0.25, 1, 2), (99, 0.5, 3, 1)])
+def test_train_flops_per_image_counts_the_models_own_kernels(input_size, width, in_channels, towers):
+  """3 x 2 x the multiply-adds read off the built model: each conv kernel (T, kh, kw, in, out) once per
+  output position, each FC kernel (T, in, out) once."""
+  model = nnx.eval_shape(
+    lambda: alexnet.AlexNet(
+      10, towers=towers, width=width, in_channels=in_channels, input_size=input_size, rngs=nnx.Rngs(0)
+    )
+  )
+  sizes = alexnet.feature_map_sizes(input_size)
+  macs = sum(
+    sizes[layer.name] ** 2 * np.prod(conv.kernel.shape) for layer, conv in zip(alexnet.CONV_LAYERS, model.convs)
+  )
+  macs += sum(np.prod(fc.kernel.shape) for fc in (model.fc6, model.fc7, model.fc8))
+  assert benchmark.train_flops_per_image(input_size, towers, 10, width, in_channels) == 6 * macs
 
 
 @pytest.mark.parametrize("towers", [1, 2])

@@ -39,13 +39,13 @@ def test_the_imagenet_config_follows_the_authors_code_where_the_paper_is_silent(
 
 
 @pytest.mark.parametrize(
-  "variant,augment_on,width",
-  [("small_data", "host", 0.5), ("", "device", 0.25)],
-  ids=["first_recipe_90.05", "default_recipe_90.51"],
+  "variant,augment_on,width,in_channels",
+  [("small_data", "host", 0.5, 3), ("", "device", 0.25, 1)],
+  ids=["first_recipe_90.05", "default_recipe"],
 )
-def test_the_fashion_mnist_recipes_keep_their_measured_values(variant, augment_on, width):
+def test_the_fashion_mnist_recipes_keep_their_measured_values(variant, augment_on, width, in_channels):
   """README's Fashion-MNIST runs were measured with these: they must not follow the ImageNet changes."""
   config = fashion_mnist.get_config(variant or None)
   assert config.optimizer.decay_biases is True
   assert (config.input.augment_on, config.input.mean, config.input.pca_noise_std) == (augment_on, "channel", 0.0)
-  assert config.model.width == width
+  assert config.model.width == width and config.model.in_channels == in_channels

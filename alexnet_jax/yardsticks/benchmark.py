@@ -83,6 +83,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   )
   parser.add_argument("--towers", type=int, choices=(1, 2), default=2)
   parser.add_argument("--input_size", type=_positive_int, default=227)
+  parser.add_argument("--width", type=_positive_float, default=1.0, help="channel multiplier (the recipe: 0.25)")
+  parser.add_argument(
+    "--in_channels", type=int, choices=(1, 3), default=3, help="image channels (1: a grey dataset's conv1)"
+  )
   parser.add_argument("--num_classes", type=_positive_int, default=1000)
   parser.add_argument("--steps", type=_positive_int, default=5, help="timed steps per repeat")
   parser.add_argument(
@@ -121,6 +125,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     alexnet.feature_map_sizes(args.input_size)
   except ValueError as error:
     parser.error(f"--input_size: {error}")
+  if args.baseline and (args.width, args.in_channels) != (1.0, 3):
+    parser.error("--baseline: the textbook model has the paper's width and three channels only")
   return args
 
 
@@ -162,14 +168,18 @@ def build_jax_side(
   The step is ``train/steps.py``'s ``train_step`` (forward, loss and metrics, backward, the
   learning rate written into the optimizer state, the update) with ``train/optimizers.py``'s
   "sgd" rule, on a one-device mesh, its state donated as in training. ``model_class`` takes
-  ``(num_classes, towers=, input_size=, dtype=, rngs=)``: ``alexnet.AlexNet`` or the textbook
-  baseline (``--baseline``), which thereby get the same step and compilation.
+  ``(num_classes, towers=, input_size=, dtype=, rngs=)`` (and the ``width`` and ``in_channels``
+  options when they are not the paper's): ``alexnet.AlexNet`` or the textbook baseline
+  (``--baseline``), which thereby get the same step and compilation.
   """
   dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
   mesh = sharding.create_mesh(1, devices=jax.devices()[:1])
   tx = optimizers.make_optimizer("sgd", learning_rate=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+  shape = {} if (args.width, args.in_channels) == (1.0, 3) else {"width": args.width, "in_channels": args.in_channels}
   model_def, train_state = state_lib.init_train_state(
-    lambda rngs: model_class(args.num_classes, towers=args.towers, input_size=args.input_size, dtype=dtype, rngs=rngs),
+    lambda rngs: model_class(
+      args.num_classes, towers=args.towers, input_size=args.input_size, dtype=dtype, rngs=rngs, **shape
+    ),
     0,
     mesh,
     tx,
@@ -227,9 +237,9 @@ def build_torch_side(args: argparse.Namespace, images: np.ndarray, labels: np.nd
     torch.backends.cudnn.benchmark = True
   memory_format = torch.channels_last if channels_last else torch.contiguous_format
   torch.manual_seed(0)
-  model = torch_alexnet.TorchAlexNet(args.num_classes, towers=args.towers, input_size=args.input_size).to(
-    device, memory_format=memory_format
-  )
+  model = torch_alexnet.TorchAlexNet(
+    args.num_classes, towers=args.towers, input_size=args.input_size, width=args.width, in_channels=args.in_channels
+  ).to(device, memory_format=memory_format)
   optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
   x = torch.from_numpy(images).permute(0, 3, 1, 2).to(device, memory_format=memory_format)
   y = torch.from_numpy(labels).long().to(device)
@@ -281,21 +291,24 @@ def build_torch_side(args: argparse.Namespace, images: np.ndarray, labels: np.nd
 # ---------------------------------------------------------------------------------- reporting
 
 
-def train_flops_per_image(input_size: int = 227, towers: int = 2, num_classes: int = 1000) -> float:
+def train_flops_per_image(
+  input_size: int = 227, towers: int = 2, num_classes: int = 1000, width: float = 1.0, in_channels: int = 3
+) -> float:
   """FLOPs of one training step per image: 3 x (2 x multiply-adds of the forward pass).
 
   The backward pass costs two forward passes (input and weight gradients); element-wise work
   (ReLU, LRN, pooling, the update) is left out, as is usual for MFU. 227, 2 towers: ~4.35e9.
   """
   sizes = alexnet.feature_map_sizes(input_size)
-  macs, in_channels = 0, 3
+  macs, channels = 0, in_channels
   for layer in alexnet.CONV_LAYERS:
-    fan_in = in_channels // towers if layer.within_tower else in_channels
-    macs += sizes[layer.name] ** 2 * layer.channels * layer.kernel**2 * fan_in
-    in_channels = layer.channels
-  fc_in = sizes["pool5"] ** 2 * in_channels
-  width = alexnet.FC_WIDTH
-  macs += fc_in * width + width * width + width * num_classes
+    out = alexnet.scaled_channels(layer.channels, width, towers)
+    fan_in = channels // towers if layer.within_tower else channels
+    macs += sizes[layer.name] ** 2 * out * layer.kernel**2 * fan_in
+    channels = out
+  fc_in = sizes["pool5"] ** 2 * channels
+  fc_width = alexnet.scaled_channels(alexnet.FC_WIDTH, width, towers)
+  macs += fc_in * fc_width + fc_width * fc_width + fc_width * num_classes
   return 3 * 2 * macs
 
 
@@ -335,7 +348,7 @@ def time_steps(run_one: Callable[[], None], steps: int, side: Side | None = None
 
 def summarize(args, sides: list[Side], ratios: list[float], info: dict) -> dict:
   """All results as one flat dict (the ``--json`` line); ``sides`` holds "jax" and maybe others."""
-  flops = train_flops_per_image(args.input_size, args.towers, args.num_classes)
+  flops = train_flops_per_image(args.input_size, args.towers, args.num_classes, args.width, args.in_channels)
   peak, peak_source = peak_tflops(args)
   result = {
     "device": jax.devices()[0].device_kind,
@@ -345,6 +358,8 @@ def summarize(args, sides: list[Side], ratios: list[float], info: dict) -> dict:
     "dtype": args.dtype,
     "towers": args.towers,
     "input_size": args.input_size,
+    "width": args.width,
+    "in_channels": args.in_channels,
     "steps": args.steps,
     "repeats": args.repeats,
     "train_gflop_per_image": flops / 1e9,
@@ -381,8 +396,8 @@ def print_table(result: dict) -> None:
   """Human-readable report of one run."""
   print(
     f"device {result['device']} ({result['backend']}), jax {result['jax_version']}, "
-    f"batch {result['batch_size']}, {result['dtype']}, towers {result['towers']}, "
-    f"{result['input_size']}x{result['input_size']}, {result['steps']} steps x "
+    f"batch {result['batch_size']}, {result['dtype']}, towers {result['towers']}, width {result['width']}, "
+    f"{result['input_size']}x{result['input_size']}x{result['in_channels']}, {result['steps']} steps x "
     f"{result['repeats']} repeats, {result['train_gflop_per_image']:.2f} GFLOP/image/step"
   )
   if "torch_version" in result:
@@ -457,7 +472,7 @@ def run_config(args: argparse.Namespace) -> dict:
   it includes the sides built before it.
   """
   rng = np.random.default_rng(0)
-  images = rng.standard_normal((args.batch_size, args.input_size, args.input_size, 3), np.float32)
+  images = rng.standard_normal((args.batch_size, args.input_size, args.input_size, args.in_channels), np.float32)
   labels = rng.integers(0, args.num_classes, args.batch_size).astype(np.int32)
   on_cpu = jax.default_backend() == "cpu"
 
@@ -510,6 +525,13 @@ def _positive_int(text: str) -> int:
   value = int(text)
   if value < 1:
     raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+  return value
+
+
+def _positive_float(text: str) -> float:
+  value = float(text)
+  if not value > 0:
+    raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
   return value
 
 
