@@ -183,17 +183,19 @@ def test_exported_torch_model_gives_the_runs_logits(workdir, tmp_path):
   model = TorchAlexNet(**description["model_options"])
   model.load_state_dict(torch.load(path))
   run = trained_run.load(workdir)
-  images = np.random.default_rng(0).standard_normal((4, 67, 67, 3)).astype(np.float32)
+  channels = run.config.model.in_channels  # the recipe's grey conv1: 1
+  assert description["model_options"]["in_channels"] == description["input"]["channels"] == channels
+  images = np.random.default_rng(0).standard_normal((4, 67, 67, channels)).astype(np.float32)
   _assert_same_logits(torch, model, np.exp(run.log_probs(images)), images, softmax=True)
 
 
-@pytest.mark.parametrize("towers", [2, 1])
-def test_export_round_trip_torch_and_npz(towers, tmp_path):
+@pytest.mark.parametrize("towers,in_channels", [(2, 1), (1, 3)])
+def test_export_round_trip_torch_and_npz(towers, in_channels, tmp_path):
   torch = pytest.importorskip("torch")
   from alexnet_jax.yardsticks.torch_alexnet import TorchAlexNet
 
   config = fashion_mnist.get_config("smoke")
-  config.model.towers = towers
+  config.model.towers, config.model.in_channels = towers, in_channels
   model = state.create_model(config, nnx.Rngs(towers))
   params = jax.tree.map(  # random biases too: a mis-ordered copy of any parameter shows
     lambda x: x + 0.05 * np.random.default_rng(towers).standard_normal(x.shape, np.float32),
@@ -201,7 +203,7 @@ def test_export_round_trip_torch_and_npz(towers, tmp_path):
   )
   nnx.update(model, params)
   model.eval()
-  images = np.random.default_rng(1).standard_normal((3, 67, 67, 3)).astype(np.float32)
+  images = np.random.default_rng(1).standard_normal((3, 67, 67, in_channels)).astype(np.float32)
   expected = np.asarray(model(images))
 
   export.export(str(tmp_path / "m.pt"), params, config, 7, "torch")
@@ -216,7 +218,7 @@ def test_export_round_trip_torch_and_npz(towers, tmp_path):
   )
   np.testing.assert_array_equal(arrays["conv2.kernel"], np.asarray(params["convs"][1]["kernel"][...]))
   np.testing.assert_array_equal(arrays["fc8.bias"], np.asarray(params["fc8"]["bias"][...]))
-  assert arrays["conv1.kernel"].shape[0] == towers
+  assert arrays["conv1.kernel"].shape[0] == towers and arrays["conv1.kernel"].shape[3] == in_channels
 
 
 def _assert_same_logits(torch, reference, expected, images, softmax=False):
@@ -233,7 +235,7 @@ def test_fc7_features_are_what_fc8_reads(towers):
   config.model.towers = towers
   model = state.create_model(config, nnx.Rngs(0))
   model.eval()
-  images = np.random.default_rng(2).standard_normal((2, 67, 67, 3)).astype(np.float32)
+  images = np.random.default_rng(2).standard_normal((2, 67, 67, config.model.in_channels)).astype(np.float32)
   features = model.fc7_features(images)
   assert features.shape == (2, 512) and float(features.min()) >= 0.0  # after the ReLU
   (logits,) = model.fc8(features)
@@ -261,7 +263,7 @@ def test_ten_crop_evaluation_and_prediction(workdir, mock_data):
   assert 0.0 <= report["top1_accuracy"] <= report["top5_accuracy"] <= 1.0
   assert "ten crops" in evaluation.format_report(report)
   views = prediction.test_views(np.zeros((30, 40, 1), np.uint8), run.config)
-  assert views.shape == (10, 67, 67, 3)
+  assert views.shape == (10, 67, 67, run.config.model.in_channels)
   probabilities = np.exp(run.log_probs(views[None]))
   np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
 
