@@ -226,10 +226,13 @@ def test_cross_tower_traffic_only_at_exchanges_and_gradient_reduction(layout_run
   tower_pairs, data_columns, everyone = _mesh_groups(mesh)
   specs = _flat_specs(sharding.state_specs(model, mesh, parallelism))
   params = _flat(nnx.state(model, nnx.Param))
-  # A gradient may be reduced whole, per tower slice or transposed: compare shapes up to that.
-  local_param_shapes = {_dims(v.shape[1:]) for p, v in params.items()} | {
-    _dims(v.shape) for p, v in params.items() if specs[p] == P()
-  }
+  # A gradient may be reduced whole, per tower slice, with the local towers side by side (an
+  # across-tower conv runs them as one: towers.TowerConv) or transposed: compare shapes up to that.
+  local_param_shapes = (
+    {_dims(v.shape[1:]) for p, v in params.items()}
+    | {_dims((*v.shape[1:-1], v.shape[0] * v.shape[-1])) for p, v in params.items()}
+    | {_dims(v.shape) for p, v in params.items() if specs[p] == P()}
+  )
   replicated_shapes = {_dims(v.shape[s:]) for p, v in params.items() if specs[p] == P() for s in (0, 1)}
 
   reductions = [(shapes, groups) for kind, shapes, groups in collectives if kind == "all-reduce"]

@@ -187,7 +187,8 @@ def _step_on_a_random_batch(config, **step_options):
   schedule = optimizers.create_schedule(config, 10)
   step = steps.jit_train_step(model_def=model_def, tx=tx, schedule=schedule, mesh=mesh, **step_options)
   rng = np.random.default_rng(0)
-  images = rng.normal(size=(16, config.input.crop_size, config.input.crop_size, 3)).astype(np.float32)
+  side, channels = config.input.crop_size, config.model.in_channels
+  images = rng.normal(size=(16, side, side, channels)).astype(np.float32)
   batch = sharding.global_batch({"image": images, "label": rng.integers(0, 10, 16).astype(np.int32)}, mesh)
   return state, step, batch, schedule
 
