@@ -40,8 +40,10 @@ lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Test files spread over TEST_WORKERS processes (a file's tests, and its module fixtures, stay in one).
+TEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 clean-venv:
 	rm -rf $(VENV)

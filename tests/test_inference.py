@@ -185,6 +185,7 @@ def test_exported_torch_model_gives_the_runs_logits(workdir, tmp_path):
   run = trained_run.load(workdir)
   channels = run.config.model.in_channels  # the recipe's grey conv1: 1
   assert description["model_options"]["in_channels"] == description["input"]["channels"] == channels
+  assert "the grey channel as it is" in description["input"]["pixels"]
   images = np.random.default_rng(0).standard_normal((4, 67, 67, channels)).astype(np.float32)
   _assert_same_logits(torch, model, np.exp(run.log_probs(images)), images, softmax=True)
 
@@ -279,3 +280,18 @@ def test_a_run_recorded_before_an_option_existed_gets_its_default(workdir, tmp_p
   assert (config.model.fc8_zero_init, config.profile_steps) == (defaults.model.fc8_zero_init, defaults.profile_steps)
   assert config.ema_decay == 0.0  # a run from before the moving average had none
   assert config.model.width == 0.125  # recorded fields keep the run's values
+
+
+@pytest.mark.parametrize(
+  "dataset,in_channels,expected",
+  [
+    ("fashion_mnist", 1, "the grey channel as it is"),
+    ("fashion_mnist", 3, "replicated to 3 channels"),
+    ("cifar10", 3, ""),
+  ],
+)
+def test_export_description_says_how_grey_reaches_the_model(dataset, in_channels, expected):
+  config = fashion_mnist.get_config()
+  config.dataset, config.model.in_channels = dataset, in_channels
+  pixels = export.description(config, step=1, export_format="npz")["input"]["pixels"]
+  assert pixels.endswith("per channel") if not expected else expected in pixels

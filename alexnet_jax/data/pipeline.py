@@ -72,7 +72,8 @@ def create_train_iterator(
   _check_batch_fits(config, num_examples, process_count)
   stream_seed = tf.constant([seed % 2**32, process_index], tf.int64)
   view, draws = None, None
-  if config.input.augment_on == "device" and not _device_squares(builder, config):
+  squares = _device_squares(builder, config)
+  if config.input.augment_on == "device" and not squares:
     view = functools.partial(_device_view, config=config, jpeg_squares=_is_jpeg_store(builder, config))
     draws = _view_draws(config, stream_seed=stream_seed, batch_size=local_batch, start_step=start_step)
   ds = _example_stream(
@@ -86,7 +87,9 @@ def create_train_iterator(
     draws=draws,
   )
   ds = ds.batch(local_batch, drop_remainder=True).enumerate(start=start_step)
-  train_batch = functools.partial(_train_batch, config=config, stream_seed=stream_seed, pixels=_pixels(config, builder))
+  train_batch = functools.partial(
+    _train_batch, config=config, stream_seed=stream_seed, pixels=_pixels(config, builder), device_squares=squares
+  )
   ds = ds.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
   return _reading(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator(), builder, config)
 
@@ -256,18 +259,18 @@ def _per_example_preparation(builder, config, *, training: bool = False):
   return prepare
 
 
-def _train_batch(step, batch, *, config, stream_seed, pixels) -> Batch:
+def _train_batch(step, batch, *, config, stream_seed, pixels, device_squares: bool) -> Batch:
   """The batch at ``step``, augmented with draws from the key (``stream_seed``, step).
 
   ``"device"``: images of varying size were cut per example (:func:`_device_view`), and only the
-  colour-noise coefficients are drawn here; fixed-size images arrive as uint8 squares, which the
-  train step cuts (``device_augment.cut_views``) where the draws made here say: the same draws as
-  :func:`_view_draws` makes from the same key."""
+  colour-noise coefficients are drawn here; with ``device_squares`` (:func:`_device_squares`)
+  fixed-size images arrive as uint8 squares, which the train step cuts (``device_augment.cut_views``)
+  where the draws made here say: the same draws as :func:`_view_draws` makes from the same key."""
   seed = tf.random.experimental.stateless_fold_in(stream_seed, step)
   if config.input.augment_on == "device":
     batch_size = tf.shape(batch["label"])[0]
     alphas = augment.train_alphas(seed, batch_size, config.input.pca_noise_std)
-    if "crop_offset" in batch:
+    if not device_squares:
       return {**batch, "pca_alpha": alphas}
     image = augment.to_channels(batch["image"], config.model.in_channels)
     return {**batch, "image": image, **_crop_draws(config, seed, batch_size), "pca_alpha": alphas}

@@ -126,8 +126,7 @@ def description(config, step: int, export_format: str) -> dict:
       "layout": "NHWC" if export_format == "npz" else "NCHW",
       "pixels": (
         "shorter side resized to resize_size, central square, central size x size crop; pixels in [0, 1]; "
-        "(x - mean) / std per channel (a grey dataset: one mean and std, then grey replicated to "
-        f"{config.model.in_channels} channels)"
+        "(x - mean) / std per channel" + _grey_note(config)
       ),
       "channels": config.model.in_channels,
       "mean": list(stats["mean"]),
@@ -135,6 +134,15 @@ def description(config, step: int, export_format: str) -> dict:
       "dataset": config.dataset,
     },
   }
+
+
+def _grey_note(config) -> str:
+  """How a grey dataset's one channel reaches the model: as it is, or replicated to RGB."""
+  if options.image_channels(config.dataset) != 1:
+    return ""
+  if config.model.in_channels == 1:
+    return " (a grey dataset: one mean and std, the grey channel as it is)"
+  return f" (a grey dataset: one mean and std, then grey replicated to {config.model.in_channels} channels)"
 
 
 def export(path: str, params, config, step: int, export_format: str) -> list[str]:
