@@ -33,16 +33,19 @@ def mean_crops(mean_image: jax.Array, offsets: jax.Array, flips: jax.Array, size
   return cut_views(jnp.broadcast_to(mean_image, (offsets.shape[0], *mean_image.shape)), offsets, flips, size)
 
 
-def train_images(batch: dict, *, crop_size: int, mean, std, eigenvectors, scales) -> jax.Array:
+def train_images(
+  batch: dict, *, crop_size: int, mean, std, eigenvectors, scales, cut_squares: bool = False
+) -> jax.Array:
   """uint8 views (B, S, S, C) with their "crop_offset", "flip" and "pca_alpha" -> normalised float32.
 
   ``(x / 255 + P @ (alpha * scales) - mean) / std`` with ``mean`` per channel or a mean image
-  (R, R, C) cut like each view. Squares larger than ``crop_size`` are cut here first
-  (:func:`cut_views`). Grey views (C = 1, for a one-channel conv1) take no colour noise (config
-  validation requires ``pca_noise_std`` 0 for them).
+  (R, R, C) cut like each view. With ``cut_squares`` the images are whole uint8 squares, cut and
+  flipped here first (:func:`cut_views`; also when a square is no larger than the crop: its flips).
+  Grey views (C = 1, for a one-channel conv1) take no colour noise (config validation requires
+  ``pca_noise_std`` 0 for them).
   """
   images = batch["image"]
-  if images.shape[1] != crop_size:
+  if cut_squares:
     images = cut_views(images, batch["crop_offset"], batch["flip"], crop_size)
   images = images.astype(jnp.float32) / 255.0
   if images.shape[-1] == 3:
@@ -64,8 +67,15 @@ class DeviceAugment:
   std: tuple
   eigenvectors: tuple
   scales: tuple
+  cut_squares: bool = False  # the batches hold whole squares, which the step cuts and flips
 
   def __call__(self, batch: dict) -> jax.Array:
     return train_images(
-      batch, crop_size=self.crop_size, mean=self.mean, std=self.std, eigenvectors=self.eigenvectors, scales=self.scales
+      batch,
+      crop_size=self.crop_size,
+      mean=self.mean,
+      std=self.std,
+      eigenvectors=self.eigenvectors,
+      scales=self.scales,
+      cut_squares=self.cut_squares,
     )

@@ -179,8 +179,10 @@ def device_preprocessing(config) -> device_augment.DeviceAugment | None:
   """What the train step does to a ``"device"`` batch (None for ``"host"``: batches are final)."""
   if config.input.augment_on != "device":
     return None
-  pixels = _pixels(config, datasets.prepared_builder(config))
-  return device_augment.DeviceAugment(crop_size=config.input.crop_size, **pixels)
+  builder = datasets.prepared_builder(config)
+  return device_augment.DeviceAugment(
+    crop_size=config.input.crop_size, cut_squares=_device_squares(builder, config), **_pixels(config, builder)
+  )
 
 
 def local_batch_size(config, process_count: int = 1) -> int:
