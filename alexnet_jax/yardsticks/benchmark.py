@@ -125,7 +125,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     alexnet.feature_map_sizes(args.input_size)
   except ValueError as error:
     parser.error(f"--input_size: {error}")
-  if args.baseline and (args.width, args.in_channels) != (1.0, 3):
+  if args.baseline and not _paper_shape(args):
     parser.error("--baseline: the textbook model has the paper's width and three channels only")
   return args
 
@@ -175,7 +175,7 @@ def build_jax_side(
   dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
   mesh = sharding.create_mesh(1, devices=jax.devices()[:1])
   tx = optimizers.make_optimizer("sgd", learning_rate=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-  shape = {} if (args.width, args.in_channels) == (1.0, 3) else {"width": args.width, "in_channels": args.in_channels}
+  shape = {} if _paper_shape(args) else {"width": args.width, "in_channels": args.in_channels}
   model_def, train_state = state_lib.init_train_state(
     lambda rngs: model_class(
       args.num_classes, towers=args.towers, input_size=args.input_size, dtype=dtype, rngs=rngs, **shape
@@ -526,6 +526,11 @@ def _positive_int(text: str) -> int:
   if value < 1:
     raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
   return value
+
+
+def _paper_shape(args: argparse.Namespace) -> bool:
+  """Whether the model has the paper's width and three input channels (all the textbook model takes)."""
+  return (args.width, args.in_channels) == (1.0, 3)
 
 
 def _positive_float(text: str) -> float:
