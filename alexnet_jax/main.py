@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from alexnet_jax.config import flag_errors, validation
-from alexnet_jax.data import datasets, tf_host
+from alexnet_jax.data import datasets
 from alexnet_jax.parallel import distributed
 from alexnet_jax.train import checkpoints, divergence, loop, run_dir
 
@@ -47,7 +47,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   preemption.exit_on_signals()  # (again, for callers that import this module)
-  tf_host.tensorflow()  # before JAX touches a GPU: TensorFlow must not claim its memory
   logging.get_absl_handler().addFilter(checkpoints.OrbaxInfoFilter())
   try:  # before anything touches a device
     distributed.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)

@@ -33,4 +33,3 @@ def shrink_to_smoke(config: ml_collections.ConfigDict) -> None:
   config.eval_every_steps = 4
   config.checkpoint_every_steps = 2
   config.eval_max_examples = 64
-  config.input.shuffle_buffer = 64

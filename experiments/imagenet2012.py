@@ -35,7 +35,7 @@ def paper_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
 
-  # Data (tfds name and splits; see alexnet_jax/data/pipeline.py).
+  # Data (tfds name and splits; see alexnet_jax/data/input_spec.py and loader.py).
   config.dataset = "imagenet2012"
   config.data_dir = ""  # tfds data_dir; "" = TFDS_DATA_DIR or ~/tensorflow_datasets
   config.manual_dir = ""  # where manually downloaded archives live (imagenet2012)
@@ -54,13 +54,9 @@ def paper_config() -> ml_collections.ConfigDict:
   # "image": the prepared store's 256x256x3 mean image, as cuda-convnet2 and Caffe subtract (the
   # per-channel mean where no store supplies one); or "channel": one mean per channel.
   config.input.mean = "image"
-  # "device": the host decodes, crops and flips uint8 images; colour noise and the mean run in the
-  # jitted train step. "host": all of it in tf.data, float32 batches.
-  config.input.augment_on = "device"
   # Read the prepared store (``python -m alexnet_jax.data.prepare_store``) when it exists.
   config.input.use_store = True
   config.input.eval_crops = "ten_crop"  # "center" or "ten_crop" (4 corners + centre, flipped)
-  config.input.shuffle_buffer = 16_384
   config.eval_max_examples = -1  # -1 = the whole eval split
 
   # Model: keyword arguments of alexnet_jax.model.alexnet.AlexNet.

@@ -41,10 +41,10 @@ def pytest_configure(config):
 
 @pytest.fixture
 def mock_data():
-  """TFDS mock data in place of every dataset (see mock_inputs.py); yields the input pipeline module."""
+  """Small random datasets as TFDS's default data directory (see mock_inputs.py); yields the loader module."""
   import mock_inputs
 
   with mock_inputs.mock_data():
-    from alexnet_jax.data import pipeline
+    from alexnet_jax.data import loader
 
-    yield pipeline
+    yield loader

@@ -1,70 +1,86 @@
-"""Mock data for the tests that train: tfds.testing.mock_data under the real input pipeline.
+"""Mock data for the tests that train: small *real* TFDS datasets, read through the real loader.
 
-Every split of every dataset then holds ``NUM_EXAMPLES`` random examples of the dataset's own
-features (Fashion-MNIST's 28x28 grey images, ImageNet's variable-size colour ones), read through
-the same tf.data code as real data.
-
-Two changes to tfds's mock:
-
-* Its data directory is one fixed path (``/tmp/non-existing/tfds/data_dir``) for every process.
-  Two trainers at once (a sweep's ``--parallel=2``, two pytest sessions) then saw each other's
-  dataset folder come and go, which the pipeline's damaged-dataset check rightly reports. Here each
-  ``mock_data()`` gets a data directory of its own, removed when it ends.
-* Inside ``builder.as_dataset`` it redirects the whole process's file system to a temporary folder
-  (``tfds.testing.MockFs``), only so that the dataset folder appears to exist. Orbax finishes
-  checkpoints on a background thread, and a rename that lands in that window goes to the wrong
-  place. Here the folder is really created for the call instead (and removed after).
+:func:`mock_data` points ``TFDS_DATA_DIR`` (``datasets.data_root``: used wherever a config's
+``data_dir`` is empty) at a folder holding ``fashion_mnist``, ``cifar10`` and ``imagenet2012`` as
+prepared ArrayRecord datasets of ``NUM_EXAMPLES`` random examples per split. Each is TFDS's own
+catalog builder (name, version, features, splits) whose examples are generated here: Fashion-MNIST's
+28x28 grey PNGs, CIFAR-10's 32x32 colour PNGs, ImageNet's colour JPEGs of varying size. Nothing is
+patched: the data layer reads them exactly as it reads real data. They are written once per
+process (about a second) and removed at exit.
 """
 
+import atexit
 import contextlib
+import functools
+import io
 import os
 import shutil
 import tempfile
-from unittest import mock
 
+import numpy as np
 import tensorflow_datasets as tfds
-from tensorflow_datasets.testing import test_utils
+
+from alexnet_jax.data import images
 
 NUM_EXAMPLES = 64  # a :smoke config (batch 16) sees 4 batches per epoch and 64 eval examples
+SPLITS = {"fashion_mnist": ("train", "test"), "cifar10": ("train", "test"), "imagenet2012": ("train", "validation")}
+IMAGENET_SIDES = (40, 90)  # ImageNet's mock images: each side in this range
 
 
-class _RealDatasetFolder:
-  """What ``as_dataset`` needs of MockFs: ``add_file`` makes the dataset folder exist."""
+def random_example(features, rng: np.random.Generator, index: int) -> dict:
+  """One example of ``features`` (a TFDS FeaturesDict) with random pixels and labels; images as
+  encoded bytes (no TensorFlow needed to store them)."""
+  example = {}
+  for name, feature in features.items():
+    if isinstance(feature, tfds.features.Image):
+      height, width, channels = feature.shape
+      if height is None:
+        height, width = (int(side) for side in rng.integers(*IMAGENET_SIDES, size=2))
+      pixels = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+      encoded = images.encode_jpeg(pixels, 90) if feature.encoding_format == "jpeg" else images.encode_png(pixels)
+      example[name] = io.BytesIO(encoded)
+    elif isinstance(feature, tfds.features.ClassLabel):
+      example[name] = int(rng.integers(feature.num_classes))
+    else:
+      example[name] = f"mock_{index:06d}"
+  return example
 
-  def __enter__(self):
-    self._created = []
-    return self
 
-  def add_file(self, path):
-    folder = os.path.dirname(os.fspath(path))
-    missing = folder
-    while not os.path.exists(missing):
-      self._created.append(missing)
-      missing = os.path.dirname(missing)
-    os.makedirs(folder, exist_ok=True)
+def write_mock_dataset(name: str, data_dir: str, num_examples: int = NUM_EXAMPLES) -> None:
+  """``name`` as a prepared ArrayRecord dataset of random examples in ``data_dir``."""
 
-  def __exit__(self, *exc_info):
-    for folder in self._created:  # deepest first
-      with contextlib.suppress(OSError):
-        os.rmdir(folder)
-    return False
+  class MockBuilder(tfds.builder_cls(name), skip_registration=True):
+    def _split_generators(self, dl_manager):
+      del dl_manager
+      return {split: self._generate(split) for split in SPLITS[name]}
+
+    def _generate(self, split):
+      rng = np.random.default_rng(SPLITS[name].index(split))
+      for index in range(num_examples):
+        yield index, random_example(self.info.features, rng, index)
+
+  MockBuilder.name = name
+  MockBuilder(data_dir=data_dir, file_format="array_record").download_and_prepare()
+
+
+@functools.cache
+def _mock_dir() -> str:
+  directory = tempfile.mkdtemp(prefix="alexnet_jax_mock_tfds_")
+  atexit.register(shutil.rmtree, directory, ignore_errors=True)
+  for name in SPLITS:
+    write_mock_dataset(name, directory)
+  return directory
 
 
 @contextlib.contextmanager
 def mock_data():
-  """Every TFDS dataset mocked, in a data directory that belongs to this call alone."""
-  original_init = tfds.core.DatasetBuilder.__init__
-  own_dir = tempfile.mkdtemp(prefix="alexnet_jax_mock_tfds_")
-
-  def init_in_own_dir(self, *args, data_dir=None, **kwargs):  # noqa: ARG001 -- the mock ignores it too
-    original_init(self, *args, data_dir=own_dir, **kwargs)
-
+  """The mock datasets as TFDS's default data directory while the context lasts."""
+  before = os.environ.get("TFDS_DATA_DIR")
+  os.environ["TFDS_DATA_DIR"] = _mock_dir()
   try:
-    with (
-      tfds.testing.mock_data(num_examples=NUM_EXAMPLES, policy=tfds.testing.MockPolicy.USE_CODE),
-      mock.patch.object(tfds.core.DatasetBuilder, "__init__", init_in_own_dir),
-      mock.patch.object(test_utils, "MockFs", _RealDatasetFolder),
-    ):
-      yield
+    yield
   finally:
-    shutil.rmtree(own_dir, ignore_errors=True)
+    if before is None:
+      os.environ.pop("TFDS_DATA_DIR", None)
+    else:
+      os.environ["TFDS_DATA_DIR"] = before

@@ -1,9 +1,9 @@
 """The architecture's boundaries: what each part of the library may import.
 
-The model, the mesh code and the train step must import without TensorFlow (the GPU machines have no
-TF, and tf.data belongs to the host-side input pipeline), and no library module may pull in PyTorch
-(a test-only dependency) except the PyTorch yardstick itself. Each import runs in a fresh interpreter,
-so what another test imported cannot hide a leak.
+The model, the mesh code, the train step and the whole data layer must import and run without
+TensorFlow (the GPU machines have no TF; TFDS reads ArrayRecord without it), and no library module may
+pull in PyTorch (a test-only dependency) except the PyTorch yardstick itself. Each import runs in a
+fresh interpreter, so what another test imported cannot hide a leak.
 """
 
 import json
@@ -26,6 +26,19 @@ TF_FREE = (
   "alexnet_jax.inference.trained_run",
   "alexnet_jax.inference.export",
   "alexnet_jax.export",
+)
+# The data layer reads datasets with TFDS, which needs no TensorFlow to read ArrayRecord files.
+TF_FREE_DATA = (
+  "alexnet_jax.data.datasets",
+  "alexnet_jax.data.fashion_mnist_offline",
+  "alexnet_jax.data.input_spec",
+  "alexnet_jax.data.loader",
+  "alexnet_jax.data.augment",
+  "alexnet_jax.data.images",
+  "alexnet_jax.data.store",
+  "alexnet_jax.data.prepare_store",
+  "alexnet_jax.inference.prediction",
+  "alexnet_jax.inference.evaluation",
 )
 TORCH_MODULE = "alexnet_jax.yardsticks.torch_alexnet"
 
@@ -62,6 +75,11 @@ def test_model_mesh_and_train_step_import_without_tensorflow():
   assert loaded == {module: [] for module in TF_FREE}
 
 
+def test_the_data_layer_and_inference_import_without_tensorflow():
+  loaded = _loaded_after_import(list(TF_FREE_DATA), ("tensorflow", "torch"))
+  assert loaded == {module: [] for module in TF_FREE_DATA}
+
+
 def test_no_library_module_but_the_pytorch_yardstick_imports_torch():
   # The input benchmark defines --config as main does: absl allows one per process.
   own_flags = ("alexnet_jax.benchmark_input", "alexnet_jax.yardsticks.input_benchmark")
@@ -70,3 +88,41 @@ def test_no_library_module_but_the_pytorch_yardstick_imports_torch():
     loaded = _loaded_after_import(group, ("torch",))
     assert {name: found for name, found in loaded.items() if found} == {}
   assert _loaded_after_import([TORCH_MODULE], ("torch",))[TORCH_MODULE] == ["torch"]
+
+
+# Prepares the offline Fashion-MNIST (IDX files written here) and serves train and eval batches,
+# then says which of tensorflow / torch got loaded.
+DATA_LAYER_SCRIPT = """
+import gzip, json, os, sys, tempfile
+import numpy as np
+from alexnet_jax.data import augment, input_spec, loader
+from alexnet_jax.data import fashion_mnist_offline as offline
+from experiments import fashion_mnist
+
+source, data_dir = tempfile.mkdtemp(), tempfile.mkdtemp()
+rng = np.random.default_rng(0)
+for split, (images_file, labels_file) in offline.SPLIT_FILES.items():
+  for name, array in ((images_file, rng.integers(0, 256, (40, 28, 28), dtype=np.uint8)),
+                      (labels_file, rng.integers(0, 10, 40, dtype=np.uint8))):
+    header = (2051 if array.ndim == 3 else 2049).to_bytes(4, "big")
+    header += b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(os.path.join(source, name), "wb") as f:
+      f.write(header + array.tobytes())
+offline.prepare_fashion_mnist(data_dir, source)
+config = fashion_mnist.get_config("smoke")
+config.data_dir, config.batch_size = data_dir, 8
+spec = input_spec.build(config)
+train = next(loader.train_batches(spec, start_step=3))
+evaluation = list(loader.eval_batches(spec))
+views = augment.train_inputs(spec, train, 3)
+print(json.dumps({"shape": list(views.shape), "eval_batches": len(evaluation),
+                  "loaded": [m for m in ("tensorflow", "torch") if m in sys.modules]}))
+"""
+
+
+def test_the_data_layer_prepares_and_serves_batches_without_tensorflow():
+  output = subprocess.run(
+    [sys.executable, "-c", DATA_LAYER_SCRIPT], cwd=REPO, capture_output=True, text=True, check=True, timeout=300
+  ).stdout
+  result = json.loads(output.splitlines()[-1])
+  assert result == {"shape": [8, 67, 67, 1], "eval_batches": 5, "loaded": []}

@@ -32,10 +32,6 @@ MAX_STEPS = 2**31 - 1
 # Seeds: JAX keys (without x64) and the input pipeline keep a seed's low 32 bits, so a larger seed
 # would silently repeat a smaller one (2**32 trains exactly like 0).
 SEED_LIMIT = 2**32
-# tf.data reserves the whole shuffle buffer up front (about 24 bytes a slot: 10**12 aborts with
-# std::bad_alloc). 2**21 slots (48 MB) exceed ImageNet's 1,281,167 training images, so no dataset
-# here can be shuffled more thoroughly by a larger buffer.
-MAX_SHUFFLE_BUFFER = 2**21
 
 
 class ConfigError(ValueError):
@@ -66,14 +62,7 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   number("input.pca_noise_std", 0.0),
   one_of("input.pca_noise_form", data_options.PCA_NOISE_FORMS),
   one_of("input.mean", data_options.MEANS),
-  one_of("input.augment_on", data_options.AUGMENT_ON),
   boolean("input.use_store"),
-  rules.Rule(
-    "input.shuffle_buffer",
-    lambda v: rules.is_int(v) and 1 <= v <= MAX_SHUFFLE_BUFFER,
-    f"an integer in [1, {MAX_SHUFFLE_BUFFER}]: tf.data reserves the whole buffer in memory up front, and "
-    "this bound already exceeds the largest train split here (ImageNet's 1,281,167 images)",
-  ),
   _minus_one_or_at_least_one("eval_max_examples", "all"),
   one_of("model.dtype", DTYPES),
   one_of("optimizer.name", optimizers.OPTIMIZERS),

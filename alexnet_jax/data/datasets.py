@@ -1,20 +1,22 @@
-"""The datasets the pipeline knows: their pixel statistics, and how each one gets onto the disk.
+"""The datasets the loader knows and how each one gets onto the disk, as ArrayRecord files.
 
-:func:`prepared_builder` returns a TFDS builder whose data is ready to read, in this order:
-the dataset's prepared store of central squares (``store.py``, with ``config.input.use_store``);
-already prepared in ``config.data_dir`` -> read it (no network); ``fashion_mnist`` with Debian's
-files installed -> convert them offline (``fashion_mnist_offline.py``); otherwise TFDS's usual
-``download_and_prepare`` (online download, or ImageNet's manual tars). When that fails, a
-:class:`DatasetUnavailableError` says exactly what to install or where to put which files.
+:func:`prepared_builder` returns a TFDS builder whose data is ready to read with
+``builder.as_data_source`` (random access, no TensorFlow), in this order: the dataset's prepared
+store of central squares (``store.py``, with ``config.input.use_store``); already prepared as
+ArrayRecord in the data directory -> read it (no network); ``fashion_mnist`` with Debian's files
+installed -> convert them offline (``fashion_mnist_offline.py``; a copy prepared in the old TFRecord
+form is moved aside and converted again, a few seconds); otherwise TFDS's usual
+``download_and_prepare`` in ArrayRecord form (online download, or ImageNet's manual tars). When that
+fails, a :class:`DatasetUnavailableError` says exactly what to install or where to put which files.
 """
 
 from __future__ import annotations
 
 import os
-import re
 
 import tensorflow_datasets as tfds
 from absl import logging
+from tensorflow_datasets.core import file_adapters
 
 from alexnet_jax.data import fashion_mnist_offline, store
 
@@ -27,30 +29,42 @@ class DatasetCorruptError(DatasetUnavailableError):
   """The prepared files cannot be read (a truncated or damaged shard, a missing dataset_info.json)."""
 
 
+ARRAY_RECORD = file_adapters.FileFormat.ARRAY_RECORD
+
+
+def data_root(config) -> str:
+  """The TFDS data directory: ``config.data_dir``, else ``$TFDS_DATA_DIR``, else ~/tensorflow_datasets."""
+  root = config.data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.join("~", "tensorflow_datasets")
+  return os.path.expanduser(root)
+
+
 def prepared_builder(config) -> tfds.core.DatasetBuilder:
-  """The TFDS builder of ``config.dataset`` in ``config.data_dir``, prepared if it was not."""
-  data_dir = config.data_dir or None
-  if data_dir and os.path.exists(data_dir) and not os.path.isdir(data_dir):
+  """The TFDS builder of ``config.dataset`` in its data directory, prepared as ArrayRecord if it was not."""
+  data_dir = data_root(config)
+  if os.path.exists(data_dir) and not os.path.isdir(data_dir):
     raise DatasetUnavailableError(
       f"config.data_dir={data_dir} is a file, not a directory: point it at the TFDS data directory "
       "(the one holding a fashion_mnist/ or imagenet2012/ folder), or at a new directory to prepare the data in."
     )
-  builder = tfds.builder(config.dataset, data_dir=data_dir)
-  store_dir = store.directory(builder.data_dir_root, config.dataset, config.input.resize_size)
+  builder = tfds.builder(config.dataset, data_dir=data_dir, file_format=ARRAY_RECORD)
+  store_dir = store.directory(data_dir, config.dataset, config.input.resize_size)
   if config.input.use_store and store.is_prepared(store_dir):
     logging.info("Reading the prepared store %s", store_dir)
-    return store.load(store_dir)
+    builder = store.load(store_dir)
+    return builder if builder.info.file_format == ARRAY_RECORD else _old_format(config, builder)
   if builder.is_prepared():
-    return builder
+    if builder.info.file_format == ARRAY_RECORD:
+      return builder
+    return _old_format(config, builder)
   if os.path.isdir(builder.data_dir):  # TFDS renames a finished preparation here: its dataset_info.json is gone
-    raise corrupt(config, builder, FileNotFoundError(f"no dataset_info.json in {builder.data_dir}"))
+    raise corrupt(config.dataset, builder.data_dir, FileNotFoundError(f"no dataset_info.json in {builder.data_dir}"))
   if config.dataset == "fashion_mnist" and fashion_mnist_offline.has_source_files(fashion_mnist_offline.DEBIAN_DIR):
     return fashion_mnist_offline.prepare_fashion_mnist(data_dir, fashion_mnist_offline.DEBIAN_DIR)
   logging.info(
     "%s is not prepared in %s; asking TFDS to download and prepare it (offline, this "
     "fails after a few minutes of retries)",
     config.dataset,
-    builder.data_dir_root,
+    data_dir,
   )
   manual_dir = config.manual_dir or None
   try:
@@ -60,20 +74,46 @@ def prepared_builder(config) -> tfds.core.DatasetBuilder:
   return builder
 
 
-def corrupt(config, builder, error: Exception) -> DatasetCorruptError:
-  """The error for prepared files that fail to read, with the commands that prepare them again."""
-  data_dir = os.fspath(builder.data_dir)  # ROOT/NAME/VERSION; moved out of ROOT/NAME, where TFDS looks
-  damaged = os.path.join(
-    os.path.dirname(os.path.dirname(data_dir)), f"{config.dataset}-{os.path.basename(data_dir)}.damaged"
+def _old_format(config, builder) -> tfds.core.DatasetBuilder:
+  """A dataset prepared in another file format (TFRecord, which needs TensorFlow to read): Debian's
+  Fashion-MNIST is moved aside and converted again; anything else is a :class:`DatasetUnavailableError`
+  with the commands that prepare it again."""
+  version_dir = os.fspath(builder.data_dir)
+  aside = os.path.join(
+    data_root(config), f"{config.dataset}-{os.path.basename(version_dir)}.{builder.info.file_format.value}"
   )
+  if builder.name == "fashion_mnist" and fashion_mnist_offline.has_source_files(fashion_mnist_offline.DEBIAN_DIR):
+    logging.warning(
+      "%s holds the old %s form; moving it to %s and converting Debian's files again",
+      version_dir,
+      builder.info.file_format.value,
+      aside,
+    )
+    os.replace(version_dir, aside)
+    return fashion_mnist_offline.prepare_fashion_mnist(data_root(config), fashion_mnist_offline.DEBIAN_DIR)
+  command = (
+    "python -m alexnet_jax.data.prepare_store --config=experiments/imagenet2012.py ..."
+    if builder.name != config.dataset or config.dataset == "imagenet2012"
+    else "the same command"
+  )
+  raise DatasetUnavailableError(
+    f"{config.dataset} in {version_dir} was prepared as {builder.info.file_format.value}, which only TensorFlow "
+    f"reads; this version reads ArrayRecord. Prepare it again: mv {version_dir} {aside} and rerun ({command})."
+  )
+
+
+def corrupt(dataset: str, version_dir, error: Exception) -> DatasetCorruptError:
+  """The error for prepared files that fail to read, with the commands that prepare them again."""
+  data_dir = os.fspath(version_dir)  # ROOT/NAME/VERSION; moved out of ROOT/NAME, where TFDS looks
+  damaged = os.path.join(os.path.dirname(os.path.dirname(data_dir)), f"{dataset}-{os.path.basename(data_dir)}.damaged")
   source = {
     "fashion_mnist": "it is converted again from Debian's files, or downloaded",
     "imagenet2012": "it is converted again from the tars in the manual directory, which takes hours",
-  }.get(config.dataset, "TFDS downloads and prepares it again")
-  text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*", "", str(error)).strip()  # TF's op context
+  }.get(dataset, "TFDS downloads and prepares it again")
+  text = str(error).strip()
   first_line = text.splitlines()[0] if text else ""
   return DatasetCorruptError(
-    f"reading {config.dataset} from {data_dir} failed ({type(error).__name__}: {first_line[:300]}): its prepared "
+    f"reading {dataset} from {data_dir} failed ({type(error).__name__}: {first_line[:300]}): its prepared "
     f"files are damaged or incomplete. Prepare it again: move the damaged copy away with\n"
     f"  mv {data_dir} {damaged}\nand rerun the same command ({source})."
   )

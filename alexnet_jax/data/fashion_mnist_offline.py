@@ -4,9 +4,10 @@ Debian ships the original four IDX files in ``/usr/share/datasets/fashion-mnist/
 so their sha256 differs from the checksums TFDS registered and TFDS's own builder refuses them as a
 manual download. :class:`DebianFashionMnist` is that official builder (same catalog name, version,
 features, splits and metadata) with one change: its examples come from the local files instead of
-the download manager. After :func:`prepare_fashion_mnist`, a plain
-``tfds.builder("fashion_mnist", data_dir=...)`` loads the data like a downloaded copy. Nothing in
-site-packages is touched.
+the download manager. It writes ArrayRecord files, each image as PNG bytes encoded here with PIL
+(handed a numpy array, TFDS would import TensorFlow to encode it): no TensorFlow at all.
+After :func:`prepare_fashion_mnist`, a plain ``tfds.builder("fashion_mnist", data_dir=...)`` loads
+the data like a downloaded copy. Nothing in site-packages is touched.
 
   python -m alexnet_jax.data.fashion_mnist_offline --data_dir=~/tensorflow_datasets
 """
@@ -14,12 +15,15 @@ site-packages is touched.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import time
 
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import app, flags, logging
+
+from alexnet_jax.data import images as image_codec
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 INSTALL_HINT = f"sudo apt-get install dataset-fashion-mnist  (puts the IDX files in {DEBIAN_DIR})"
@@ -82,7 +86,8 @@ class DebianFashionMnist(tfds.builder_cls("fashion_mnist"), skip_registration=Tr
   def _generate_examples(self, split):
     images, labels = read_split(self._source_dir, split)
     for index, (image, label) in enumerate(zip(images, labels)):
-      yield index, {"image": image, "label": label}  # keys as the official builder's: the index
+      # Keys as the official builder's: the index. PNG bytes: lossless, and no TensorFlow to encode.
+      yield index, {"image": io.BytesIO(image_codec.encode_png(image)), "label": label}
 
 
 def prepare_fashion_mnist(data_dir: str | None = None, source_dir: str = DEBIAN_DIR):
@@ -90,7 +95,7 @@ def prepare_fashion_mnist(data_dir: str | None = None, source_dir: str = DEBIAN_
   missing = [path for path in source_files(source_dir) if not os.path.isfile(path)]
   if missing:
     raise FileNotFoundError(f"Fashion-MNIST IDX files missing: {missing}. Install them: {INSTALL_HINT}")
-  builder = DebianFashionMnist(source_dir=source_dir, data_dir=data_dir)
+  builder = DebianFashionMnist(source_dir=source_dir, data_dir=data_dir, file_format="array_record")
   logging.info("Building TFDS fashion_mnist from %s into %s", source_dir, builder.data_dir)
   builder.download_and_prepare()
   return tfds.builder("fashion_mnist", data_dir=data_dir)

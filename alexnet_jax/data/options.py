@@ -36,7 +36,6 @@ CENTRE_VIEW = {"center_flip": 0, "ten_crop": 4}
 NORMALIZATIONS = ("standardize", "subtract_mean")  # mean_std
 PCA_NOISE_FORMS = ("cuda_convnet", "fb_resnet")  # augment.pca_scales
 MEANS = ("image", "channel")  # a prepared store's mean image, or one mean per channel
-AUGMENT_ON = ("device", "host")  # where the float work (colour noise, mean) runs
 
 
 def pca_noise_basis(form: str, eigenvalues=None, eigenvectors=None) -> tuple[tuple, tuple]:
@@ -71,10 +70,10 @@ def image_channels(dataset: str) -> int:
   return len(pixel_stats(dataset)[0])
 
 
-def mean_std(config) -> dict[str, tuple[float, ...]]:
+def mean_std(config) -> tuple[tuple[float, ...], tuple[float, ...]]:
   """What the pipeline normalises with. ``standardize``: the dataset's mean and std.
   ``subtract_mean``: the paper's centred raw pixels, (x - mean) * 255, i.e. std = 1/255."""
   mean, std = pixel_stats(config.dataset)
   if config.input.normalization == "subtract_mean":
     std = (1 / 255,) * len(mean)
-  return {"mean": mean, "std": std}
+  return mean, std

@@ -2,14 +2,15 @@
 
 The paper's first step (§2: shorter side resized to 256, the central 256x256 kept) is
 deterministic, and as a float resize it costs the training stream ~3x the JPEG decode. Done once
-here, the stream only decodes a 256x256 JPEG. The store (``store.py``) is a TFDS dataset beside the
-source, ``<data_dir>/<dataset>_<resize_size>/1.0.0``, read by the training and eval streams whenever
+here, the stream only decodes a 256x256 JPEG. The store (``store.py``) is a TFDS dataset of
+ArrayRecord files beside the source, ``<data_dir>/<dataset>_<resize_size>/1.0.0``, its images kept
+as their JPEG bytes for the loader to decode; the training and eval streams read it whenever
 ``config.input.use_store`` is set and it is complete.
 
 * Source: the configured TFDS dataset (``imagenet2012``: prepared by TFDS's own builder from the
   ILSVRC-2012 tars in ``manual_dir`` first, if it is not yet).
-* Squares: ``augment.central_square`` (the same op the stream uses without a store), rounded to
-  uint8 and encoded as JPEG at ``--quality`` (default 90).
+* Squares: ``images.central_square`` (the same function the stream uses without a store: uint8,
+  bilinear, antialiased) encoded as JPEG at ``--quality`` (default 90) with libjpeg-turbo.
 * Work: each split in shards of ``--images_per_shard``, one shard per task, ``--workers`` processes
   (default: all cores). A shard is written to a temporary file and renamed when complete, with its
   statistics beside it, so an interrupted run resumes where it stopped.
@@ -36,7 +37,7 @@ import tensorflow_datasets as tfds
 from absl import app, flags, logging
 
 from alexnet_jax import utils
-from alexnet_jax.data import store
+from alexnet_jax.data import images, store
 
 SKIPPED_SPLITS = ("test",)  # ImageNet's test split has no labels
 
@@ -82,8 +83,9 @@ def _tasks(source, path: str, *, size: int, quality: int, images_per_shard: int)
           "index": index,
           "num_shards": num_shards,
           "examples": _even_share(info.num_examples, num_shards, index),
+          "start": index * (info.num_examples // num_shards) + min(index, info.num_examples % num_shards),
           "record_path": os.path.join(
-            path, f"{os.path.basename(os.path.dirname(path))}-{split}.tfrecord-{index:05d}-of-{num_shards:05d}"
+            path, f"{os.path.basename(os.path.dirname(path))}-{split}.array_record-{index:05d}-of-{num_shards:05d}"
           ),
           "stats_path": os.path.join(path, "shard_stats", f"{split}-{index:05d}.npz"),
           "size": size,
@@ -119,74 +121,45 @@ def _run(tasks: list[dict], workers: int, *, progress: bool) -> None:
       for task in todo:
         bar.update(_write_shard(task))
       return
-    context = multiprocessing.get_context("spawn")  # TF is not fork-safe
-    with context.Pool(min(workers, len(todo)), initializer=_init_worker) as pool:
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads of the parent's
+    with context.Pool(min(workers, len(todo))) as pool:
       for count in pool.imap_unordered(_write_shard, todo):
         bar.update(count)
 
 
-def _init_worker() -> None:
-  """One core per worker process: TF's own thread pools kept to one thread."""
-  from alexnet_jax.data import tf_host  # pylint: disable=g-import-not-at-top
-
-  tf = tf_host.tensorflow()
-  tf.config.threading.set_intra_op_parallelism_threads(1)
-  tf.config.threading.set_inter_op_parallelism_threads(1)
-
-
 def _write_shard(task: dict) -> int:
   """Writes one shard of central squares and its statistics; returns its number of images."""
-  from alexnet_jax.data import augment, tf_host  # pylint: disable=g-import-not-at-top
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
 
-  tf = tf_host.tensorflow()
-  source = tfds.builder_from_directory(task["source_dir"])
-  features = store_features(source, task["size"])
-  squares = _squares(source, tf, augment, task)
+  source_builder = tfds.builder_from_directory(task["source_dir"])
+  features = store_features(source_builder, task["size"])
+  source = source_builder.as_data_source(split=task["split"], decoders={"image": tfds.decode.SkipDecoding()})
   size = task["size"]
   image_sum = np.zeros((size, size, 3), np.float64)
   rgb_sum, rgb_outer, count = np.zeros(3), np.zeros((3, 3)), 0
   tmp = f"{task['record_path']}.tmp"
-  with tf.io.TFRecordWriter(tmp) as writer:
-    for example in squares.as_numpy_iterator():
-      record = {"image": example["jpeg"], "label": int(example["label"])}
+  writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
+  try:
+    for index in range(task["start"], task["start"] + task["examples"]):
+      example = source[index]
+      square = images.central_square(images.decode(example["image"], 3), size)
+      record = {"image": io.BytesIO(images.encode_jpeg(square, task["quality"])), "label": int(example["label"])}
       if "file_name" in features:
         record["file_name"] = example["file_name"]
       writer.write(features.serialize_example(record))
       if task["with_stats"]:
-        square = example["square"]
         image_sum += square
         pixels = square.reshape(-1, 3).astype(np.float64)
         rgb_sum += pixels.sum(axis=0)
         rgb_outer += pixels.T @ pixels
       count += 1
+  finally:
+    writer.close()
   stats = io.BytesIO()
   np.savez(stats, count=count, image_sum=image_sum, rgb_sum=rgb_sum, rgb_outer=rgb_outer)
   utils.write_bytes_atomically(task["stats_path"], stats.getvalue())
   os.replace(tmp, task["record_path"])
   return count
-
-
-def _squares(source, tf, augment, task: dict):
-  """tf.data of {"jpeg", "square" (uint8), "label", "file_name"} for the task's part of its split."""
-  part = tfds.even_splits(task["split"], task["num_shards"])[task["index"]]
-  read_config = tfds.ReadConfig(try_autocache=False)
-  ds = source.as_dataset(
-    split=part, shuffle_files=False, read_config=read_config, decoders={"image": tfds.decode.SkipDecoding()}
-  )
-  feature = source.info.features["image"]
-
-  def square(example):
-    image = augment.to_uint8(augment.central_square(feature.decode_example(example["image"]), task["size"]))
-    return {
-      "jpeg": tf.io.encode_jpeg(image, quality=task["quality"]),
-      "square": image,
-      "label": example["label"],
-      "file_name": example.get("file_name", tf.constant("")),
-    }
-
-  options = tf.data.Options()
-  options.threading.private_threadpool_size = 1
-  return ds.map(square).with_options(options)
 
 
 def store_features(source, size: int) -> tfds.features.FeaturesDict:

@@ -1,10 +1,10 @@
 """Where a prepared store lives and how the pipeline reads it (``prepare_store.py`` writes it).
 
 A store holds every image of a dataset as its central ``size`` x ``size`` square (the paper's §2
-step, done once), JPEG-encoded, in a TFDS dataset named ``<dataset>_<size>`` beside the source
+step, done once), JPEG-encoded, in a TFDS dataset of ArrayRecord files named ``<dataset>_<size>`` beside the source
 (``<data_dir>/imagenet2012_256/1.0.0``), plus ``pixel_stats.npz``: the training set's mean image,
 per-channel mean and RGB colour PCA (eigenvalues are variances of [0, 1] pixels, eigenvectors are
-columns). ``tfds.builder_from_directory`` reads it like any prepared TFDS dataset.
+columns). ``tfds.builder_from_directory`` reads it like any prepared TFDS dataset (``as_data_source``: no TensorFlow).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from alexnet_jax.train import checkpoints
 
 def user_errors() -> tuple[type[Exception], ...]:
   """The exceptions reported as one ``error:`` line. The dataset's is among them only once its
-  module (which imports TensorFlow) is loaded: it cannot have been raised before."""
+  module (which imports TFDS) is loaded: it cannot have been raised before."""
   from alexnet_jax.inference import export, trained_run  # pylint: disable=g-import-not-at-top
 
   errors = (trained_run.RunError, checkpoints.CheckpointError, validation.ConfigError, export.ExportError)
@@ -39,13 +39,10 @@ def reporting_user_errors():
 
 
 def prepare_host(workdir: str) -> None:
-  """Refuses a ``workdir`` without a run in one line before the seconds of importing TensorFlow,
-  then starts TensorFlow with its GPUs hidden, before JAX touches a GPU."""
-  from alexnet_jax.data import tf_host  # pylint: disable=g-import-not-at-top
+  """Refuses a ``workdir`` without a run in one line, before the seconds of loading a checkpoint."""
   from alexnet_jax.inference import trained_run  # pylint: disable=g-import-not-at-top
 
   trained_run.check_workdir(workdir)
-  tf_host.tensorflow()
 
 
 def no_arguments(argv: list[str]) -> None:

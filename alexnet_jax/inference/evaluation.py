@@ -1,9 +1,9 @@
 """Evaluating one checkpoint of a run: top-1/top-5 and loss, accuracy per class, the confusion matrix.
 
-The numbers come from the training loop's own eval step (``train/steps.py``) on the run's own
-eval iterator (``data/pipeline.py``), so they equal what the run logged for that step; the step
-also hands back every example's log-probabilities, from which the per-class accuracy and the
-confusion matrix are counted.
+The numbers come from the training loop's own eval step (``train/steps.py``) on the run's own eval
+batches (``data/loader.py``, the test views of ``data/augment.py``), so they equal what the run
+logged for that step; the step also hands back every example's log-probabilities, from which the
+per-class accuracy and the confusion matrix are counted.
 """
 
 from __future__ import annotations
@@ -29,15 +29,21 @@ def evaluate(run: TrainedRun) -> dict:
   examples, accuracy; None for a class without examples) and ``confusion_matrix`` (rows: true
   label, columns: predicted label, counts of examples).
   """
-  from alexnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top -- TensorFlow
+  from alexnet_jax.data import augment, loader  # pylint: disable=g-import-not-at-top
 
-  run.check_split(run.config.eval_split)
-  eval_fn = steps.jit_eval_step(run.model_def, run.mesh, run.config.parallelism, with_log_probs=True)
+  spec = run.spec
+  eval_fn = steps.jit_eval_step(
+    run.model_def,
+    run.mesh,
+    run.config.parallelism,
+    with_log_probs=True,
+    preprocess=functools.partial(augment.eval_views, spec=spec),
+  )
   place = functools.partial(sharding.global_batch, mesh=run.mesh)
   names = run.label_names()
   confusion = np.zeros((len(names), len(names)), np.int64)
   totals = {}
-  for batch in pipeline.create_eval_iterator(run.config, process_index=0, process_count=1):
+  for batch in loader.eval_batches(spec):
     sums, log_probs = eval_fn(run.params, place(batch))
     totals = steps.add_sums(totals, sums)
     real = batch["mask"] > 0

@@ -9,8 +9,8 @@
   ``AlexNet.fc7_features``) are nearest in Euclidean distance. The training images searched are the
   first ``pool`` of the train split, prepared as test images (centre crop, no flip).
 
-Images go through the run's own eval iterator (``data/pipeline.py``); they are shown as the model
-sees them (the centre crop, un-normalised). PNGs are drawn at :data:`DPI` with matplotlib (Agg).
+Images come from the run's own loader (``data/loader.py``) as uint8 central squares; the model sees
+its test views of them, and they are shown as its centre crop. PNGs are drawn at :data:`DPI` with matplotlib (Agg).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from alexnet_jax import utils
-from alexnet_jax.data import options
+from alexnet_jax.data import augment
 from alexnet_jax.inference.prediction import top_classes
 from alexnet_jax.inference.trained_run import TrainedRun
 from alexnet_jax.train import summaries
@@ -40,33 +40,31 @@ def write_all(run: TrainedRun, out_dir: str, *, examples: int = 8, queries: int 
   os.makedirs(out_dir, exist_ok=True)
   paths = {name: os.path.join(out_dir, file) for name, file in FILES.items()}
   figure3(run, paths["figure3"])
-  test_views, test_labels = examples_of(run, run.config.eval_split, max(examples, queries))
-  figure4_left(run, test_views[:examples], test_labels[:examples], paths["left"])
-  train_views, _ = examples_of(run, run.config.train_split, pool)
-  figure4_right(run, test_views[:queries], train_views, paths["right"])
+  test_squares, test_labels = examples_of(run, run.config.eval_split, max(examples, queries))
+  figure4_left(run, test_squares[:examples], test_labels[:examples], paths["left"])
+  train_squares, _ = examples_of(run, run.config.train_split, pool)
+  figure4_right(run, test_squares[:queries], train_squares, paths["right"])
   return list(paths.values())
 
 
 def examples_of(run: TrainedRun, split: str, count: int) -> tuple[np.ndarray, np.ndarray]:
-  """The first ``count`` examples of ``split`` as the run's test views, and their labels."""
-  from alexnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top -- TensorFlow
+  """The first ``count`` examples of ``split`` (fewer if it is smaller) as uint8 central squares, and their labels."""
+  from alexnet_jax.data import input_spec, loader  # pylint: disable=g-import-not-at-top
 
-  config = run.config.copy_and_resolve_references()
-  config.eval_split, config.eval_max_examples = split, count
-  views, labels = [], []
-  for batch in pipeline.create_eval_iterator(config, process_index=0, process_count=1):
+  count = min(count, input_spec.split_examples(run.spec, split))
+  squares, labels = [], []
+  for batch in loader.eval_batches(run.spec, split=split, num_examples=count):
     real = batch["mask"] > 0
-    views.append(batch["image"][real])
+    squares.append(batch["image"][real])
     labels.append(batch["label"][real])
-  return np.concatenate(views), np.concatenate(labels)
+  return np.concatenate(squares), np.concatenate(labels)
 
 
-def displayable(run: TrainedRun, views: np.ndarray) -> np.ndarray:
-  """Test views (N, S, S, 3), or several per image (their centre crop is shown), -> RGB in [0, 1]."""
-  if views.ndim == 5:
-    views = views[:, options.CENTRE_VIEW[run.config.input.eval_crops]]
-  stats = options.mean_std(run.config)
-  return np.clip(views * np.asarray(stats["std"]) + np.asarray(stats["mean"]), 0.0, 1.0)
+def displayable(run: TrainedRun, squares: np.ndarray) -> np.ndarray:
+  """uint8 central squares (N, R, R, C) -> their centre crops as the model sees them, in [0, 1]."""
+  (top, left), _ = augment.view_offsets("center", squares.shape[1], run.spec.crop_size)[0]
+  size = run.spec.crop_size
+  return squares[:, top : top + size, left : left + size].astype(np.float32) / 255.0
 
 
 def nearest_neighbours(queries: np.ndarray, pool: np.ndarray, count: int = NEIGHBOURS) -> np.ndarray:

@@ -23,7 +23,7 @@ from flax import nnx
 
 from alexnet_jax import utils
 from alexnet_jax.config import validation
-from alexnet_jax.data import options
+from alexnet_jax.data import augment, options
 from alexnet_jax.parallel import sharding
 from alexnet_jax.train import checkpoints, optimizers, run_dir, state, steps
 
@@ -45,51 +45,45 @@ class TrainedRun:
   averaged: bool = False  # params are the moving average of the trained weights (config.ema_decay)
 
   @functools.cached_property
+  def spec(self):
+    """The run's input spec (``data/input_spec.py``): its dataset, test views and pixel constants."""
+    from alexnet_jax.data import input_spec  # pylint: disable=g-import-not-at-top -- reads the dataset's metadata
+
+    return input_spec.build(self.config)
+
+  @functools.cached_property
   def _log_probs_fn(self):
-    return jax.jit(
-      functools.partial(
-        steps.eval_log_probs, model_def=self.model_def, mesh=self.mesh, parallelism=self.config.parallelism
+    def log_probs(params, squares):
+      views = augment.eval_views(squares, self.spec)
+      return steps.eval_log_probs(
+        params, views, model_def=self.model_def, mesh=self.mesh, parallelism=self.config.parallelism
       )
-    )
+
+    return jax.jit(log_probs)
 
   @functools.cached_property
   def _fc7_fn(self):
-    return jax.jit(lambda params, images: self.model_def.eval_model(params).fc7_features(images))
+    def fc7(params, squares):
+      views = augment.eval_views(squares, self.spec)
+      if views.ndim == 5:
+        views = views[:, options.CENTRE_VIEW[self.spec.eval_crops]]
+      return self.model_def.eval_model(params).fc7_features(views)
 
-  def log_probs(self, images: np.ndarray) -> np.ndarray:
-    """Eval-mode log-probabilities (N, classes) of test views (N, S, S, 3) or ten crops (N, 10, S, S, 3)."""
-    return in_batches(lambda batch: self._log_probs_fn(self.params, batch), images, self.config.batch_size)
+    return jax.jit(fc7)
 
-  def fc7_features(self, images: np.ndarray) -> np.ndarray:
-    """fc7's post-ReLU activations (N, fc width) of test views (N, S, S, 3), dropout off; of several
-    views per image (N, V, S, S, 3), those of the centre view."""
-    if images.ndim == 5:
-      images = images[:, options.CENTRE_VIEW[self.config.input.eval_crops]]
-    return in_batches(lambda batch: self._fc7_fn(self.params, batch), images, self.config.batch_size)
+  def log_probs(self, squares: np.ndarray) -> np.ndarray:
+    """Eval-mode log-probabilities (N, classes) of uint8 central squares (N, R, R, C), through the
+    run's test views (the softmax averaged over several views)."""
+    return in_batches(lambda batch: self._log_probs_fn(self.params, batch), squares, self.config.batch_size)
 
-  @functools.cached_property
-  def builder(self):
-    """The run's TFDS builder (prepared already: the run trained on it)."""
-    from alexnet_jax.data import datasets  # pylint: disable=g-import-not-at-top -- TF only when needed
-
-    return datasets.prepared_builder(self.config)
+  def fc7_features(self, squares: np.ndarray) -> np.ndarray:
+    """fc7's post-ReLU activations (N, fc width) of uint8 central squares, dropout off; of the centre
+    view where the run's test views are several."""
+    return in_batches(lambda batch: self._fc7_fn(self.params, batch), squares, self.config.batch_size)
 
   def label_names(self) -> list[str]:
     """The dataset's class names, index = label."""
-    return list(self.builder.info.features["label"].names)
-
-  def check_split(self, split: str) -> None:
-    """RunError unless every split named in ``split`` (e.g. ``test``, ``train[:10%]+test``) exists."""
-    known = sorted(self.builder.info.splits)
-    if not known:  # split sizes not recorded (TFDS's mock data): TFDS itself judges the name
-      return
-    for part in split.split("+"):
-      if part.split("[")[0].strip() not in known:
-        raise RunError(f"{self.config.dataset} has no split {part.strip()!r}; its splits: {', '.join(known)}")
-
-  def image_channels(self) -> int:
-    """Channels of the dataset's images (1 for grey datasets, which the pipeline makes RGB)."""
-    return self.builder.info.features["image"].shape[-1]
+    return list(self.spec.label_names)
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:

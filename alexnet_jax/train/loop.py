@@ -2,9 +2,8 @@
 
 ``main.py`` calls it. The pieces it drives are pure and tested on their own: the train state
 (``state.py``), the jitted steps (``steps.py``), the update rules (``optimizers.py``), checkpoints,
-divergence and preemption handling. TensorFlow comes in only with the input pipeline and the
-TensorBoard writer, imported inside :func:`train_and_evaluate`: the model and the steps import
-without it.
+divergence and preemption handling. The input is decided once (``data/input_spec.py``) and read
+by the loader (``data/loader.py``) and by the steps' augmentation (``data/augment.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import time
@@ -37,8 +37,7 @@ class Plan:
   eval_every: int
 
   @classmethod
-  def from_config(cls, config, num_train_examples: int) -> Plan:
-    steps_per_epoch = max(num_train_examples // config.batch_size, 1)
+  def from_config(cls, config, steps_per_epoch: int) -> Plan:
     num_steps = (
       config.num_train_steps if config.num_train_steps > 0 else max(round(config.num_epochs * steps_per_epoch), 1)
     )
@@ -87,17 +86,13 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_config_change: bool) -> dict:
-  from alexnet_jax.data import pipeline
+  from alexnet_jax.data import augment, input_spec, loader
 
   start_time = time.time()
   config_json = json.loads(config.to_json_best_effort())
   record_config = run_dir.check_config(workdir, config_json, allow_config_change=allow_config_change)
-  num_train_examples, _, num_classes = pipeline.dataset_info(config)
-  if num_classes != config.model.num_classes:
-    raise validation.ConfigError(
-      f"config.model.num_classes={config.model.num_classes} but {config.dataset} has {num_classes}"
-    )
-  plan = Plan.from_config(config, num_train_examples)
+  spec = input_spec.build(config)
+  plan = Plan.from_config(config, spec.steps_per_epoch)
   checkpoint_dir = checkpoints.checkpoint_dir(workdir)
   if os.path.isdir(checkpoint_dir):
     run_dir.check_writable(checkpoint_dir, "checkpoints")
@@ -105,18 +100,19 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
   tx = optimizers.create_optimizer(config)
   model_def, state = create_train_state(config, mesh, tx)
   schedule = optimizers.create_schedule(config, plan.num_steps)
-  preprocess = pipeline.device_preprocessing(config)  # colour noise and mean on the device (or None)
   train_fn = steps.jit_train_step(
     model_def=model_def,
     tx=tx,
     schedule=schedule,
     mesh=mesh,
     parallelism=config.parallelism,
-    preprocess=preprocess,
+    preprocess=functools.partial(augment.train_inputs, spec),
     label_smoothing=config.label_smoothing,
     ema_decay=config.ema_decay,
   )
-  eval_fn = steps.jit_eval_step(model_def, mesh, config.parallelism)
+  eval_fn = steps.jit_eval_step(
+    model_def, mesh, config.parallelism, preprocess=functools.partial(augment.eval_views, spec=spec)
+  )
   plateau_fn = jax.jit(
     functools.partial(  # jit keeps the plateau record on the state's devices
       optimizers.update_plateau,
@@ -133,7 +129,7 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
   writer = None
 
   def evaluate(params):
-    batches = pipeline.create_eval_iterator(config, process_index=shard_index, process_count=shard_count)
+    batches = loader.eval_batches(spec, shard_index=shard_index, shard_count=shard_count)
     return steps.evaluate(eval_fn, params, batches, place)
 
   def run_eval(step, state):
@@ -154,6 +150,11 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
       step = int(state.step)
       if stop.requested:
         raise preemption.Preempted(step, stop.signal_name, saved=False)
+      if step < plan.num_steps:  # the first batch is read before anything is written: damaged files stop it
+        batches = loader.train_batches(
+          spec, start_step=meta.get("input_position", step), shard_index=shard_index, shard_count=shard_count
+        )
+        batches = itertools.chain([next(batches)], batches)
       if record_config and is_chief:  # only now: a refused or failed start leaves config.json as it was
         run_dir.record_config(workdir, config_json)
       if step >= plan.num_steps and (finished := _read_summary(summary_path)) is not None:
@@ -174,13 +175,6 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
       )
       if step == 0:
         writer.config(config.to_dict(), str(config))
-      batches = pipeline.create_train_iterator(
-        config,
-        seed=config.seed,
-        start_step=meta.get("input_position", step),
-        process_index=shard_index,
-        process_count=shard_count,
-      )
       progress = Progress(step, plan.num_steps, config.batch_size)
       pending, train_metrics, eval_metrics = [], dict(meta.get("train_metrics", {})), {}
       losses, last_saved = divergence.LossWatch(), (step or None)

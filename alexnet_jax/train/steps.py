@@ -51,13 +51,13 @@ def train_step(
 ) -> tuple[TrainState, dict]:
   """One SGD step on a batch; returns the new state and the batch's mean metrics.
 
-  ``preprocess`` (``pipeline.device_preprocessing``) turns a batch of uint8 views into the model's
-  input on the device; without it ``batch["image"]`` is the input. With ``label_smoothing`` the
-  gradient is that of :func:`smoothed_loss`; the reported "loss" stays the plain cross-entropy, the
-  number every evaluation reports. A state with ``ema_params`` moves them towards the new parameters
-  (:func:`ema_update`)."""
+  ``preprocess(batch, step)`` (``augment.train_inputs``: crops, flips, colour noise, the mean) turns
+  the batch's uint8 squares into the model's input; without it ``batch["image"]`` is the input. With
+  ``label_smoothing`` the gradient is that of :func:`smoothed_loss`; the reported "loss" stays the
+  plain cross-entropy, the number every evaluation reports. A state with ``ema_params`` moves them
+  towards the new parameters (:func:`ema_update`)."""
   dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-  images = batch["image"] if preprocess is None else preprocess(batch)
+  images = batch["image"] if preprocess is None else preprocess(batch, state.step)
 
   def loss_fn(params):
     logits = sharding.forward(model_def.train_model(params, dropout_key), images, mesh, parallelism)
@@ -116,13 +116,16 @@ def eval_step(
   mesh,
   parallelism: str = "towers",
   with_log_probs: bool = False,
+  preprocess: Callable | None = None,
 ):
   """Sums of loss, errors and example count over the real (mask 1) examples of a batch.
 
-  ``with_log_probs`` also returns every example's log-probabilities, ``(sums, log_probs)``: what a
-  per-class evaluation needs, from the same forward pass.
+  ``preprocess(images)`` (``augment.eval_views``) turns the batch's uint8 squares into the test
+  views; without it ``batch["image"]`` holds them. ``with_log_probs`` also returns every example's
+  log-probabilities, ``(sums, log_probs)``: what a per-class evaluation needs, from the same forward pass.
   """
-  log_probs = eval_log_probs(params, batch["image"], model_def=model_def, mesh=mesh, parallelism=parallelism)
+  images = batch["image"] if preprocess is None else preprocess(batch["image"])
+  log_probs = eval_log_probs(params, images, model_def=model_def, mesh=mesh, parallelism=parallelism)
   mask = batch["mask"].astype(jnp.float32)
   sums = {name: (value * mask).sum() for name, value in classification_metrics(log_probs, batch["label"]).items()}
   sums["count"] = mask.sum()
@@ -135,9 +138,22 @@ def jit_train_step(**options) -> Callable:
   return jax.jit(functools.partial(train_step, **options), donate_argnums=0)
 
 
-def jit_eval_step(model_def: ModelDef, mesh, parallelism: str = "towers", with_log_probs: bool = False) -> Callable:
+def jit_eval_step(
+  model_def: ModelDef,
+  mesh,
+  parallelism: str = "towers",
+  with_log_probs: bool = False,
+  preprocess: Callable | None = None,
+) -> Callable:
   return jax.jit(
-    functools.partial(eval_step, model_def=model_def, mesh=mesh, parallelism=parallelism, with_log_probs=with_log_probs)
+    functools.partial(
+      eval_step,
+      model_def=model_def,
+      mesh=mesh,
+      parallelism=parallelism,
+      with_log_probs=with_log_probs,
+      preprocess=preprocess,
+    )
   )
 
 

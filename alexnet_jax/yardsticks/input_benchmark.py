@@ -1,28 +1,33 @@
-"""Throughput of the configured tf.data input pipeline alone (no model), in images per second.
+"""Throughput of the configured loader alone (no model), in images per second and CPU-us per image.
 
-Compare it with the train step's images/s: on the same cores the pipeline must stay well ahead.
-The first epoch also reads and decodes the split (kept in memory for small datasets); later epochs
-show the steady state. CPU time counts every core this process used: on a shared or busy machine it
-is the steadier number, and it is what the pipeline takes away from the train step.
+Compare it with the train step's images/s: on the same cores the loader must stay well ahead. The
+first batch of an in-memory route also decodes the split; later ones show the steady state. CPU time
+counts every thread of this process (grain's read-ahead threads included; the loader starts no other
+process): on a shared or busy machine it is the steadier number, and it is what the loader takes
+away from the train step.
 
 ``--synthetic`` (ImageNet configs) times the ImageNet path without ImageNet: it builds once, under
 ``--cache_dir``, a synthetic ``imagenet2012`` of natural-sized JPEGs (``synthetic_imagenet.py``),
 prepares its store through ``prepare_store`` (when ``config.input.use_store``), and times the
-training stream streaming from disk as it would on the full dataset (nothing kept in memory).
-``--json`` prints one JSON line instead of the text report.
+training stream streaming from disk as it would on the full dataset (the ``STREAMED`` route, nothing
+kept in memory). In the same run it times the bare decode of the same stored JPEGs with the loader's
+own decoder (``images.decode``, one thread): ``decode_cpu_us_per_image``, the floor the stream's
+``cpu_us_per_image`` is compared with. ``--json`` prints one JSON line instead of the text report.
 
   python -m alexnet_jax.benchmark_input --config=experiments/fashion_mnist.py --epochs=2
   python -m alexnet_jax.benchmark_input --config=experiments/imagenet2012.py --synthetic --json
 """
 
+import dataclasses
 import json
 import os
 import time
 
+import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from alexnet_jax.data import pipeline
+from alexnet_jax.data import images, input_spec, loader
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/fashion_mnist.py", lock_config=True)
 _EPOCHS = flags.DEFINE_integer("epochs", 2, "Training epochs to time, one at a time.")
@@ -44,11 +49,23 @@ def time_batches(batches, steps: int, batch_size: int) -> tuple[float, float]:
   return images / (time.perf_counter() - start), 1e6 * (time.process_time() - cpu_start) / images
 
 
-def time_eval_pass(config) -> float:
+def time_eval_pass(spec: input_spec.InputSpec) -> float:
   """Images/s of one full pass over the eval split (padding included)."""
   start = time.perf_counter()
-  images = sum(len(batch["label"]) for batch in pipeline.create_eval_iterator(config))
-  return images / (time.perf_counter() - start)
+  count = sum(len(batch["label"]) for batch in loader.eval_batches(spec))
+  return count / (time.perf_counter() - start)
+
+
+def time_bare_decode(spec: input_spec.InputSpec, count: int) -> float:
+  """CPU-us per image of decoding the first ``count`` stored train images with the loader's decoder,
+  one thread, the records read beforehand (not timed)."""
+  source = spec.source(spec.train_split)
+  encoded = [record["image"] for record in source.__getitems__(list(range(min(count, len(source)))))]
+  out = np.empty((spec.resize_size, spec.resize_size, spec.image_channels), np.uint8)
+  cpu_start = time.process_time()
+  for data in encoded:
+    loader.square_into(data, out, spec)
+  return 1e6 * (time.process_time() - cpu_start) / len(encoded)
 
 
 def synthetic_result(config) -> dict:
@@ -67,19 +84,24 @@ def synthetic_result(config) -> dict:
   if config.input.use_store:
     prepare_store.prepare(config, progress=not _JSON.value)
   store_seconds = time.perf_counter() - start
-  pipeline.IN_MEMORY_LIMIT_BYTES = 0  # stream from disk, as on the full 1.28M images
-  batches = pipeline.create_train_iterator(config, seed=config.seed)
-  next(batches)  # start-up: the first shuffle buffer and autotuning
+  spec = dataclasses.replace(input_spec.build(config), route=input_spec.Route.STREAMED)  # as on 1.28M images
+  batches = loader.train_batches(spec)
+  next(batches)  # start-up: the first batches read ahead
   steps = max(_TIMED_IMAGES.value // config.batch_size, 1)
   images_per_second, cpu_us = time_batches(batches, steps, config.batch_size)
+  decode_cpu_us = time_bare_decode(spec, steps * config.batch_size)
   return {
     "images_per_second": round(images_per_second, 1),
     "cpu_us_per_image": round(cpu_us, 1),
+    "decode_cpu_us_per_image": round(decode_cpu_us, 1),
+    "overhead_ratio": round(cpu_us / decode_cpu_us, 3),
+    "decoder": images.JPEG_DECODER,
     "cores": os.cpu_count(),
     "timed_images": steps * config.batch_size,
     "batch_size": config.batch_size,
     "store": bool(config.input.use_store),
-    "augment_on": config.input.augment_on,
+    "route": spec.route.value,
+    "read_threads": loader.READ_THREADS,
     "source_seconds": round(source_seconds, 1),
     "store_seconds": round(store_seconds, 1),
     "synthetic_images": _SYNTHETIC_IMAGES.value,
@@ -96,20 +118,18 @@ def main(argv):
     else:
       print(", ".join(f"{key} {value}" for key, value in result.items()))
     return
-  num_train, _, _ = pipeline.dataset_info(config)
-  steps_per_epoch = num_train // config.batch_size
-  print(
-    f"{config.dataset}: batch {config.batch_size}, crop {config.input.crop_size}, {steps_per_epoch} steps per epoch"
-  )
+  spec = input_spec.build(config)
+  steps_per_epoch = spec.steps_per_epoch
+  print(f"{spec.describe()}; batch {spec.batch_size}, {steps_per_epoch} steps per epoch")
   start = time.perf_counter()
-  batches = pipeline.create_train_iterator(config, seed=config.seed)
+  batches = loader.train_batches(spec)
   next(batches)
   print(f"first batch after {time.perf_counter() - start:.1f} s")
   for epoch in range(_EPOCHS.value):
     steps = steps_per_epoch - (epoch == 0)
     rate, cpu = time_batches(batches, steps, config.batch_size)
     print(f"train epoch {epoch + 1}: {rate:,.0f} images/s, {cpu:.0f} CPU-us per image")
-  print(f"eval ({config.input.eval_crops}): {time_eval_pass(config):,.0f} images/s")
+  print(f"eval (squares; the step cuts the {spec.eval_crops} views): {time_eval_pass(spec):,.0f} images/s")
 
 
 if __name__ == "__main__":

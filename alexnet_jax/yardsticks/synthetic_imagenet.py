@@ -50,7 +50,8 @@ class SyntheticImagenet(tfds.builder_cls("imagenet2012"), skip_registration=True
     rng = np.random.default_rng(list(self._counts).index(split))
     for index in range(self._counts[split]):
       name = f"synthetic_{split}_{index:06d}.JPEG"
-      yield name, {"image": synthetic_jpeg(rng), "label": int(rng.integers(1000)), "file_name": name}
+      image = io.BytesIO(synthetic_jpeg(rng))  # encoded bytes: TFDS needs no TensorFlow to store them
+      yield name, {"image": image, "label": int(rng.integers(1000)), "file_name": name}
 
 
 def prepare(data_dir: str, *, num_train: int, num_validation: int) -> tfds.core.DatasetBuilder:
@@ -63,5 +64,7 @@ def prepare(data_dir: str, *, num_train: int, num_validation: int) -> tfds.core.
       return builder
     raise ValueError(f"{builder.data_dir} holds another synthetic imagenet2012 ({counts}); use another --cache_dir")
   logging.info("Generating %d + %d synthetic ImageNet JPEGs in %s", num_train, num_validation, data_dir)
-  SyntheticImagenet(num_train=num_train, num_validation=num_validation, data_dir=data_dir).download_and_prepare()
+  SyntheticImagenet(
+    num_train=num_train, num_validation=num_validation, data_dir=data_dir, file_format="array_record"
+  ).download_and_prepare()
   return tfds.builder("imagenet2012", data_dir=data_dir)

@@ -1,0 +1,105 @@
+"""The host's share of the pixels: encoded bytes -> uint8 central squares. No float work, no TensorFlow.
+
+Everything random or float (crops, flips, colour noise, the mean, the test views) happens in the
+jitted step (``data/augment.py``); the host only turns an encoded image into the paper's §2 square:
+the shorter side resized to ``size`` and the central ``size`` x ``size`` kept (:func:`central_square`).
+JPEGs are decoded with libjpeg-turbo (``simplejpeg``, the fastest decoder measured here, see
+``../shared/DESIGN.md``); other formats, and the JPEGs it refuses (CMYK), with PIL.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+_JPEG_MAGIC = b"\xff\xd8"
+JPEG_DECODER = f"simplejpeg {simplejpeg.__version__} (libjpeg-turbo)"
+_PIL_MODES = {1: "L", 3: "RGB"}
+
+
+class ImageDecodeError(ValueError):
+  """Bytes that no decoder here reads as an image."""
+
+
+def decode(data: bytes, channels: int, *, out: np.ndarray | None = None) -> np.ndarray:
+  """uint8 (H, W, ``channels``) pixels of an encoded image (1: grey, 3: RGB; alpha dropped).
+
+  ``out``: a C-contiguous uint8 array of exactly the decoded shape to write into (saves a copy).
+  """
+  if data[:2] == _JPEG_MAGIC:
+    try:
+      return simplejpeg.decode_jpeg(data, colorspace="GRAY" if channels == 1 else "RGB", buffer=out)
+    except ValueError:  # CMYK and other JPEGs libjpeg-turbo's RGB path refuses: PIL converts them
+      pass
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      pixels = np.asarray(image.convert(_PIL_MODES[channels]))
+  except (OSError, ValueError, Image.DecompressionBombError) as error:
+    raise ImageDecodeError(f"not a readable image ({error})") from error
+  pixels = pixels.reshape(*pixels.shape[:2], channels)
+  if out is None:
+    return pixels
+  out[...] = pixels
+  return out
+
+
+def encoded_size(data: bytes) -> tuple[int, int]:
+  """(height, width) of an encoded image, from its header alone."""
+  if data[:2] == _JPEG_MAGIC:
+    try:
+      height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+      return height, width
+    except ValueError:
+      pass
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      width, height = image.size
+  except (OSError, ValueError) as error:
+    raise ImageDecodeError(f"not a readable image ({error})") from error
+  return height, width
+
+
+def central_square(image: np.ndarray, size: int) -> np.ndarray:
+  """uint8 (H, W, C) -> uint8 (size, size, C): the shorter side resized to ``size`` (PIL's bilinear,
+  antialiased when shrinking, as TensorFlow's ``antialias=True``; aspect ratio kept), then the
+  central square (offsets rounded down). A square of that size already is returned as it is."""
+  height, width, channels = image.shape
+  if (height, width) == (size, size):
+    return image
+  scale = size / min(height, width)
+  new_height, new_width = max(size, round(height * scale)), max(size, round(width * scale))
+  top, left = (new_height - size) // 2, (new_width - size) // 2
+  mode = _PIL_MODES[channels]
+  picture = Image.fromarray(image[..., 0] if channels == 1 else image, mode)
+  # Only the central square of the resized image is computed: its box in the input's coordinates.
+  x_scale, y_scale = new_width / width, new_height / height
+  box = (left / x_scale, top / y_scale, (left + size) / x_scale, (top + size) / y_scale)
+  square = picture.resize((size, size), Image.BILINEAR, box=box)
+  return np.asarray(square).reshape(size, size, channels)
+
+
+def with_channels(image: np.ndarray, channels: int) -> np.ndarray:
+  """uint8 (H, W, C) with ``channels``: alpha dropped, colour -> grey (ITU-R 601, as PIL's "L")
+  or grey -> RGB (replicated)."""
+  image = image[..., :1] if image.shape[-1] == 2 else image[..., :3]
+  if image.shape[-1] == channels:
+    return image
+  mode = _PIL_MODES[image.shape[-1]]
+  converted = np.asarray(Image.fromarray(image[..., 0] if mode == "L" else image, mode).convert(_PIL_MODES[channels]))
+  return converted.reshape(*image.shape[:2], channels)
+
+
+def encode_jpeg(square: np.ndarray, quality: int) -> bytes:
+  """JPEG bytes of a uint8 (H, W, 3) image (libjpeg-turbo, 4:2:0 as PIL and TF encode by default)."""
+  return simplejpeg.encode_jpeg(np.ascontiguousarray(square), quality=quality, colorspace="RGB", colorsubsampling="420")
+
+
+def encode_png(image: np.ndarray) -> bytes:
+  """Lossless PNG bytes of a uint8 (H, W, 1 or 3) image."""
+  data = io.BytesIO()
+  channels = image.shape[-1]
+  Image.fromarray(image[..., 0] if channels == 1 else image, _PIL_MODES[channels]).save(data, format="PNG")
+  return data.getvalue()

@@ -1,0 +1,185 @@
+"""What a run's input is, decided once: :class:`InputSpec`, made by :func:`build` from the validated
+config and the prepared dataset's metadata.
+
+The loop, the loader (``loader.py``), the steps' augmentation (``augment.py``), evaluation and the
+``evaluate`` / ``predict`` / ``figures`` commands all read the spec; nothing else opens the dataset's
+metadata or works out the route again. It is plain data (picklable, printable).
+
+The route (:class:`Route`) is the one decision about where the pixels come from:
+
+- ``IN_MEMORY``: images of one fixed size (Fashion-MNIST, CIFAR-10, a small store) are decoded once,
+  made uint8 central squares, and kept in memory (up to :data:`IN_MEMORY_LIMIT_BYTES`); a batch is
+  one gather.
+- ``STREAMED``: every batch is read from the ArrayRecord files and decoded (a store's JPEG squares;
+  images of any size become central squares after decoding).
+
+Either way the host sends uint8 central squares of ``resize_size`` and the step cuts the views.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+import numpy as np
+from absl import logging
+
+from alexnet_jax.config.validation import ConfigError
+from alexnet_jax.data import datasets, options, store
+
+IN_MEMORY_LIMIT_BYTES = 2**30  # decoded squares of a train split up to this size are kept in memory
+
+
+class Route(enum.Enum):
+  IN_MEMORY = "in-memory squares"
+  STREAMED = "streamed"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class InputSpec:
+  """Everything the input side of a run needs, derived once (see the module docstring)."""
+
+  dataset: str
+  dataset_dir: str  # the prepared TFDS dataset (its version directory): a store's, or the source's
+  train_split: str
+  eval_split: str
+  num_train: int
+  num_eval: int  # after config.eval_max_examples
+  num_classes: int
+  label_names: tuple[str, ...]
+  batch_size: int  # global
+  image_channels: int  # of the stored images (1: grey)
+  model_channels: int  # what conv1 reads (grey replicated to RGB when 3)
+  resize_size: int  # side of the central squares the host sends
+  crop_size: int  # side of the views the model sees
+  route: Route
+  random_crop: bool
+  random_flip: bool
+  pca_noise_std: float
+  eval_crops: str
+  mean: np.ndarray  # (C,) per channel, or a mean image (R, R, C); [0, 1] pixels
+  std: tuple[float, ...]
+  eigenvectors: tuple  # colour noise basis (columns) and per-component scales
+  scales: tuple
+  seed: int
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return max(self.num_train // self.batch_size, 1)
+
+  @property
+  def mean_image(self) -> bool:
+    return self.mean.ndim == 3
+
+  def local_batch(self, shard_count: int) -> int:
+    """Each input shard's part of the global batch (``sharding.input_shard``)."""
+    if self.batch_size % shard_count:
+      raise ValueError(f"config.batch_size={self.batch_size} is not a multiple of the {shard_count} input shards")
+    return self.batch_size // shard_count
+
+  def source(self, split: str):
+    """Random access to ``split`` (``tfds`` ArrayRecord data source): {"image": encoded bytes, "label", ...}."""
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+    builder = tfds.builder_from_directory(self.dataset_dir)
+    return builder.as_data_source(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+
+  def describe(self) -> str:
+    mean = "mean image" if self.mean_image else "channel mean"
+    return (
+      f"{self.dataset}: {self.num_train} train / {self.num_eval} eval examples, {self.num_classes} classes, "
+      f"{self.route.value} uint8 squares of {self.resize_size}, views of {self.crop_size} "
+      f"({self.image_channels}->{self.model_channels} channels, {mean}, test views {self.eval_crops})"
+    )
+
+
+def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> InputSpec:
+  """The spec of a validated ``config``: prepares the dataset if needed and reads its metadata.
+
+  Splits that do not exist or hold no examples, a dataset with another number of classes than the
+  model's, and a batch larger than the train split are :class:`ConfigError`: the loop calls this
+  before it writes anything."""
+  builder = datasets.prepared_builder(config)
+  info = builder.info
+  num_train = count_examples(builder, config.train_split, "config.train_split")
+  num_eval = count_examples(builder, config.eval_split, "config.eval_split")
+  if config.eval_max_examples > 0:
+    num_eval = min(num_eval, config.eval_max_examples)
+  labels = info.features["label"]
+  if labels.num_classes != config.model.num_classes:
+    raise ConfigError(
+      f"config.model.num_classes={config.model.num_classes} but {config.dataset} has {labels.num_classes}"
+    )
+  if num_train < config.batch_size:
+    raise ConfigError(
+      f"config.batch_size={config.batch_size} exceeds the {num_train} training examples "
+      f"(config.train_split={config.train_split!r})"
+    )
+  image_shape = tuple(info.features["image"].shape)
+  size = config.input.resize_size
+  square_bytes = num_train * size * size * image_shape[-1]
+  fixed_size = None not in image_shape[:2]
+  route = Route.IN_MEMORY if fixed_size and square_bytes <= in_memory_limit_bytes else Route.STREAMED
+  spec = InputSpec(
+    dataset=config.dataset,
+    dataset_dir=str(builder.data_dir),
+    train_split=config.train_split,
+    eval_split=config.eval_split,
+    num_train=num_train,
+    num_eval=num_eval,
+    num_classes=labels.num_classes,
+    label_names=tuple(labels.names),
+    batch_size=config.batch_size,
+    image_channels=image_shape[-1],
+    model_channels=config.model.in_channels,
+    resize_size=size,
+    crop_size=config.input.crop_size,
+    route=route,
+    random_crop=config.input.random_crop,
+    random_flip=config.input.random_flip,
+    pca_noise_std=float(config.input.pca_noise_std),
+    eval_crops=config.input.eval_crops,
+    seed=config.seed,
+    **pixel_constants(config, store.builder_stats(builder)),
+  )
+  logging.info("Input: %s", spec.describe())
+  return spec
+
+
+def pixel_constants(config, stats: dict | None) -> dict:
+  """ "mean" (per channel, or a store's mean image with ``config.input.mean == "image"``), "std"
+  (``standardize``: the dataset's; ``subtract_mean``: the paper's centred raw pixels, std 1/255),
+  and the colour noise's "eigenvectors" and "scales" (``options.pca_noise_basis``, from a store's
+  statistics where there is one)."""
+  mean, std = options.mean_std(config)
+  mean = np.asarray(mean, np.float32)
+  if config.input.mean == "image":
+    if stats is None:
+      logging.warning("No prepared store of %s: subtracting the per-channel mean, not a mean image", config.dataset)
+    else:
+      mean = stats["mean_image"].astype(np.float32)
+  eigen = (stats["eigenvalues"], stats["eigenvectors"]) if stats is not None else (None, None)
+  eigenvectors, scales = options.pca_noise_basis(config.input.pca_noise_form, *eigen)
+  return {"mean": mean, "std": tuple(std), "eigenvectors": eigenvectors, "scales": scales}
+
+
+def split_examples(spec: InputSpec, split: str, name: str = "split") -> int:
+  """Examples in ``split`` of the spec's dataset (any TFDS split string); :class:`ConfigError` if it
+  does not exist or is empty (``name`` says which setting gave it)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  return count_examples(tfds.builder_from_directory(spec.dataset_dir), split, name)
+
+
+def count_examples(builder, split: str, name: str) -> int:
+  """Examples in ``split``; a split that does not exist or is empty is a :class:`ConfigError`."""
+  try:
+    count = builder.info.splits[split].num_examples
+  except (ValueError, KeyError, AssertionError) as error:  # tfds: "Unknown split", bad slices
+    raise ConfigError(
+      f"{name}={split!r} cannot be read from {builder.name} ({str(error).strip()}); its splits are "
+      f"{sorted(builder.info.splits)} (slices like 'train[:90%]' work too)"
+    ) from error
+  if count == 0:
+    raise ConfigError(f"{name}={split!r} of {builder.name} holds no examples")
+  return count

@@ -1,0 +1,153 @@
+"""The one loader: grain over the dataset's ArrayRecord data sources, batches of uint8 central squares.
+
+Both iterators read an :class:`~alexnet_jax.data.input_spec.InputSpec` and nothing else.
+
+Training (:func:`train_batches`). The order is a pure function of (seed, epoch) over the *global*
+dataset: global position ``q`` holds example ``order[q]`` of ``grain.MapDataset.range(N)
+.shuffle(seed).repeat()`` (a fresh permutation each epoch; epochs follow each other without a gap),
+and global batch ``k`` is positions ``[k G, (k + 1) G)``. Input shard ``i`` of ``n`` takes its slice
+``[k G + i L, k G + (i + 1) L)`` of every global batch (``L = G / n``), so the global stream does not
+depend on the number of processes: a run resumed with another process count continues the same
+global batches. Resuming at step ``k`` is random access (position ``k L`` of the shard's index
+dataset), not a replay. The step draws the crops, flips and colour noise (``augment.py``).
+
+Evaluation (:func:`eval_batches`). Positions ``0 .. ceil(N / G) G`` in order, sliced the same way;
+positions past the split's end are padding with ``mask == 0``: every example counts exactly once and
+every shard runs the same number of batches.
+
+Routes (``InputSpec.route``): ``IN_MEMORY`` gathers a batch from the split's squares decoded once
+(:func:`squares_in_memory`); ``STREAMED`` reads each batch's records and decodes them into one uint8
+array (``images.decode``, libjpeg-turbo for JPEGs), with grain's read-ahead threads doing several
+batches at once (the decoder releases the GIL; threads cost half the CPU of worker processes here:
+``../shared/DESIGN.md``). No TensorFlow anywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Iterator
+
+import grain
+import numpy as np
+from absl import logging
+
+from alexnet_jax.data import datasets, images
+from alexnet_jax.data.input_spec import InputSpec, Route
+
+Batch = dict[str, np.ndarray]
+READ_THREADS = 2  # batches decoded at once (streamed); 2 cores here
+PREFETCH_BATCHES = 4
+_PADDING = -1  # example index of an eval position past the end of the split
+
+
+def train_batches(
+  spec: InputSpec, *, start_step: int = 0, shard_index: int = 0, shard_count: int = 1
+) -> Iterator[Batch]:
+  """Endless {"image": uint8 (L, R, R, C), "label": int32 (L,)} of input shard ``shard_index``,
+  from step ``start_step`` on: exactly what a run from step 0 yields from that step."""
+  local = spec.local_batch(shard_count)
+  order = grain.MapDataset.range(spec.num_train).shuffle(seed=spec.seed % 2**32).repeat()
+  position = functools.partial(_global_position, batch=spec.batch_size, local=local, shard=shard_index)
+  indices = grain.MapDataset.range(start_step * local, sys.maxsize).map(lambda i: order[position(i)])
+  return _batches(spec, spec.train_split, indices.batch(local), with_mask=False)
+
+
+def eval_batches(
+  spec: InputSpec,
+  *,
+  shard_index: int = 0,
+  shard_count: int = 1,
+  split: str | None = None,
+  num_examples: int | None = None,
+) -> Iterator[Batch]:
+  """One pass over the eval split (or ``split``, of ``num_examples``), in order, padded:
+  {"image", "label", "mask"}; "mask" is 1.0 for real examples and 0.0 for padding."""
+  split = spec.eval_split if split is None else split
+  count = spec.num_eval if num_examples is None else num_examples
+  local = spec.local_batch(shard_count)
+  num_batches = -(-count // spec.batch_size)
+  position = functools.partial(_global_position, batch=spec.batch_size, local=local, shard=shard_index)
+  indices = grain.MapDataset.range(num_batches * local).map(lambda i: q if (q := position(i)) < count else _PADDING)
+  return _batches(spec, split, indices.batch(local), with_mask=True)
+
+
+def _global_position(i: int, *, batch: int, local: int, shard: int) -> int:
+  """Global stream position of position ``i`` of a shard's stream (see the module docstring)."""
+  step, j = divmod(i, local)
+  return step * batch + shard * local + j
+
+
+def _batches(spec: InputSpec, split: str, index_batches: grain.MapDataset, *, with_mask: bool) -> Iterator[Batch]:
+  if spec.route is Route.IN_MEMORY:
+    pixels, labels = squares_in_memory(spec, split)
+    read = functools.partial(_gather, pixels=pixels, labels=labels)
+    threads = 1  # a gather: one thread keeps ahead of any step
+  else:
+    read = functools.partial(_read_and_decode, source=spec.source(split), spec=spec)
+    threads = READ_THREADS
+  batches = index_batches.map(functools.partial(_with_mask, read=read) if with_mask else read)
+  options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=PREFETCH_BATCHES)
+  return _reading(iter(batches.to_iter_dataset(options)), spec)
+
+
+def _with_mask(indices: np.ndarray, *, read) -> Batch:
+  real = indices != _PADDING
+  batch = read(np.where(real, indices, 0))
+  batch["image"][~real] = 0
+  batch["label"][~real] = 0
+  return {**batch, "mask": real.astype(np.float32)}
+
+
+def _gather(indices: np.ndarray, *, pixels: np.ndarray, labels: np.ndarray) -> Batch:
+  return {"image": pixels[indices], "label": labels[indices]}
+
+
+def _read_and_decode(indices: np.ndarray, *, source, spec: InputSpec) -> Batch:
+  """The records at ``indices`` decoded into one (L, R, R, C) uint8 array: whole squares, unflipped."""
+  records = source.__getitems__(indices.tolist())
+  size, channels = spec.resize_size, spec.image_channels
+  out = np.empty((len(records), size, size, channels), np.uint8)
+  for row, record in zip(out, records):
+    square_into(record["image"], row, spec)
+  return {"image": out, "label": np.asarray([r["label"] for r in records], np.int32)}
+
+
+def square_into(data: bytes, out: np.ndarray, spec: InputSpec) -> None:
+  """One encoded image as its uint8 central square of ``spec.resize_size``, written into ``out``
+  (a store's squares decode straight into it)."""
+  height, width = images.encoded_size(data)
+  if (height, width) == out.shape[:2]:
+    images.decode(data, spec.image_channels, out=out)
+  else:
+    out[...] = images.central_square(images.decode(data, spec.image_channels), spec.resize_size)
+
+
+@functools.lru_cache(maxsize=4)
+def squares_in_memory(spec: InputSpec, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 squares (N, R, R, C), int32 labels (N,)) of ``split``, decoded once per process."""
+  source = spec.source(split)
+  size = spec.resize_size
+  pixels = np.empty((len(source), size, size, spec.image_channels), np.uint8)
+  labels = np.empty(len(source), np.int32)
+  logging.info(
+    "Decoding %s's %d %s images into memory (%.0f MB)", spec.dataset, len(source), split, pixels.nbytes / 2**20
+  )
+  step = 4096
+  try:
+    for start in range(0, len(source), step):
+      batch = _read_and_decode(np.arange(start, min(start + step, len(source))), source=source, spec=spec)
+      pixels[start : start + len(batch["label"])] = batch["image"]
+      labels[start : start + len(batch["label"])] = batch["label"]
+  except (OSError, ValueError, images.ImageDecodeError) as error:
+    raise datasets.corrupt(spec.dataset, spec.dataset_dir, error) from error
+  return pixels, labels
+
+
+def _reading(batches: Iterator[Batch], spec: InputSpec) -> Iterator[Batch]:
+  """``batches``, with a read failure of the prepared files turned into one message that says how
+  to prepare them again (``datasets.corrupt``)."""
+  try:
+    yield from batches
+  except (OSError, images.ImageDecodeError) as error:
+    raise datasets.corrupt(spec.dataset, spec.dataset_dir, error) from error

@@ -1,0 +1,166 @@
+"""The paper's augmentation and test views (``data/augment.py``) against numpy references."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from alexnet_jax.data import augment, options
+from alexnet_jax.parallel import sharding
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Spec:
+  """The fields of ``InputSpec`` the augmentation reads."""
+
+  resize_size: int = 12
+  crop_size: int = 9
+  random_crop: bool = True
+  random_flip: bool = True
+  pca_noise_std: float = 0.1
+  eval_crops: str = "center"
+  mean: np.ndarray = dataclasses.field(default_factory=lambda: np.array([0.4, 0.5, 0.6], np.float32))
+  std: tuple = (0.2, 0.25, 0.3)
+  eigenvectors: tuple = options.PCA_EIGENVECTORS
+  scales: tuple = options.pca_noise_basis("cuda_convnet")[1]
+  model_channels: int = 3
+  seed: int = 0
+
+
+def random_squares(batch=4, size=12, channels=3, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, (batch, size, size, channels), dtype=np.uint8)
+
+
+def numpy_views(squares, draws, spec):
+  """The paper's training views, written out in numpy one image at a time."""
+  size, views = spec.crop_size, []
+  for square, (top, left), flip, alpha in zip(squares, draws["offset"], draws["flip"], draws["alpha"]):
+    image = square.astype(np.float32) / 255 - spec.mean
+    view = image[top : top + size, left : left + size]
+    if flip:
+      view = view[:, ::-1]
+    if spec.pca_noise_std > 0:
+      view = view + np.asarray(spec.eigenvectors) @ (np.asarray(alpha) * np.asarray(spec.scales))
+    view = view / np.asarray(spec.std)
+    views.append(np.repeat(view, spec.model_channels // view.shape[-1], axis=-1))
+  return np.stack(views)
+
+
+def test_train_views_are_the_papers_crop_flip_colour_noise_and_mean():
+  spec = Spec()
+  squares = random_squares()
+  draws = {
+    "offset": np.array([[0, 0], [3, 1], [2, 3], [1, 2]], np.int32),
+    "flip": np.array([False, True, True, False]),
+    "alpha": np.random.default_rng(1).normal(0, 0.1, (4, 3)).astype(np.float32),
+  }
+  views = jax.jit(augment.train_views, static_argnums=2)(squares, draws, spec)
+  np.testing.assert_allclose(views, numpy_views(squares, draws, spec), atol=1e-5)
+
+
+def test_a_mean_image_is_cut_where_each_view_is_cut():
+  mean_image = np.random.default_rng(2).uniform(0, 1, (12, 12, 3)).astype(np.float32)
+  spec = Spec(mean=mean_image, pca_noise_std=0.0)
+  squares = random_squares()
+  draws = {"offset": np.array([[3, 0], [0, 3], [1, 1], [2, 2]]), "flip": np.array([True, False, True, False])}
+  draws["alpha"] = np.zeros((4, 3), np.float32)
+  np.testing.assert_allclose(augment.train_views(squares, draws, spec), numpy_views(squares, draws, spec), atol=1e-5)
+
+
+def test_grey_squares_are_replicated_for_an_rgb_conv1_and_kept_for_a_grey_one():
+  grey = dataclasses.replace(Spec(), mean=np.array([0.3], np.float32), std=(0.4,), pca_noise_std=0.0, model_channels=1)
+  rgb = dataclasses.replace(grey, model_channels=3)
+  squares = random_squares(channels=1)
+  key = augment.step_key(0, 5)
+  one = augment.train_views(squares, augment.train_draws(key, 4, grey), grey)
+  three = augment.train_views(squares, augment.train_draws(key, 4, rgb), rgb)
+  assert one.shape == (4, 9, 9, 1) and three.shape == (4, 9, 9, 3)
+  for channel in range(3):
+    np.testing.assert_array_equal(three[..., channel], one[..., 0])
+
+
+def test_crop_positions_cover_every_window_and_flips_mirror_about_half():
+  spec = Spec(resize_size=6, crop_size=4)
+  draws = jax.device_get(augment.train_draws(augment.step_key(0, 0), 3000, spec))
+  offsets = {tuple(o) for o in draws["offset"]}
+  assert offsets == {(top, left) for top in range(3) for left in range(3)}
+  counts = np.unique([tuple(o) for o in draws["offset"]], axis=0, return_counts=True)[1]
+  assert counts.min() > 3000 / 9 * 0.8  # uniform over the 9 positions
+  assert 0.45 < draws["flip"].mean() < 0.55
+
+
+def test_colour_noise_coefficients_have_the_papers_distribution():
+  draws = jax.device_get(augment.train_draws(augment.step_key(3, 7), 20_000, Spec(pca_noise_std=0.1)))
+  np.testing.assert_allclose(draws["alpha"].mean(axis=0), 0.0, atol=0.005)
+  np.testing.assert_allclose(draws["alpha"].std(axis=0), 0.1, rtol=0.03)
+  assert abs(np.corrcoef(draws["alpha"].T)[0, 1]) < 0.03  # independent per component
+
+
+@pytest.mark.parametrize("form,levels", [("cuda_convnet", (12.18, 3.71, 1.97)), ("fb_resnet", (5.55, 0.479, 0.115))])
+def test_colour_noise_shifts_pixels_by_the_forms_grey_levels(form, levels):
+  """alpha ~ N(0, 0.1) along eigenvector i moves pixels by 0.1 * scale_i: in 0-255 grey levels."""
+  eigenvectors, scales = options.pca_noise_basis(form)
+  alphas = np.random.default_rng(0).normal(0, 0.1, (50_000, 3)).astype(np.float32)
+  shifts = np.asarray(augment.colour_shift(alphas, eigenvectors, scales))
+  along = shifts @ np.asarray(eigenvectors)  # back onto the components (orthonormal basis)
+  np.testing.assert_allclose(along.std(axis=0) * 255, levels, rtol=0.03)
+
+
+def test_switched_off_augmentation_is_the_centre_unmirrored_and_uncoloured():
+  spec = Spec(random_crop=False, random_flip=False, pca_noise_std=0.0)
+  draws = jax.device_get(augment.train_draws(augment.step_key(0, 1), 16, spec))
+  assert (draws["offset"] == 1).all() and not draws["flip"].any() and not draws["alpha"].any()
+
+
+def test_draws_depend_on_seed_step_and_position_only():
+  spec = Spec()
+  small = jax.device_get(augment.train_draws(augment.step_key(0, 4), 4, spec))
+  large = jax.device_get(augment.train_draws(augment.step_key(0, 4), 12, spec))
+  for name in small:  # an example's draws do not depend on the batch around it
+    np.testing.assert_array_equal(small[name], large[name][:4])
+  other_step = jax.device_get(augment.train_draws(augment.step_key(0, 5), 4, spec))
+  other_seed = jax.device_get(augment.train_draws(augment.step_key(1, 4), 4, spec))
+  assert not np.array_equal(small["alpha"], other_step["alpha"])
+  assert not np.array_equal(small["alpha"], other_seed["alpha"])
+
+
+def test_views_of_a_batch_sharded_over_devices_equal_the_unsharded_views():
+  """Each process (device) computes its rows' views; they are those of one device holding the batch."""
+  spec = Spec()
+  squares = random_squares(batch=8)
+  sharded = sharding.global_batch(squares, sharding.create_mesh(1))  # the trainer's mesh: 4 devices on "data"
+  assert len(sharded.sharding.device_set) == 4
+  views = jax.jit(lambda x: augment.train_inputs(spec, {"image": x}, 3))
+  np.testing.assert_array_equal(np.asarray(views(squares)), np.asarray(views(sharded)))
+
+
+@pytest.mark.parametrize("crops", ["center", "center_flip", "ten_crop"])
+def test_test_views_match_numpy_slicing_in_the_documented_order(crops):
+  spec = Spec(eval_crops=crops, resize_size=12, crop_size=8)
+  squares = random_squares(batch=2)
+  views = np.asarray(augment.eval_views(squares, spec))
+  images = (squares.astype(np.float32) / 255 - spec.mean) / np.asarray(spec.std)
+  corners = [images[:, :8, :8], images[:, :8, 4:], images[:, 4:, :8], images[:, 4:, 4:]]
+  centre = images[:, 2:10, 2:10]
+  expected = {
+    "center": centre,
+    "center_flip": np.stack([centre, centre[:, :, ::-1]], axis=1),
+    "ten_crop": np.stack([*corners, centre] + [v[:, :, ::-1] for v in (*corners, centre)], axis=1),
+  }[crops]
+  np.testing.assert_allclose(views, expected, atol=1e-5)
+  if crops != "center":
+    np.testing.assert_array_equal(
+      views[:, options.CENTRE_VIEW[crops]], np.asarray(augment.eval_views(squares, Spec(crop_size=8)))
+    )
+
+
+def test_subtract_mean_gives_the_papers_centred_raw_pixels():
+  config_like = type("C", (), {})()
+  config_like.dataset, config_like.input = "imagenet2012", type("I", (), {"normalization": "subtract_mean"})()
+  mean, std = options.mean_std(config_like)
+  spec = Spec(mean=np.asarray(mean, np.float32), std=std, eval_crops="center", crop_size=12)
+  squares = random_squares(batch=1)
+  np.testing.assert_allclose(
+    augment.eval_views(squares, spec), squares.astype(np.float32) - np.asarray(mean) * 255, atol=1e-3
+  )
