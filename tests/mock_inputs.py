@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import functools
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -60,7 +61,23 @@ def write_mock_dataset(name: str, data_dir: str, num_examples: int = NUM_EXAMPLE
         yield index, random_example(self.info.features, rng, index)
 
   MockBuilder.name = name
-  MockBuilder(data_dir=data_dir, file_format="array_record").download_and_prepare()
+  # Quietly: commands run on the mock data (tests/mock_data_main.py) must print only their own words.
+  quiet = io.StringIO()
+  with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), _absl_level(logging.ERROR):
+    tfds.disable_progress_bar()
+    MockBuilder(data_dir=data_dir, file_format="array_record").download_and_prepare()
+
+
+@contextlib.contextmanager
+def _absl_level(level):
+  """TFDS's absl log lines at ``level`` and above only (the logger itself: absl's flags stay as they are)."""
+  logger = logging.getLogger("absl")
+  before = logger.level
+  logger.setLevel(level)
+  try:
+    yield
+  finally:
+    logger.setLevel(before)
 
 
 @functools.cache

@@ -66,9 +66,7 @@ INVALID = {
   "input.normalization": UNKNOWN_NAME.filter(lambda s: s not in ("standardize", "subtract_mean")),
   "input.pca_noise_form": UNKNOWN_NAME.filter(lambda s: s not in ("cuda_convnet", "fb_resnet")),
   "input.mean": UNKNOWN_NAME.filter(lambda s: s not in ("image", "channel")),
-  "input.augment_on": UNKNOWN_NAME.filter(lambda s: s not in ("device", "host")),
   "input.use_store": NOT_A_BOOL,
-  "input.shuffle_buffer": st.one_of(int_below(1), st.integers(min_value=2**21 + 1)),  # 10**12: bad_alloc
   "eval_max_examples": minus_one_or_positive(),
   "model.num_classes": int_below(1),
   "model.towers": st.one_of(st.integers().filter(lambda t: t not in (1, 2)), st.text(max_size=3)),

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-from unittest import mock
 
 import jax
 import numpy as np
@@ -18,8 +17,10 @@ import pytest
 from flax import nnx
 from PIL import Image
 
+from alexnet_jax.config import validation
+from alexnet_jax.data import augment
 from alexnet_jax.inference import export, figures, prediction, trained_run
-from alexnet_jax.train import checkpoints, state, summaries
+from alexnet_jax.train import checkpoints, state, steps, summaries
 from experiments import fashion_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,8 +117,7 @@ def test_predict_gives_top5_names_and_reports_an_unreadable_file(workdir, tmp_pa
   assert result.returncode == 1
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert errors == [
-    f"error: {files[1]}: not a readable image (Unknown image file format. One of JPEG, JPEG XL, PNG, "
-    "GIF, BMP, WebP required.)"
+    f"error: {files[1]}: not a readable image (not a format PIL reads: JPEG, PNG, GIF, BMP, WebP, TIFF, ...)"
   ]
   results = json.loads(result.stdout)
   assert [r["file"] for r in results] == files
@@ -129,21 +129,19 @@ def test_predict_gives_top5_names_and_reports_an_unreadable_file(workdir, tmp_pa
     assert all(FASHION_NAMES[p["label"]] == p["name"] for p in r["predictions"])
 
 
-def test_predict_prepares_an_image_file_as_the_eval_pipeline_prepares_a_test_image(workdir, tmp_path):
-  import mock_inputs
+def test_predict_prepares_an_image_file_as_the_loader_prepares_a_test_image(workdir, tmp_path, mock_data):
+  from alexnet_jax.data import images, input_spec
 
-  from alexnet_jax.data import datasets, pipeline
-
-  with mock_inputs.mock_data():
-    config = trained_run.read_config(workdir)
-    batch = next(pipeline.create_eval_iterator(config, process_index=0, process_count=1))
-    raw = [e["image"] for e in datasets.prepared_builder(config).as_dataset(split="test").take(3).as_numpy_iterator()]
+  spec = input_spec.build(trained_run.read_config(workdir))
+  batch = next(mock_data.eval_batches(spec))
+  source = spec.source(spec.eval_split)
+  raw = [images.decode(source[index]["image"], 1) for index in range(3)]
   for index, pixels in enumerate(raw):
     path = str(tmp_path / f"test{index}.png")
     Image.fromarray(pixels[..., 0]).save(path)
     loaded = prediction.load_image(path, channels=1)
     np.testing.assert_array_equal(loaded, pixels)
-    np.testing.assert_allclose(prediction.test_views(loaded, config), batch["image"][index], atol=1e-6)
+    np.testing.assert_array_equal(prediction.test_square(loaded, spec.resize_size), batch["image"][index])
   colour = np.repeat(raw[0], 3, axis=-1)
   Image.fromarray(colour).save(tmp_path / "colour.png")
   np.testing.assert_array_equal(prediction.load_image(str(tmp_path / "colour.png"), channels=1), raw[0])
@@ -187,7 +185,8 @@ def test_exported_torch_model_gives_the_runs_logits(workdir, tmp_path):
   assert description["model_options"]["in_channels"] == description["input"]["channels"] == channels
   assert "the grey channel as it is" in description["input"]["pixels"]
   images = np.random.default_rng(0).standard_normal((4, 67, 67, channels)).astype(np.float32)
-  _assert_same_logits(torch, model, np.exp(run.log_probs(images)), images, softmax=True)
+  log_probs = steps.eval_log_probs(run.params, images, model_def=run.model_def, mesh=run.mesh)
+  _assert_same_logits(torch, model, np.exp(log_probs), images, softmax=True)
 
 
 @pytest.mark.parametrize("towers,in_channels", [(2, 1), (1, 3)])
@@ -243,16 +242,14 @@ def test_fc7_features_are_what_fc8_reads(towers):
   np.testing.assert_allclose(np.asarray(logits), np.asarray(model(images)), rtol=1e-5, atol=1e-6)
 
 
-def test_evaluate_names_the_splits_when_one_is_unknown(workdir):
-  run = trained_run.load(workdir)
-  with mock.patch.object(type(run), "builder", mock.Mock(info=mock.Mock(splits={"test": 1, "train": 2}))):
-    _check_splits(run)
-
-
-def _check_splits(run):
-  with pytest.raises(trained_run.RunError, match="fashion_mnist has no split 'validation'; its splits: test, train"):
-    run.check_split("train[:10%]+validation")
-  run.check_split("train[:10%]+test")
+def test_evaluate_names_the_splits_when_one_is_unknown(workdir, mock_data):
+  run = trained_run.load(workdir, overrides={"eval_split": "train[:10%]+validation"})
+  with pytest.raises(
+    validation.ConfigError, match=r"cannot be read from fashion_mnist .*splits are \['test', 'train'\]"
+  ):
+    _ = run.spec
+  known = trained_run.load(workdir, overrides={"eval_split": "train[:10%]+test", "eval_max_examples": -1})
+  assert known.spec.num_eval == 6 + 64  # 10 % of the mock's 64 train examples, and its 64 test ones
 
 
 def test_ten_crop_evaluation_and_prediction(workdir, mock_data):
@@ -263,9 +260,11 @@ def test_ten_crop_evaluation_and_prediction(workdir, mock_data):
   assert (report["crops"], report["count"], np.asarray(report["confusion_matrix"]).sum()) == ("ten_crop", 16, 16)
   assert 0.0 <= report["top1_accuracy"] <= report["top5_accuracy"] <= 1.0
   assert "ten crops" in evaluation.format_report(report)
-  views = prediction.test_views(np.zeros((30, 40, 1), np.uint8), run.config)
-  assert views.shape == (10, 67, 67, run.config.model.in_channels)
-  probabilities = np.exp(run.log_probs(views[None]))
+  square = prediction.test_square(np.zeros((30, 40, 1), np.uint8), run.spec.resize_size)
+  assert square.shape == (72, 72, 1)
+  views = augment.eval_views(square[None], run.spec)
+  assert views.shape == (1, 10, 67, 67, run.config.model.in_channels)
+  probabilities = np.exp(run.log_probs(square[None]))
   np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
 
 

@@ -94,3 +94,43 @@ def test_two_processes_train_like_one(tmp_path, devices_per_process, tower_paral
     if jax.dtypes.issubdtype(want.dtype, jax.dtypes.prng_key):
       want, got = jax.random.key_data(want), jax.random.key_data(got)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=str(path))
+
+
+def _main(*args, processes=1, timeout=280):
+  """``python -m alexnet_jax.main`` on the mock datasets, as one process or as ``processes`` joined ones."""
+  import mock_inputs
+
+  command = [sys.executable, "-m", "alexnet_jax.main", *args]
+  if processes > 1:
+    launcher = [sys.executable, str(REPO / "launch" / "local_multiprocess.py"), f"--num_processes={processes}"]
+    command = [*launcher, "--cpu_devices_per_process=1", f"--timeout={timeout - 20}", "--", *command]
+  with mock_inputs.mock_data():  # TFDS_DATA_DIR, inherited by the commands
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+  assert done.returncode == 0, done.stderr[-4000:]
+
+
+def _final_params(workdir, step) -> dict:
+  import orbax.checkpoint as ocp
+
+  restored = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+  return restored["params"]
+
+
+def test_a_run_of_two_processes_resumes_as_one_on_the_same_global_batches(tmp_path):
+  """The global batch stream does not depend on the process count: two processes train 2 steps,
+  one process resumes them to 4, and the result equals one process training 4 steps."""
+  common = (
+    "--config=experiments/fashion_mnist.py:smoke",
+    "--config.schedule.name=constant",  # the same learning rates whatever num_train_steps says
+    "--config.checkpoint_every_steps=2",
+    "--config.eval_every_steps=100",
+  )
+  split, straight = str(tmp_path / "split"), str(tmp_path / "straight")
+  _main(f"--workdir={split}", *common, "--config.num_train_steps=2", processes=2)
+  _main(f"--workdir={split}", *common, "--config.num_train_steps=4", "--allow_config_change")
+  _main(f"--workdir={straight}", *common, "--config.num_train_steps=4")
+  jax.tree.map(
+    lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6),
+    _final_params(split, 4),
+    _final_params(straight, 4),
+  )

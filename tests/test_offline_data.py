@@ -1,12 +1,14 @@
-"""Fashion-MNIST from Debian-style IDX files into TFDS, offline; the instructions when data is missing."""
+"""Fashion-MNIST from Debian-style IDX files into TFDS (ArrayRecord), offline; the old TFRecord form
+converted again; the instructions when data is missing."""
 
 import gzip
+import os
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from alexnet_jax.data import datasets, fashion_mnist_offline, options, pipeline
+from alexnet_jax.data import datasets, fashion_mnist_offline, input_spec, loader, options
 from experiments import fashion_mnist
 
 NUM_TRAIN, NUM_TEST = 30, 23
@@ -69,20 +71,23 @@ def test_the_catalog_builder_loads_what_was_built(source_dir, built_dir, tmp_pat
   assert builder.info.supervised_keys == official.supervised_keys
   for split, size in (("train", NUM_TRAIN), ("test", NUM_TEST)):
     assert builder.info.splits[split].num_examples == size
-    stored = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    stored = list(builder.as_data_source(split=split))  # random access, no TensorFlow
+    stored_images = np.stack([example["image"] for example in stored])
+    stored_labels = np.array([example["label"] for example in stored])
     images, labels = fashion_mnist_offline.read_split(source_dir, split)
-    for got, expected in zip(sorted_examples(stored["image"], stored["label"]), sorted_examples(images, labels)):
+    for got, expected in zip(sorted_examples(stored_images, stored_labels), sorted_examples(images, labels)):
       np.testing.assert_array_equal(got, expected)
 
 
-def test_the_pipeline_builds_it_when_missing_and_shares_eval_over_processes(source_dir, tmp_path, monkeypatch):
+def test_the_loader_builds_it_when_missing_and_shares_eval_over_processes(source_dir, tmp_path, monkeypatch):
   monkeypatch.setattr(fashion_mnist_offline, "DEBIAN_DIR", source_dir)
   config = config_for(tmp_path)
-  assert pipeline.dataset_info(config) == (NUM_TRAIN, NUM_TEST, 10)
-  assert tfds.builder("fashion_mnist", data_dir=str(tmp_path)).is_prepared()
+  spec = input_spec.build(config)
+  assert (spec.num_train, spec.num_eval, spec.num_classes) == (NUM_TRAIN, NUM_TEST, 10)
+  assert tfds.builder("fashion_mnist", data_dir=str(tmp_path)).info.file_format.value == "array_record"
   seen, batch_counts = [], set()
-  for process in range(3):  # batch 6 -> 2 per process; 23 examples -> 8, 8, 7 -> 4 batches each
-    batches = list(pipeline.create_eval_iterator(config, process_index=process, process_count=3))
+  for process in range(3):  # batch 6 -> 2 per process; 23 examples -> 4 global batches, the last one 5 real
+    batches = list(loader.eval_batches(spec, shard_index=process, shard_count=3))
     batch_counts.add(len(batches))
     for batch in batches:
       real = batch["mask"] == 1
@@ -92,23 +97,40 @@ def test_the_pipeline_builds_it_when_missing_and_shares_eval_over_processes(sour
   assert sorted(seen) == list(range(NUM_TEST))
 
 
-def test_train_processes_read_disjoint_shares(built_dir):
+def test_train_processes_read_disjoint_parts_of_each_global_batch(built_dir):
   config = config_for(built_dir)
-  config.train_split = "test"  # identifiable images; 23 -> 11 per process -> 3 batches of 3
+  config.train_split = "test"  # identifiable images; 23 -> 3 global batches of 6 in an epoch
   shares = []
   for process in range(2):
-    batches = pipeline.create_train_iterator(config, seed=0, process_index=process, process_count=2)
+    batches = loader.train_batches(input_spec.build(config), shard_index=process, shard_count=2)
     ids = np.concatenate([ids_of_test_images(next(batches)["image"]) for _ in range(3)])
     assert len(set(ids)) == 9
     shares.append(set(ids))
   assert not shares[0] & shares[1]
 
 
-def ids_of_test_images(images):
-  """Recovers i from a normalised test image filled with the value 10 i."""
-  mean, std = options.PIXEL_STATS["fashion_mnist"]
-  pixels = images.reshape(len(images), -1).mean(axis=1) * std[0] + mean[0]
-  return np.rint(pixels * 255 / 10).astype(int)
+def ids_of_test_images(squares):
+  """Recovers i from a uint8 test image filled with the value 10 i."""
+  return np.rint(squares.reshape(len(squares), -1).mean(axis=1) / 10).astype(int)
+
+
+def test_a_copy_in_the_old_tfrecord_form_is_moved_aside_and_converted_again(source_dir, tmp_path, monkeypatch):
+  monkeypatch.setattr(fashion_mnist_offline, "DEBIAN_DIR", source_dir)
+  old = fashion_mnist_offline.DebianFashionMnist(source_dir=source_dir, data_dir=str(tmp_path), file_format="tfrecord")
+  old.download_and_prepare()
+  version_dir = os.path.join(tmp_path, "fashion_mnist", "3.0.1")
+  assert any(".tfrecord-" in name for name in os.listdir(version_dir))
+  spec = input_spec.build(config_for(tmp_path))
+  assert spec.num_train == NUM_TRAIN and any(".array_record-" in name for name in os.listdir(version_dir))
+  assert any(".tfrecord-" in name for name in os.listdir(tmp_path / "fashion_mnist-3.0.1.tfrecord"))
+
+
+def test_without_its_source_files_the_old_form_is_one_error_with_the_command(source_dir, tmp_path, monkeypatch):
+  old = fashion_mnist_offline.DebianFashionMnist(source_dir=source_dir, data_dir=str(tmp_path), file_format="tfrecord")
+  old.download_and_prepare()  # stands in for any TFDS dataset prepared as TFRecord
+  monkeypatch.setattr(fashion_mnist_offline, "DEBIAN_DIR", str(tmp_path / "not-installed"))
+  with pytest.raises(datasets.DatasetUnavailableError, match="was prepared as tfrecord, which only TensorFlow reads"):
+    datasets.prepared_builder(config_for(tmp_path))
 
 
 def test_read_idx_rejects_other_files(tmp_path):
@@ -130,7 +152,7 @@ def offline(monkeypatch):
 def test_missing_fashion_mnist_says_which_package_to_install(tmp_path, monkeypatch, offline):
   monkeypatch.setattr(fashion_mnist_offline, "DEBIAN_DIR", str(tmp_path / "not-installed"))
   with pytest.raises(datasets.DatasetUnavailableError) as error:
-    pipeline.dataset_info(config_for(tmp_path / "tfds"))
+    input_spec.build(config_for(tmp_path / "tfds"))
   message = str(error.value)
   assert "apt-get install dataset-fashion-mnist" in message
   assert "/usr/share/datasets/fashion-mnist" in message and str(tmp_path / "tfds") in message
@@ -140,20 +162,20 @@ def test_missing_fashion_mnist_says_which_package_to_install(tmp_path, monkeypat
 
 def test_missing_cifar10_says_it_needs_a_download_or_a_prepared_data_dir(tmp_path, offline):
   with pytest.raises(datasets.DatasetUnavailableError, match="needs one online run.*config.data_dir"):
-    pipeline.dataset_info(config_for(tmp_path, "cifar10"))
+    input_spec.build(config_for(tmp_path, "cifar10"))
 
 
 def test_missing_imagenet_names_the_tars_and_where_they_go(tmp_path):
   config = config_for(tmp_path / "tfds", "imagenet2012")  # TFDS itself fails: nothing is mocked
   with pytest.raises(datasets.DatasetUnavailableError) as error:
-    pipeline.create_train_iterator(config, seed=0)
+    input_spec.build(config)
   assert all(
     s in str(error.value)
     for s in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", str(tmp_path / "tfds" / "downloads" / "manual"))
   )
   config.manual_dir = str(tmp_path / "my-tars")
   with pytest.raises(datasets.DatasetUnavailableError, match=f"into {config.manual_dir} "):
-    pipeline.dataset_info(config)
+    input_spec.build(config)
 
 
 @pytest.mark.skipif(not fashion_mnist_offline.has_source_files(), reason="dataset-fashion-mnist not installed")

@@ -28,9 +28,9 @@ SMOKE = "--config=experiments/fashion_mnist.py:smoke"
 @pytest.fixture
 def mock_data():
   with mock_inputs.mock_data():
-    from alexnet_jax.data import pipeline
+    from alexnet_jax.data import loader
 
-    yield pipeline
+    yield loader
 
 
 def _checkpoint_steps(run_dir):
@@ -109,7 +109,9 @@ def test_a_workdir_of_another_config_is_refused_with_the_differences(tmp_path):
 def test_an_unwritable_workdir_fails_before_training(mock_data, tmp_path, monkeypatch):
   blocker = tmp_path / "a_file"
   blocker.write_text("")
-  monkeypatch.setattr(mock_data, "dataset_info", lambda config: pytest.fail("data was loaded"))
+  from alexnet_jax.data import input_spec
+
+  monkeypatch.setattr(input_spec, "build", lambda config: pytest.fail("data was loaded"))
   with pytest.raises(run_dir.WorkdirError, match="is not a writable directory"):
     loop.train_and_evaluate(fashion_mnist.get_config("smoke"), str(blocker / "run"))
   read_only = tmp_path / "read_only"
@@ -131,18 +133,15 @@ def test_a_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(mock_da
   config = fashion_mnist.get_config("smoke")
   config.num_train_steps, config.checkpoint_every_steps, config.log_every_steps = 8, 2, 4
   config.eval_every_steps = 8  # no eval before the NaN: one compile less
-  config.input.augment_on = "host"  # float batches, which can hold the inf
-  real_iterator = mock_data.create_train_iterator
+  real_iterator = mock_data.train_batches
 
-  def nan_at_step_5(config, *, seed, start_step=0, **kwargs):
-    for step, batch in enumerate(
-      real_iterator(config, seed=seed, start_step=start_step, **kwargs), start=start_step + 1
-    ):
+  def nan_at_step_5(spec, *, start_step=0, **kwargs):
+    for step, batch in enumerate(real_iterator(spec, start_step=start_step, **kwargs), start=start_step + 1):
       if step == 5:
-        batch = dict(batch, image=np.full_like(batch["image"], np.inf))
+        batch = dict(batch, image=np.full(batch["image"].shape, np.inf, np.float32))  # uint8 holds no inf
       yield batch
 
-  monkeypatch.setattr(mock_data, "create_train_iterator", nan_at_step_5)
+  monkeypatch.setattr(mock_data, "train_batches", nan_at_step_5)
   with pytest.raises(
     divergence.DivergedError, match=r"loss is nan at step 5; .*last good checkpoint \(step 4\) is kept"
   ):

@@ -1,19 +1,18 @@
 """The prepared store: fake ILSVRC-2012 tars through TFDS's own imagenet2012 builder, the
-preparation (squares, statistics, resume), and the training stream into train steps."""
+preparation (ArrayRecord squares as JPEG bytes, statistics, resume), and the loader into train steps."""
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 
 import fake_ilsvrc
-import jax
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from alexnet_jax.data import augment, datasets, pipeline, prepare_store, store
+from alexnet_jax.data import augment, images, input_spec, loader, prepare_store, store
 from alexnet_jax.train import loop
 from experiments import imagenet2012
 
@@ -28,9 +27,8 @@ def fake_imagenet_config(tmp_path):
 def source_squares(source, size):
   """{file_name: (uint8 central square, label)} computed straight from the TFDS source."""
   squares = {}
-  for example in source.as_dataset(split="train").as_numpy_iterator():
-    square = augment.to_uint8(augment.central_square(tf.constant(example["image"]), size)).numpy()
-    squares[example["file_name"].decode()] = (square, example["label"])
+  for example in source.as_data_source(split="train"):
+    squares[example["file_name"].decode()] = (images.central_square(example["image"], size), example["label"])
   return squares
 
 
@@ -48,13 +46,14 @@ def test_fake_ilsvrc_tars_become_a_store_that_trains(tmp_path):
 
   built = store.load(path)
   assert path == os.path.join(config.data_dir, f"imagenet2012_{size}", "1.0.0")
+  assert built.info.file_format.value == "array_record"
   assert {name: s.num_examples for name, s in built.info.splits.items()} == {"train": 20, "validation": 5}
   assert len(built.info.splits["train"].shard_lengths) == 3  # 20 images, 8 per shard
-  for example in built.as_dataset(split="train").as_numpy_iterator():
+  for example in built.as_data_source(split="train", decoders={"image": tfds.decode.SkipDecoding()}):
     square, label = expected[example["file_name"].decode()]
-    assert example["image"].shape == (size, size, 3) and example["label"] == label
-    reencoded = tf.io.decode_jpeg(tf.io.encode_jpeg(square, quality=90)).numpy()
-    np.testing.assert_array_equal(example["image"], reencoded)  # the exact square, JPEG-encoded at 90
+    assert example["label"] == label
+    assert example["image"] == images.encode_jpeg(square, 90)  # the exact square, JPEG-encoded at 90
+    assert images.decode(example["image"], 3).shape == (size, size, 3)
   grey, cmyk = expected[fake_ilsvrc.GREY_NAME][0], expected[fake_ilsvrc.CMYK_NAME][0]
   assert np.array_equal(grey[..., 0], grey[..., 2]) and not np.array_equal(cmyk[..., 0], cmyk[..., 2])
 
@@ -69,7 +68,7 @@ def test_fake_ilsvrc_tars_become_a_store_that_trains(tmp_path):
   )
 
   # Interrupted before the end: only the missing shard is written again.
-  shards = sorted(f for f in os.listdir(path) if ".tfrecord-" in f)
+  shards = sorted(f for f in os.listdir(path) if ".array_record-" in f)
   mtimes = {f: os.stat(os.path.join(path, f)).st_mtime_ns for f in shards}
   for name in (shards[0], "dataset_info.json", store.STATS_FILE):
     os.remove(os.path.join(path, name))
@@ -79,17 +78,15 @@ def test_fake_ilsvrc_tars_become_a_store_that_trains(tmp_path):
   assert [f for f in shards if os.stat(os.path.join(path, f)).st_mtime_ns != mtimes.get(f)] == [shards[0]]
   np.testing.assert_array_equal(store.read_stats(path)["mean_image"], stats["mean_image"])
 
-  # The ImageNet config reads the store: uint8 views, its mean image, and a few train steps.
-  assert os.fspath(datasets.prepared_builder(config).data_dir) == path
-  batch = next(pipeline.create_train_iterator(config, seed=0))
-  assert batch["image"].dtype == np.uint8 and batch["image"].shape == (16, 67, 67, 3)
-  np.testing.assert_array_equal(pipeline.device_preprocessing(config).mean, stats["mean_image"])
+  # The ImageNet config reads the store: uint8 squares, its mean image, and a few train steps.
+  spec = input_spec.build(config)
+  assert spec.dataset_dir == path and spec.mean_image
+  np.testing.assert_array_equal(spec.mean, stats["mean_image"])
+  batch = next(loader.train_batches(spec))
+  assert batch["image"].dtype == np.uint8 and batch["image"].shape == (16, size, size, 3)
   summary = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert summary["step"] == config.num_train_steps and np.isfinite(summary["train_loss"])
   assert summary["eval_count"] == 5
-
-
-# The device path (uint8 views, float work in the train step) against the host path, on a small store.
 
 
 @pytest.fixture(scope="module")
@@ -99,60 +96,37 @@ def synthetic_store(tmp_path_factory):
 
   config = imagenet2012.get_config("smoke")
   config.data_dir = str(tmp_path_factory.mktemp("tfds"))
-  config.input.shuffle_buffer = 8
   config.batch_size = 8
   synthetic_imagenet.prepare(config.data_dir, num_train=24, num_validation=8)
   prepare_store.prepare(config, workers=1, progress=False)
   return config
 
 
-def views(config, *, seed=0, steps=4, start_step=0):
-  """The normalised float views of the train stream, finished on the device where configured."""
-  batches = pipeline.create_train_iterator(config, seed=seed, start_step=start_step)
-  finish = pipeline.device_preprocessing(config)
-  out = []
-  for _ in range(steps):
-    batch = next(batches)
-    images = batch["image"] if finish is None else np.asarray(jax.jit(finish)(batch))
-    out.append((images, batch["label"]))
-  return out
-
-
-def host_and_device(config):
-  host = config.copy_and_resolve_references()
-  host.input.augment_on = "host"
-  return views(host), views(config)
-
-
-def test_device_views_equal_the_host_views_from_the_same_draws(synthetic_store):
-  """In memory (a small store): the same pixels, crops, flips, colour noise and mean image."""
-  host, device = host_and_device(synthetic_store)
-  for (host_images, host_labels), (device_images, device_labels) in zip(host, device):
-    np.testing.assert_array_equal(host_labels, device_labels)
-    np.testing.assert_allclose(device_images, host_images, atol=2e-3)  # raw-pixel scale (x 255)
-  assert np.abs(host[0][0]).max() > 50
-
-
-def test_streamed_store_views_decode_only_the_patch(synthetic_store, monkeypatch):
-  """Streamed (as the full ImageNet): decode_and_crop_jpeg differs from a full decode only at a few
-  border pixels (chroma upsampling), never in the crop, flip or noise."""
-  monkeypatch.setattr(pipeline, "IN_MEMORY_LIMIT_BYTES", 0)
-  host, device = host_and_device(synthetic_store)
-  for (host_images, _), (device_images, _) in zip(host, device):
-    differs = np.abs(device_images - host_images) > 1.5  # more than 1.5 grey levels
-    assert differs.mean() < 0.02, differs.mean()
-    np.testing.assert_allclose(np.median(device_images - host_images), 0, atol=1e-3)
-
-
-def test_device_path_resumes_exactly(synthetic_store, monkeypatch):
-  monkeypatch.setattr(pipeline, "IN_MEMORY_LIMIT_BYTES", 0)
-  unbroken = views(synthetic_store, seed=5, steps=7)
+def test_a_streamed_store_gives_the_in_memory_batches_and_resumes_exactly(synthetic_store):
+  spec = input_spec.build(synthetic_store)
+  assert spec.route is input_spec.Route.IN_MEMORY  # 24 squares fit; the full store would stream
+  streamed = dataclasses.replace(spec, route=input_spec.Route.STREAMED)
+  unbroken = [next(b) for b in [loader.train_batches(streamed)] for _ in range(7)]
+  in_memory = loader.train_batches(spec)
+  for batch in unbroken:
+    np.testing.assert_array_equal(next(in_memory)["image"], batch["image"])
   for start_step in (2, 3, 5):  # mid-epoch (3 batches of 8 per epoch), at an epoch's end, in epoch 2
-    for (a, la), (b, lb) in zip(
-      unbroken[start_step:], views(synthetic_store, seed=5, steps=7 - start_step, start_step=start_step)
-    ):
-      np.testing.assert_array_equal(la, lb)
-      np.testing.assert_array_equal(a, b)
+    resumed = loader.train_batches(streamed, start_step=start_step)
+    for batch in unbroken[start_step:]:
+      np.testing.assert_array_equal(next(resumed)["label"], batch["label"])
+
+
+def test_store_views_subtract_the_mean_image_and_add_the_stores_colour_noise(synthetic_store):
+  spec = input_spec.build(synthetic_store)
+  stats = store.read_stats(spec.dataset_dir)
+  assert spec.scales == tuple(np.sqrt(stats["eigenvalues"]))  # cuda-convnet2's form: each component's std
+  batch = next(loader.train_batches(spec))
+  centre = dataclasses.replace(spec, random_crop=False, random_flip=False, pca_noise_std=0.0)
+  views = np.asarray(augment.train_inputs(centre, batch, 0))
+  top = (spec.resize_size - spec.crop_size) // 2
+  window = slice(top, top + spec.crop_size)
+  expected = (batch["image"][:, window, window] / 255 - stats["mean_image"][window, window]) / np.asarray(spec.std)
+  np.testing.assert_allclose(views, expected, atol=2e-3)  # raw-pixel scale (x 255)
 
 
 # The two commands, as a user runs them.
@@ -172,7 +146,9 @@ def test_benchmark_input_synthetic_prints_one_json_line(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   line = json.loads(result.stdout.strip().splitlines()[-1])
   assert line["images_per_second"] > 0 and line["cpu_us_per_image"] > 0 and line["cores"] == os.cpu_count()
-  assert (line["store"], line["augment_on"], line["timed_images"]) == (True, "device", 32)
+  assert (line["store"], line["route"], line["timed_images"]) == (True, "streamed", 32)
+  assert line["decode_cpu_us_per_image"] > 0
+  assert line["overhead_ratio"] == pytest.approx(line["cpu_us_per_image"] / line["decode_cpu_us_per_image"], rel=1e-2)
   assert store.is_prepared(os.path.join(tmp_path, "imagenet2012_76", store.VERSION))
 
 
@@ -182,14 +158,3 @@ def test_prepare_store_without_imagenet_says_where_to_put_the_tars(tmp_path):
   assert result.returncode == 1
   assert "\nerror: imagenet2012 is not prepared in " in result.stderr and "Traceback" not in result.stderr
   assert f"ILSVRC2012_img_val.tar (as downloaded, not extracted) into {tmp_path / 'manual'}" in result.stderr
-
-
-def test_reading_parses_only_image_and_label_with_the_same_values(synthetic_store):
-  builder = datasets.prepared_builder(synthetic_store)
-  assert "file_name" in builder.info.features
-  read = list(pipeline._read(builder, "train", shuffle_files=False).as_numpy_iterator())
-  full = builder.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False)
-  full = list(full.as_numpy_iterator())
-  assert len(read) == len(full) == 24
-  for a, b in zip(read, full):
-    assert set(a) == {"image", "label"} and a["image"] == b["image"] and a["label"] == b["label"]

@@ -10,6 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from alexnet_jax.config import validation
+from alexnet_jax.data import input_spec
 from alexnet_jax.parallel import sharding
 from alexnet_jax.train import loop, optimizers, steps
 from alexnet_jax.train import state as state_lib
@@ -26,8 +27,8 @@ def test_smoke_config_trains_evaluates_and_writes_its_summary(config_module, moc
   overrides = {"log_every_steps": 2}
   summary = loop.train_and_evaluate(config, str(tmp_path), overrides=overrides)
   assert summary["step"] == config.num_train_steps
-  _, num_eval, _ = mock_data.dataset_info(config)
-  assert summary["eval_count"] == min(num_eval, config.eval_max_examples)  # each example once
+  num_eval = input_spec.build(config).num_eval  # after eval_max_examples
+  assert summary["eval_count"] == num_eval  # each example once
   for key in ("eval_loss", "eval_top1_error", "eval_top5_error", "train_loss"):
     assert np.isfinite(summary[key]), key
   assert 0 <= summary["eval_top5_error"] <= summary["eval_top1_error"] <= 1
@@ -102,22 +103,22 @@ def test_resume_continues_exactly(mock_data, tmp_path, monkeypatch):
   config = _resume_config()
   straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
 
-  real_iterator = mock_data.create_train_iterator
+  real_iterator = mock_data.train_batches
   start_steps = []
 
-  def preempted_after_3(config, *, seed, start_step=0, **kwargs):
+  def preempted_after_3(spec, *, start_step=0, **kwargs):
     start_steps.append(start_step)
-    batches = real_iterator(config, seed=seed, start_step=start_step, **kwargs)
+    batches = real_iterator(spec, start_step=start_step, **kwargs)
     for _ in range(3 - start_step):
       yield next(batches)
     raise Preempted
 
-  monkeypatch.setattr(mock_data, "create_train_iterator", preempted_after_3)
+  monkeypatch.setattr(mock_data, "train_batches", preempted_after_3)
   resumed_dir = str(tmp_path / "resumed")
   with pytest.raises(Preempted):
     loop.train_and_evaluate(config, resumed_dir)
   monkeypatch.setattr(
-    mock_data, "create_train_iterator", lambda *a, **k: (start_steps.append(k["start_step"]), real_iterator(*a, **k))[1]
+    mock_data, "train_batches", lambda *a, **k: (start_steps.append(k["start_step"]), real_iterator(*a, **k))[1]
   )
   resumed = loop.train_and_evaluate(config, resumed_dir)
   assert start_steps == [0, 3]

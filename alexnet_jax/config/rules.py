@@ -15,6 +15,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 
+class ConfigError(ValueError):
+  """A config value the user can fix; the message names the field and what is allowed."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Rule:
   """``<field>`` must satisfy ``check``; ``expected`` says what that means."""

@@ -20,7 +20,7 @@ import jax
 import ml_collections
 
 from alexnet_jax.config import rules
-from alexnet_jax.config.rules import boolean, integer, number, one_of, string
+from alexnet_jax.config.rules import ConfigError, boolean, integer, number, one_of, string
 from alexnet_jax.data import options as data_options
 from alexnet_jax.model import alexnet
 from alexnet_jax.parallel import sharding
@@ -32,10 +32,6 @@ MAX_STEPS = 2**31 - 1
 # Seeds: JAX keys (without x64) and the input pipeline keep a seed's low 32 bits, so a larger seed
 # would silently repeat a smaller one (2**32 trains exactly like 0).
 SEED_LIMIT = 2**32
-
-
-class ConfigError(ValueError):
-  """A config value the user can fix; the message names the field and what is allowed."""
 
 
 def _minus_one_or_at_least_one(field: str, meaning: str) -> rules.Rule:

@@ -1,3 +1,4 @@
-"""The data: dataset names and pixel statistics (``options``), preparing TFDS datasets
-(``datasets``, ``fashion_mnist_offline``), the augmentation (``augment``) and the tf.data pipeline
-(``pipeline``). The only sub-package that imports TensorFlow (``options`` does not)."""
+"""The data: dataset names and pixel statistics (``options``), preparing TFDS datasets as ArrayRecord
+(``datasets``, ``fashion_mnist_offline``, ImageNet's ``store`` / ``prepare_store``), what a run's input
+is (``input_spec``), the grain loader (``loader``), the host's pixel work (``images``) and the paper's
+augmentation in JAX (``augment``). No TensorFlow."""

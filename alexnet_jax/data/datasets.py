@@ -46,12 +46,12 @@ def prepared_builder(config) -> tfds.core.DatasetBuilder:
       f"config.data_dir={data_dir} is a file, not a directory: point it at the TFDS data directory "
       "(the one holding a fashion_mnist/ or imagenet2012/ folder), or at a new directory to prepare the data in."
     )
-  builder = tfds.builder(config.dataset, data_dir=data_dir, file_format=ARRAY_RECORD)
   store_dir = store.directory(data_dir, config.dataset, config.input.resize_size)
   if config.input.use_store and store.is_prepared(store_dir):
     logging.info("Reading the prepared store %s", store_dir)
     builder = store.load(store_dir)
     return builder if builder.info.file_format == ARRAY_RECORD else _old_format(config, builder)
+  builder = tfds.builder(config.dataset, data_dir=data_dir)  # a prepared copy keeps its own file format
   if builder.is_prepared():
     if builder.info.file_format == ARRAY_RECORD:
       return builder
@@ -66,6 +66,7 @@ def prepared_builder(config) -> tfds.core.DatasetBuilder:
     config.dataset,
     data_dir,
   )
+  builder = tfds.builder(config.dataset, data_dir=data_dir, file_format=ARRAY_RECORD)
   manual_dir = config.manual_dir or None
   try:
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
@@ -123,6 +124,11 @@ def how_to_get(dataset: str, builder, manual_dir: str | None, error: Exception) 
   """What the user must do so that ``dataset`` can be prepared in ``builder``'s data_dir."""
   root = os.fspath(builder.data_dir_root)
   failure = f"{dataset} is not prepared in {root} and TFDS could not prepare it ({type(error).__name__}: {error})."
+  if isinstance(error, ImportError) and "tensorflow" in str(error):
+    failure += (
+      " TFDS's own builder needs TensorFlow to prepare it from its download (training does not):"
+      " pip install -r requirements-prepare.txt, then rerun."
+    )
   if dataset == "fashion_mnist":
     return (
       f"{failure}\nOffline, install Debian's copy and rerun (it is converted automatically):\n"

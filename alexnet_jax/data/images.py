@@ -13,11 +13,12 @@ import io
 
 import numpy as np
 import simplejpeg
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 _JPEG_MAGIC = b"\xff\xd8"
 JPEG_DECODER = f"simplejpeg {simplejpeg.__version__} (libjpeg-turbo)"
 _PIL_MODES = {1: "L", 3: "RGB"}
+_PIL_FORMATS = "JPEG, PNG, GIF, BMP, WebP, TIFF, ..."
 
 
 class ImageDecodeError(ValueError):
@@ -37,6 +38,8 @@ def decode(data: bytes, channels: int, *, out: np.ndarray | None = None) -> np.n
   try:
     with Image.open(io.BytesIO(data)) as image:
       pixels = np.asarray(image.convert(_PIL_MODES[channels]))
+  except UnidentifiedImageError as error:
+    raise ImageDecodeError(f"not a readable image (not a format PIL reads: {_PIL_FORMATS})") from error
   except (OSError, ValueError, Image.DecompressionBombError) as error:
     raise ImageDecodeError(f"not a readable image ({error})") from error
   pixels = pixels.reshape(*pixels.shape[:2], channels)
@@ -57,6 +60,8 @@ def encoded_size(data: bytes) -> tuple[int, int]:
   try:
     with Image.open(io.BytesIO(data)) as image:
       width, height = image.size
+  except UnidentifiedImageError as error:
+    raise ImageDecodeError(f"not a readable image (not a format PIL reads: {_PIL_FORMATS})") from error
   except (OSError, ValueError) as error:
     raise ImageDecodeError(f"not a readable image ({error})") from error
   return height, width

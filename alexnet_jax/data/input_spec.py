@@ -24,7 +24,7 @@ import enum
 import numpy as np
 from absl import logging
 
-from alexnet_jax.config.validation import ConfigError
+from alexnet_jax.config.rules import ConfigError
 from alexnet_jax.data import datasets, options, store
 
 IN_MEMORY_LIMIT_BYTES = 2**30  # decoded squares of a train split up to this size are kept in memory
@@ -48,6 +48,7 @@ class InputSpec:
   num_classes: int
   label_names: tuple[str, ...]
   batch_size: int  # global
+  image_size: tuple[int, int] | None  # (height, width) of every stored image; None: they vary
   image_channels: int  # of the stored images (1: grey)
   model_channels: int  # what conv1 reads (grey replicated to RGB when 3)
   resize_size: int  # side of the central squares the host sends
@@ -130,6 +131,7 @@ def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> Inpu
     num_classes=labels.num_classes,
     label_names=tuple(labels.names),
     batch_size=config.batch_size,
+    image_size=tuple(image_shape[:2]) if fixed_size else None,
     image_channels=image_shape[-1],
     model_channels=config.model.in_channels,
     resize_size=size,

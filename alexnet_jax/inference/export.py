@@ -115,7 +115,7 @@ def write_npz(path: str, params) -> None:
 
 def description(config, step: int, export_format: str) -> dict:
   """What ``OUT.json`` holds: the format, step, model options and the expected input."""
-  stats = options.mean_std(config)
+  mean, std = options.mean_std(config)
   return {
     "format": export_format,
     "step": step,
@@ -129,8 +129,8 @@ def description(config, step: int, export_format: str) -> dict:
         "(x - mean) / std per channel" + _grey_note(config)
       ),
       "channels": config.model.in_channels,
-      "mean": list(stats["mean"]),
-      "std": list(stats["std"]),
+      "mean": list(mean),
+      "std": list(std),
       "dataset": config.dataset,
     },
   }

@@ -246,25 +246,24 @@ def plot_curves(results: Sequence[RunResult], path: str, train_tag: str, eval_ta
 def write_hparams(results: Sequence[RunResult], root: str) -> str:
   """TensorBoard HParams: one session per finished run under ``ROOT/hparams/``, metrics from summary.json."""
   from tensorboard.plugins.hparams import api as hp
+  from tensorboard.plugins.hparams import summary_v2
 
-  from alexnet_jax.data import tf_host
+  from alexnet_jax.train import summaries
 
-  tf = tf_host.tensorflow()
   finished = [r for r in results if r.summary]
   base = os.path.join(root, "hparams")
   label_names = sorted({k for r in finished for k in r.labels})
   hparams = [hp.HParam(name) for name in label_names]
   metrics = [hp.Metric(m, display_name=m) for m in METRICS]
-  with tf.summary.create_file_writer(base).as_default():
-    hp.hparams_config(hparams=hparams, metrics=metrics)
+  writer = summaries.SummaryWriter(base)
+  writer.write_summary(0, summary_v2.hparams_config_pb(hparams=hparams, metrics=metrics))
+  writer.close()
   for result in finished:
-    with tf.summary.create_file_writer(os.path.join(base, result.name)).as_default():
-      hp.hparams(
-        {h: _hparam_value(result.labels[h.name]) for h in hparams if h.name in result.labels}, trial_id=result.name
-      )
-      for metric in METRICS:
-        if metric in result.summary:
-          tf.summary.scalar(metric, result.summary[metric], step=int(result.summary.get("step", 0)))
+    writer = summaries.SummaryWriter(os.path.join(base, result.name))
+    values = {h: _hparam_value(result.labels[h.name]) for h in hparams if h.name in result.labels}
+    writer.write_summary(0, summary_v2.hparams_pb(values, trial_id=result.name))
+    writer.scalars(int(result.summary.get("step", 0)), {m: result.summary[m] for m in METRICS if m in result.summary})
+    writer.close()
   return base
 
 

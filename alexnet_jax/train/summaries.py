@@ -1,13 +1,14 @@
 """What a run reports: TensorBoard events, the conv1 kernel picture, and ``summary.json``.
 
-TensorBoard events are written with TensorFlow's ``tf.summary`` (imported only when a writer is
-made, so the model and the train step import without TensorFlow). Only process 0 writes; other
-processes get a writer that drops everything.
+TensorBoard events are written with the ``tensorboard`` package's own event-file writer and summary
+protos (as ``torch.utils.tensorboard`` does): scalars, PNG images, text and HParams, no TensorFlow.
+Only process 0 writes; other processes get a writer that drops everything.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,32 +23,48 @@ class SummaryWriter:
   def __init__(self, logdir: str, *, enabled: bool = True):
     self._writer = None
     if enabled:
-      from alexnet_jax.data import tf_host  # pylint: disable=g-import-not-at-top
+      from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
 
-      self._tf = tf_host.tensorflow()
-      self._writer = self._tf.summary.create_file_writer(logdir)
+      self._writer = event_file_writer.EventFileWriter(logdir)
+
+  def write_summary(self, step: int, summary) -> None:
+    """One ``Summary`` proto (any plugin's ``*_pb``) at ``step``."""
+    if not self._writer:
+      return
+    from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
+
+    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     if self._writer:
-      with self._writer.as_default(step=step):
-        for name, value in values.items():
-          self._tf.summary.scalar(name, float(value))
+      from tensorboard.plugins.scalar import summary_v2 as scalar  # pylint: disable=g-import-not-at-top
+
+      for name, value in values.items():
+        self.write_summary(step, scalar.scalar_pb(name, float(value)))
 
   def images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-    """HxWxC float images in [0, 1]."""
+    """HxWxC float images in [0, 1], stored as PNGs."""
     if self._writer:
-      with self._writer.as_default(step=step):
-        for name, image in images.items():
-          self._tf.summary.image(name, np.asarray(image, np.float32)[None])
+      from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
+
+      from alexnet_jax.data import images as image_codec  # pylint: disable=g-import-not-at-top
+
+      for name, image in images.items():
+        pixels = np.clip(np.rint(np.asarray(image, np.float32) * 255), 0, 255).astype(np.uint8)
+        height, width, channels = pixels.shape
+        png = summary_pb2.Summary.Image(
+          height=height, width=width, colorspace=channels, encoded_image_string=image_codec.encode_png(pixels)
+        )
+        self.write_summary(step, summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=name, image=png)]))
 
   def config(self, config_dict: Mapping[str, Any], text: str) -> None:
     """The run's config: as hyper-parameters (flattened) and as a text panel."""
     if self._writer:
-      from tensorboard.plugins.hparams import api as hparams  # pylint: disable=g-import-not-at-top
+      from tensorboard.plugins.hparams import summary_v2 as hparams  # pylint: disable=g-import-not-at-top
+      from tensorboard.plugins.text import summary_v2 as text_summary  # pylint: disable=g-import-not-at-top
 
-      with self._writer.as_default(step=0):
-        hparams.hparams(flatten_for_hparams(config_dict))
-        self._tf.summary.text("config", "    " + text.replace("\n", "\n    "))
+      self.write_summary(0, hparams.hparams_pb(flatten_for_hparams(config_dict)))
+      self.write_summary(0, text_summary.text_pb("config", "    " + text.replace("\n", "\n    ")))
 
   def flush(self) -> None:
     if self._writer:
