@@ -7,7 +7,7 @@
 Rerunning with the same ``--workdir`` resumes its latest checkpoint. A bad config value, missing data,
 another run's or another trainer's workdir, unreadable checkpoints or a diverged loss end with one
 ``error:`` line and exit status 1; SIGTERM or Ctrl-C, at any moment, with status 75 (rerun to resume)
-after saving what training had. See README, "When things go wrong".
+after saving what training had. See docs/when_things_go_wrong.md.
 """
 
 from alexnet_jax.train import preemption  # the standard library only: fast
@@ -22,6 +22,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from alexnet_jax import compilation_cache
 from alexnet_jax.config import flag_errors, validation
 from alexnet_jax.data import datasets
 from alexnet_jax.parallel import distributed
@@ -47,6 +48,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   preemption.exit_on_signals()  # (again, for callers that import this module)
+  compilation_cache.enable()
   logging.get_absl_handler().addFilter(checkpoints.OrbaxInfoFilter())
   try:  # before anything touches a device
     distributed.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)

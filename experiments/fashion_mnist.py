@@ -8,7 +8,7 @@ pooling, three FC layers with dropout, two towers) at a smaller input and width.
 * :func:`small_data_config`: the paper's config with what a small grey dataset on a CPU needs (the
   first default recipe, 90.05 %); the ablation sweeps and CIFAR-10 build on it, so their measured
   results stay reproducible (``fashion_mnist.py:small_data``).
-* :func:`recipe_config`: the default, ``make train``: the 10-minute recipe (README, "The default run").
+* :func:`recipe_config`: the default, ``make train``: the 10-minute recipe (docs/default_run.md).
 
   python -m alexnet_jax.main --workdir=runs/fm --config=experiments/fashion_mnist.py
   python -m alexnet_jax.main --workdir=/tmp/fm --config=experiments/fashion_mnist.py:smoke
@@ -35,11 +35,11 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def recipe_config() -> ml_collections.ConfigDict:
-  """The default recipe: >= 93 % in <= 600 s on 2 cores (README, "The default run", measures each change)."""
+  """The default recipe: >= 93 % in <= 600 s on 2 cores (docs/default_run.md measures each change)."""
   config = small_data_config()
   config.model.width = 0.25  # 1,600-2,000 images/s at batch 64 (0.5: 550-900): 15 epochs fit
   config.model.in_channels = 1  # conv1 reads the grey image, not its RGB replica: the same net, 1.3x the speed
-  config.model.fc8_zero_init = True  # first logits 0: no early loss spike (README, "Early instability")
+  config.model.fc8_zero_init = True  # first logits 0: no early loss spike (docs/training.md, "Early instability")
   config.label_smoothing = 0.1
   config.ema_decay = 0.999  # evaluations and inference use the moving average of the weights
   config.input.eval_crops = "center_flip"  # the centre crop and its mirror image, softmax averaged
@@ -66,7 +66,7 @@ def small_data_config() -> ml_collections.ConfigDict:
 
   config.model.num_classes = 10
   config.model.width = 0.5  # half the channels: fits the 2-core time budget
-  config.model.dropout_rate = 0.25  # 0.5 under-fits in 6 epochs (README, "The default run")
+  config.model.dropout_rate = 0.25  # 0.5 under-fits in 6 epochs (docs/default_run.md)
   config.model.init = "he"  # the paper's N(0, 0.01) init does not train on small data
 
   config.optimizer.name = "sgd"

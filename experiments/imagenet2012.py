@@ -14,7 +14,7 @@ download: put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in ``manual_di
 * Training (§5): batch 128, the paper's momentum rule (``paper_sgd``: m=0.9, wd=5e-4, eps=0.01),
   eps divided by 10 whenever the validation error stops improving (three times), 90 epochs.
 
-Prepare the store of 256x256 squares once (all cores; README, "ImageNet: the prepared store"), then train:
+Prepare the store of 256x256 squares once (all cores; docs/imagenet.md), then train:
 
   python -m alexnet_jax.data.prepare_store --config=experiments/imagenet2012.py --config.manual_dir=/data/imagenet
   python -m alexnet_jax.main --workdir=runs/in1k --config=experiments/imagenet2012.py \

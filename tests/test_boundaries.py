@@ -126,3 +126,62 @@ def test_the_data_layer_prepares_and_serves_batches_without_tensorflow():
   ).stdout
   result = json.loads(output.splitlines()[-1])
   assert result == {"shape": [8, 67, 67, 1], "eval_batches": 5, "loaded": []}
+
+
+# With TensorFlow made unimportable, a user's whole round: mock datasets prepared, a :smoke run
+# trained (TensorBoard events included), read back, evaluated, a PNG predicted, the figures drawn,
+# the weights exported and the run's curves read as the sweep report reads them.
+WITHOUT_TENSORFLOW_SCRIPT = """
+import sys
+import json, os, tempfile
+import numpy as np
+from PIL import Image
+sys.path.insert(0, "tests")
+import mock_inputs
+from alexnet_jax.inference import evaluation, export, figures, prediction, trained_run
+from alexnet_jax.sweeps import report
+from alexnet_jax.train import loop
+from experiments import fashion_mnist
+
+with mock_inputs.mock_data():
+  workdir, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+  loop.train_and_evaluate(fashion_mnist.get_config("smoke"), workdir)
+  run = trained_run.load(workdir)
+  report_ = evaluation.evaluate(run)
+  Image.fromarray(np.zeros((40, 30), np.uint8)).save(os.path.join(out, "grey.png"))
+  predicted = prediction.predict_files(run, [os.path.join(out, "grey.png")])
+  drawn = figures.write_all(run, out, examples=4, queries=2, pool=16)
+  exported = export.export(os.path.join(out, "weights.npz"), run.params, run.config, run.step, "npz")
+  curves = report.read_curves(workdir)
+assert "tensorflow" not in sys.modules
+print(json.dumps({"count": report_["count"], "predictions": len(predicted[0]["predictions"]),
+                  "figures": len(drawn), "exported": len(exported), "curves": "train_loss" in curves}))
+"""
+
+
+def site_packages_without_tensorflow(folder) -> str:
+  """A folder of links to every installed package but TensorFlow's: with it as the only site
+  (``python -S``), ``import tensorflow`` fails and ``find_spec`` finds nothing, as where TF is absent."""
+  import site
+
+  (packages,) = [p for p in site.getsitepackages() if os.path.isdir(p)][:1]
+  for name in os.listdir(packages):
+    if name != "tensorflow" and not name.startswith("tensorflow_cpu"):  # TF itself and its metadata
+      os.symlink(os.path.join(packages, name), os.path.join(folder, name))
+  return str(folder)
+
+
+def test_train_evaluate_predict_figures_export_and_report_run_without_tensorflow(tmp_path):
+  site_dir = site_packages_without_tensorflow(tmp_path)
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, site_dir])}
+  done = subprocess.run(
+    [sys.executable, "-S", "-c", WITHOUT_TENSORFLOW_SCRIPT],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert done.returncode == 0, done.stderr[-4000:]
+  result = json.loads(done.stdout.splitlines()[-1])
+  assert result == {"count": 64, "predictions": 5, "figures": 3, "exported": 2, "curves": True}

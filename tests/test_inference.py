@@ -294,3 +294,19 @@ def test_export_description_says_how_grey_reaches_the_model(dataset, in_channels
   config.dataset, config.model.in_channels = dataset, in_channels
   pixels = export.description(config, step=1, export_format="npz")["input"]["pixels"]
   assert pixels.endswith("per channel") if not expected else expected in pixels
+
+
+def test_a_second_predict_compiles_nothing_the_first_compiled(workdir, tmp_path):
+  Image.fromarray(np.zeros((30, 30), np.uint8)).save(tmp_path / "grey.png")
+  cache = tmp_path / "jit_cache"
+
+  def cached_programs(*flags):
+    result = run_command("predict", f"--workdir={workdir}", *flags, str(tmp_path / "grey.png"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return sorted(os.listdir(cache)) if cache.exists() else []
+
+  first = cached_programs(f"--compilation_cache={cache}")
+  assert first  # the run's programs are in the cache ...
+  assert cached_programs(f"--compilation_cache={cache}") == first  # ... and a second call adds none
+  shutil.rmtree(cache)
+  assert cached_programs("--compilation_cache=off") == []

@@ -16,7 +16,9 @@ import os
 
 import tensorflow_datasets as tfds
 from absl import logging
+from google.protobuf import message
 from tensorflow_datasets.core import file_adapters
+from tensorflow_datasets.proto import tf_example_pb2
 
 from alexnet_jax.data import fashion_mnist_offline, store
 
@@ -101,6 +103,37 @@ def _old_format(config, builder) -> tfds.core.DatasetBuilder:
     f"{config.dataset} in {version_dir} was prepared as {builder.info.file_format.value}, which only TensorFlow "
     f"reads; this version reads ArrayRecord. Prepare it again: mv {version_dir} {aside} and rerun ({command})."
   )
+
+
+class ImageLabelRecords:
+  """Random access to a prepared split's {"image": encoded bytes, "label": int} and nothing else.
+
+  Reads the ArrayRecord records raw and parses only those two features from each ``tf.train.Example``
+  proto (C++ protobuf): ~10 CPU-us per record where TFDS's own deserialisation of every feature
+  (ImageNet's file name included) costs ~90 more, a fifth of a stored JPEG's decode."""
+
+  def __init__(self, dataset_dir: str, split: str):
+    builder = tfds.builder_from_directory(dataset_dir)
+    self._raw = builder.as_data_source(split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+
+  def __len__(self) -> int:
+    return len(self._raw)
+
+  def __getitem__(self, index: int) -> dict | None:
+    return self.__getitems__([index])[0]
+
+  def __getitems__(self, indices) -> list[dict | None]:
+    """The records at ``indices``; None for one that cannot be read (a damaged or truncated file)."""
+    return [_image_and_label(record) for record in self._raw.__getitems__(list(indices))]
+
+
+def _image_and_label(record: bytes | None) -> dict | None:
+  """The image bytes and label of one serialized example; None if the record is empty or damaged."""
+  try:
+    features = tf_example_pb2.Example.FromString(record or b"").features.feature
+    return {"image": features["image"].bytes_list.value[0], "label": features["label"].int64_list.value[0]}
+  except (IndexError, message.DecodeError):  # a truncated file reads as empty records
+    return None
 
 
 def corrupt(dataset: str, version_dir, error: Exception) -> DatasetCorruptError:

@@ -13,6 +13,7 @@ import sys
 
 from absl import app, flags, logging
 
+from alexnet_jax import compilation_cache
 from alexnet_jax.config import flag_errors, validation
 from alexnet_jax.train import checkpoints
 
@@ -76,6 +77,7 @@ def run(main, define_flags) -> None:
 
   def quiet_main(argv):
     logging.set_verbosity(logging.WARNING)
+    compilation_cache.enable()
     return main(argv)
 
   app.run(quiet_main, flags_parser=flag_errors.parse_flags)

@@ -18,8 +18,9 @@ PyTorch            ``torch.nn.LocalResponseNorm(size, alpha=alpha*size, beta,   
                    k=k)`` (NCHW; divides alpha by ``size``)
 Caffe              ``LRN {local_size: size alpha: alpha*size beta k}``;            ``alpha * size``, or
                    ``WITHIN_CHANNEL`` divides by ``size*size``                     ``alpha * size**2``
-cuda-convnet2      ``[rnorm] size=size scale=... pow=beta`` (divides ``scale`` by  ``alpha * size``
-                   ``size``; its ``k`` is fixed to 2 in the ``cmrnorm`` layer)
+cuda-convnet2      ``[cmrnorm] size=size scale=... pow=beta minDiv=k`` (divides   ``alpha * size``
+                   ``scale`` by ``size``; ``minDiv`` defaults to 1, its ImageNet
+                   configs set 2)
 =================  ============================================================  =======================
 
 The alpha ambiguity: cuda-convnet2's published ImageNet config uses ``scale=1e-4``, which after its
