@@ -18,7 +18,7 @@ from flax import nnx
 from PIL import Image
 
 from alexnet_jax.config import validation
-from alexnet_jax.data import augment
+from alexnet_jax.data import augment, images
 from alexnet_jax.inference import export, figures, prediction, trained_run
 from alexnet_jax.train import checkpoints, state, steps, summaries
 from experiments import fashion_mnist
@@ -130,7 +130,7 @@ def test_predict_gives_top5_names_and_reports_an_unreadable_file(workdir, tmp_pa
 
 
 def test_predict_prepares_an_image_file_as_the_loader_prepares_a_test_image(workdir, tmp_path, mock_data):
-  from alexnet_jax.data import images, input_spec
+  from alexnet_jax.data import input_spec
 
   spec = input_spec.build(trained_run.read_config(workdir))
   batch = next(mock_data.eval_batches(spec))
@@ -141,7 +141,7 @@ def test_predict_prepares_an_image_file_as_the_loader_prepares_a_test_image(work
     Image.fromarray(pixels[..., 0]).save(path)
     loaded = prediction.load_image(path, channels=1)
     np.testing.assert_array_equal(loaded, pixels)
-    np.testing.assert_array_equal(prediction.test_square(loaded, spec.resize_size), batch["image"][index])
+    np.testing.assert_array_equal(images.central_square(loaded, spec.resize_size), batch["image"][index])
   colour = np.repeat(raw[0], 3, axis=-1)
   Image.fromarray(colour).save(tmp_path / "colour.png")
   np.testing.assert_array_equal(prediction.load_image(str(tmp_path / "colour.png"), channels=1), raw[0])
@@ -260,7 +260,7 @@ def test_ten_crop_evaluation_and_prediction(workdir, mock_data):
   assert (report["crops"], report["count"], np.asarray(report["confusion_matrix"]).sum()) == ("ten_crop", 16, 16)
   assert 0.0 <= report["top1_accuracy"] <= report["top5_accuracy"] <= 1.0
   assert "ten crops" in evaluation.format_report(report)
-  square = prediction.test_square(np.zeros((30, 40, 1), np.uint8), run.spec.resize_size)
+  square = images.central_square(np.zeros((30, 40, 1), np.uint8), run.spec.resize_size)
   assert square.shape == (72, 72, 1)
   views = augment.eval_views(square[None], run.spec)
   assert views.shape == (1, 10, 67, 67, run.config.model.in_channels)

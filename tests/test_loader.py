@@ -2,9 +2,11 @@
 
 import dataclasses
 import hashlib
+import io
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from alexnet_jax.config import validation
 from alexnet_jax.data import images, input_spec, loader
@@ -160,11 +162,12 @@ def test_central_square_keeps_the_aspect_ratio_and_antialiases_when_shrinking():
   assert square[:, :3].max() == 0 and square[:, -3:].min() == 255
 
 
-def test_grey_and_colour_conversions():
+def test_decoding_converts_grey_and_colour_and_drops_alpha():
   rgb = np.random.default_rng(0).integers(0, 256, (5, 6, 3), dtype=np.uint8)
-  grey = images.with_channels(rgb, 1)
+  grey = images.decode(images.encode_png(rgb), 1)
   expected = np.round(rgb @ np.array([0.299, 0.587, 0.114]))
   assert np.abs(grey[..., 0].astype(int) - expected).max() <= 1
-  np.testing.assert_array_equal(images.with_channels(grey, 3), np.repeat(grey, 3, axis=-1))
-  with_alpha = np.concatenate([rgb, np.zeros((5, 6, 1), np.uint8)], axis=-1)
-  np.testing.assert_array_equal(images.with_channels(with_alpha, 3), rgb)
+  np.testing.assert_array_equal(images.decode(images.encode_png(grey), 3), np.repeat(grey, 3, axis=-1))
+  with_alpha = io.BytesIO()
+  Image.fromarray(np.concatenate([rgb, np.zeros((5, 6, 1), np.uint8)], axis=-1), "RGBA").save(with_alpha, "PNG")
+  np.testing.assert_array_equal(images.decode(with_alpha.getvalue(), 3), rgb)

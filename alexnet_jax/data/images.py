@@ -9,6 +9,7 @@ JPEGs are decoded with libjpeg-turbo (``simplejpeg``, the fastest decoder measur
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import numpy as np
@@ -35,13 +36,8 @@ def decode(data: bytes, channels: int, *, out: np.ndarray | None = None) -> np.n
       return simplejpeg.decode_jpeg(data, colorspace="GRAY" if channels == 1 else "RGB", buffer=out)
     except ValueError:  # CMYK and other JPEGs libjpeg-turbo's RGB path refuses: PIL converts them
       pass
-  try:
-    with Image.open(io.BytesIO(data)) as image:
-      pixels = np.asarray(image.convert(_PIL_MODES[channels]))
-  except UnidentifiedImageError as error:
-    raise ImageDecodeError(f"not a readable image (not a format PIL reads: {_PIL_FORMATS})") from error
-  except (OSError, ValueError, Image.DecompressionBombError) as error:
-    raise ImageDecodeError(f"not a readable image ({error})") from error
+  with _pil_image(data) as image:
+    pixels = np.asarray(image.convert(_PIL_MODES[channels]))  # alpha dropped, grey <-> RGB (ITU-R 601)
   pixels = pixels.reshape(*pixels.shape[:2], channels)
   if out is None:
     return pixels
@@ -57,14 +53,21 @@ def encoded_size(data: bytes) -> tuple[int, int]:
       return height, width
     except ValueError:
       pass
+  with _pil_image(data) as image:
+    width, height = image.size
+  return height, width
+
+
+@contextlib.contextmanager
+def _pil_image(data: bytes):
+  """The image PIL opens from ``data``; what it cannot open or decode is an :class:`ImageDecodeError`."""
   try:
     with Image.open(io.BytesIO(data)) as image:
-      width, height = image.size
+      yield image
   except UnidentifiedImageError as error:
     raise ImageDecodeError(f"not a readable image (not a format PIL reads: {_PIL_FORMATS})") from error
-  except (OSError, ValueError) as error:
+  except (OSError, ValueError, Image.DecompressionBombError) as error:
     raise ImageDecodeError(f"not a readable image ({error})") from error
-  return height, width
 
 
 def central_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -84,17 +87,6 @@ def central_square(image: np.ndarray, size: int) -> np.ndarray:
   box = (left / x_scale, top / y_scale, (left + size) / x_scale, (top + size) / y_scale)
   square = picture.resize((size, size), Image.BILINEAR, box=box)
   return np.asarray(square).reshape(size, size, channels)
-
-
-def with_channels(image: np.ndarray, channels: int) -> np.ndarray:
-  """uint8 (H, W, C) with ``channels``: alpha dropped, colour -> grey (ITU-R 601, as PIL's "L")
-  or grey -> RGB (replicated)."""
-  image = image[..., :1] if image.shape[-1] == 2 else image[..., :3]
-  if image.shape[-1] == channels:
-    return image
-  mode = _PIL_MODES[image.shape[-1]]
-  converted = np.asarray(Image.fromarray(image[..., 0] if mode == "L" else image, mode).convert(_PIL_MODES[channels]))
-  return converted.reshape(*image.shape[:2], channels)
 
 
 def encode_jpeg(square: np.ndarray, quality: int) -> bytes:

@@ -36,11 +36,6 @@ def load_image(path: str, channels: int) -> np.ndarray:
     raise ImageError(f"{path}: {error}") from error
 
 
-def test_square(image: np.ndarray, resize_size: int) -> np.ndarray:
-  """One uint8 image (H, W, C) of any size -> its uint8 central square, the run's test views' input."""
-  return images.central_square(image, resize_size)
-
-
 def predict_files(run: TrainedRun, paths: list[str]) -> list[dict]:
   """One result per path, in order: ``{"file", "predictions": [{"label", "name", "probability"}] }``
   with the top-5 classes, or ``{"file", "error"}`` for a file that could not be read."""
@@ -48,7 +43,7 @@ def predict_files(run: TrainedRun, paths: list[str]) -> list[dict]:
   results, squares = [], []
   for path in paths:
     try:
-      squares.append(test_square(load_image(path, spec.image_channels), spec.resize_size))
+      squares.append(images.central_square(load_image(path, spec.image_channels), spec.resize_size))
       results.append({"file": path})
     except ImageError as error:
       results.append({"file": path, "error": str(error)})
