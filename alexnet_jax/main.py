@@ -22,15 +22,10 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import compilation_cache
-from alexnet_jax.config import flag_errors, validation
-from alexnet_jax.data import datasets
+from alexnet_jax import compilation_cache, errors
+from alexnet_jax.config import flag_errors
 from alexnet_jax.parallel import distributed
-from alexnet_jax.train import checkpoints, divergence, loop, run_dir
-
-# Failures the user can act on: one "error: ..." message and exit status 1, no traceback.
-USER_ERRORS = (validation.ConfigError, run_dir.WorkdirError, checkpoints.CheckpointError, divergence.DivergedError)
-USER_ERRORS += (datasets.DatasetUnavailableError,)
+from alexnet_jax.train import checkpoints, loop
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and summary.json.")
@@ -66,7 +61,7 @@ def main(argv):
     # orbax's save threads can block the interpreter's exit for minutes after a failed save;
     # everything that completed is on disk and the TensorBoard writer is closed.
     os._exit(1)
-  except USER_ERRORS as error:
+  except errors.UserError as error:  # one line for every failure the user can act on
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
   except preemption.Preempted as stopped:

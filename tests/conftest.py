@@ -42,7 +42,7 @@ def pytest_configure(config):
 @pytest.fixture
 def mock_data():
   """Small random datasets as TFDS's default data directory (see mock_inputs.py); yields the loader module."""
-  import mock_inputs
+  from support import mock_inputs
 
   with mock_inputs.mock_data():
     from alexnet_jax.data import loader

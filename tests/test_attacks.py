@@ -2,7 +2,7 @@
 checkpoint, signals to a sweep or before training starts, absurd values, broken data and workdir
 files, a full disk. Each case ends in one ``error:`` line (exit 1) or exit 75, and a failed start
 leaves the workdir as it found it. The CLI cases run the real ``alexnet_jax.main`` on a tiny real
-TFDS Fashion-MNIST (the mock data ignores split names) or ``tests/mock_data_main.py``.
+TFDS Fashion-MNIST (the mock data ignores split names) or ``tests/support/mock_data_main.py``.
 """
 
 import json
@@ -15,13 +15,10 @@ import sys
 import time
 
 import jax
-import mock_inputs
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from test_offline_data import write_idx
-from test_reliability import _save_steps
-from test_sweeps import FAKE_MAIN
+from support import checkpoint_steps, idx_files, mock_inputs
 
 from alexnet_jax.data import datasets, fashion_mnist_offline
 from alexnet_jax.sweeps import report, runner
@@ -29,12 +26,13 @@ from alexnet_jax.train import checkpoints, divergence, loop, preemption, run_dir
 from experiments import fashion_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAIN_ON_MOCK_DATA = os.path.join(REPO, "tests", "support", "mock_data_main.py")
 SMOKE = "--config=experiments/fashion_mnist.py:smoke"
 NUM_TRAIN, NUM_TEST = 64, 32  # a :smoke config (batch 16) trains 4 steps per epoch
 
 
 def run_main(*args, mock=False, timeout=300):
-  main = [os.path.join(REPO, "tests", "mock_data_main.py")] if mock else ["-m", "alexnet_jax.main"]
+  main = [MAIN_ON_MOCK_DATA] if mock else ["-m", "alexnet_jax.main"]
   return subprocess.run([sys.executable, *main, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
@@ -53,8 +51,8 @@ def tiny_tfds(tmp_path_factory):
   rng = np.random.default_rng(0)
   for split, count in (("train", NUM_TRAIN), ("test", NUM_TEST)):
     images_file, labels_file = fashion_mnist_offline.SPLIT_FILES[split]
-    write_idx(source / images_file, rng.integers(0, 256, (count, 28, 28)))
-    write_idx(source / labels_file, np.arange(count) % 10)
+    idx_files.write_idx(source / images_file, rng.integers(0, 256, (count, 28, 28)))
+    idx_files.write_idx(source / labels_file, np.arange(count) % 10)
   data_dir = tmp_path_factory.mktemp("tfds")
   fashion_mnist_offline.prepare_fashion_mnist(str(data_dir), str(source))
   return str(data_dir)
@@ -130,7 +128,7 @@ def test_kill_9_leaves_no_stale_lock(tmp_path):
 
 def test_a_flipped_bit_fails_the_checksums_and_the_previous_checkpoint_is_restored(tmp_path, caplog):
   directory = str(tmp_path / "checkpoints")
-  _save_steps(directory, [1, 2, 3])
+  checkpoint_steps.save_steps(directory, [1, 2, 3])
   step_dir = os.path.join(directory, "3")
   check = subprocess.run(["sha256sum", "--quiet", "-c", checkpoints.CHECKSUMS_FILE], cwd=step_dir, capture_output=True)
   assert check.returncode == 0, check  # the checksum file is sha256sum's format
@@ -227,8 +225,7 @@ def test_a_signal_to_the_sweep_reaches_its_trainer_and_launches_nothing_more(tmp
 
 
 def test_a_broken_summary_is_a_failed_run_in_the_report_and_is_redone(tmp_path):
-  fake = tmp_path / "fake_main.py"
-  fake.write_text(FAKE_MAIN)
+  fake = os.path.join(REPO, "tests", "support", "fake_sweep_main.py")
   root = str(tmp_path / "sweep")
   sweep = fashion_mnist_sweep()
   jobs = runner.plan(sweep, root, (sys.executable, str(fake)))
@@ -399,7 +396,12 @@ def test_no_readable_checkpoint_is_one_error_without_library_noise(finished_run,
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_while_starting_up_exits_75(tmp_path, signum):
   process = subprocess.Popen(
-    [sys.executable, os.path.join(REPO, "tests", "mock_data_main.py"), f"--workdir={tmp_path / 'run'}", SMOKE],
+    [
+      sys.executable,
+      MAIN_ON_MOCK_DATA,
+      f"--workdir={tmp_path / 'run'}",
+      SMOKE,
+    ],
     cwd=REPO,
     stderr=subprocess.PIPE,
     text=True,

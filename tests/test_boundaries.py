@@ -137,7 +137,7 @@ import json, os, tempfile
 import numpy as np
 from PIL import Image
 sys.path.insert(0, "tests")
-import mock_inputs
+from support import mock_inputs
 from alexnet_jax.inference import evaluation, export, figures, prediction, trained_run
 from alexnet_jax.sweeps import report
 from alexnet_jax.train import loop

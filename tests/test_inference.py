@@ -1,6 +1,6 @@
 """Using a trained run: evaluate, predict, figures and export through their command lines.
 
-One ``:smoke`` run is trained once for the module (mock data, ``tests/mock_data_main.py``); each
+One ``:smoke`` run is trained once for the module (mock data, ``tests/support/mock_data_main.py``); each
 command runs on its work directory as a user would run it. The export's parity with the PyTorch
 AlexNet is checked in-process for two towers and one.
 """
@@ -24,7 +24,7 @@ from alexnet_jax.train import checkpoints, state, steps, summaries
 from experiments import fashion_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ON_MOCK_DATA = os.path.join(REPO, "tests", "mock_data_main.py")
+ON_MOCK_DATA = os.path.join(REPO, "tests", "support", "mock_data_main.py")
 FASHION_NAMES = [
   "T-shirt/top",
   "Trouser",
@@ -40,7 +40,7 @@ FASHION_NAMES = [
 
 
 def run_command(*args, mock=True, timeout=300):
-  """``tests/mock_data_main.py COMMAND ...`` (mock data), or ``python -m alexnet_jax.COMMAND ...``."""
+  """``tests/support/mock_data_main.py COMMAND ...`` (mock data), or ``python -m alexnet_jax.COMMAND ...``."""
   command = [ON_MOCK_DATA, *args] if mock else ["-m", f"alexnet_jax.{args[0]}", *args[1:]]
   return subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 

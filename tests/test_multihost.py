@@ -1,6 +1,6 @@
 """Two processes on this machine, joined by JAX's distributed runtime, train like one process.
 
-launch/local_multiprocess.py starts two copies of tests/multihost_steps.py (localhost
+launch/local_multiprocess.py starts two copies of tests/support/multihost_steps.py (localhost
 coordinator, gloo collectives on CPU). Each process creates the model sharded across both
 processes, reads only its own slice of each batch and takes SGD steps with dropout on. Their
 losses and final parameters must equal one process taking the same steps on one device from the
@@ -15,8 +15,8 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-import tiny_training
 from flax import nnx
+from support import tiny_training
 
 from alexnet_jax.parallel import sharding
 
@@ -29,7 +29,7 @@ def _run_two_processes(tmp_path, devices_per_process, tower_parallel, parallelis
   out = tmp_path / "result.npz"
   worker = [
     sys.executable,
-    str(REPO / "tests" / "multihost_steps.py"),
+    str(REPO / "tests" / "support" / "multihost_steps.py"),
     f"--out={out}",
     f"--tower_parallel={tower_parallel}",
     f"--parallelism={parallelism}",
@@ -98,7 +98,7 @@ def test_two_processes_train_like_one(tmp_path, devices_per_process, tower_paral
 
 def _main(*args, processes=1, timeout=280):
   """``python -m alexnet_jax.main`` on the mock datasets, as one process or as ``processes`` joined ones."""
-  import mock_inputs
+  from support import mock_inputs
 
   command = [sys.executable, "-m", "alexnet_jax.main", *args]
   if processes > 1:

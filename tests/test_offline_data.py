@@ -1,24 +1,17 @@
 """Fashion-MNIST from Debian-style IDX files into TFDS (ArrayRecord), offline; the old TFRecord form
 converted again; the instructions when data is missing."""
 
-import gzip
 import os
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from support import idx_files
 
 from alexnet_jax.data import datasets, fashion_mnist_offline, input_spec, loader, options
 from experiments import fashion_mnist
 
 NUM_TRAIN, NUM_TEST = 30, 23
-
-
-def write_idx(path, array):
-  """Writes ``array`` (uint8) as a gzipped IDX file, the format of the upstream and Debian files."""
-  header = np.array([0x0800 + array.ndim, *array.shape], ">u4").tobytes()
-  with gzip.open(path, "wb") as f:
-    f.write(header + array.astype(np.uint8).tobytes())
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +25,8 @@ def source_dir(tmp_path_factory):
   }
   for split, (images, labels) in splits.items():
     images_file, labels_file = fashion_mnist_offline.SPLIT_FILES[split]
-    write_idx(directory / images_file, images)
-    write_idx(directory / labels_file, labels)
+    idx_files.write_idx(directory / images_file, images)
+    idx_files.write_idx(directory / labels_file, labels)
   return str(directory)
 
 
@@ -134,7 +127,7 @@ def test_without_its_source_files_the_old_form_is_one_error_with_the_command(sou
 
 
 def test_read_idx_rejects_other_files(tmp_path):
-  write_idx(tmp_path / "labels.gz", np.zeros(4))
+  idx_files.write_idx(tmp_path / "labels.gz", np.zeros(4))
   with pytest.raises(ValueError, match="expected 2051"):
     fashion_mnist_offline.read_idx(str(tmp_path / "labels.gz"), ndim=3)
 

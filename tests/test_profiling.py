@@ -6,8 +6,8 @@ import os
 
 import jax
 import jax.numpy as jnp
-import mock_inputs
 import pytest
+from support import mock_inputs
 
 from alexnet_jax.config import validation
 from alexnet_jax.train import loop, profiling, run_dir

@@ -10,18 +10,18 @@ import sys
 import time
 
 import jax
-import mock_inputs
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
+from support import checkpoint_steps, mock_inputs
 
 from alexnet_jax.data import datasets, fashion_mnist_offline
 from alexnet_jax.train import checkpoints, divergence, loop, preemption, run_dir
 from experiments import fashion_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAIN_ON_MOCK_DATA = [sys.executable, os.path.join(REPO, "tests", "mock_data_main.py")]
+MAIN_ON_MOCK_DATA = [sys.executable, os.path.join(REPO, "tests", "support", "mock_data_main.py")]
 SMOKE = "--config=experiments/fashion_mnist.py:smoke"
 
 
@@ -160,13 +160,6 @@ def test_non_finite_parameters_are_never_saved():
 # --- 7. Unreadable checkpoints ---------------------------------------------------------------------
 
 
-def _save_steps(directory, steps):
-  checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
-  for step in steps:
-    checkpointer.save(step, {"w": np.full(64, step, np.float32)}, {"input_position": step})
-  checkpointer.close()
-
-
 def _truncate_files(step_dir):
   for root, _, files in os.walk(step_dir):
     for name in files:
@@ -177,7 +170,7 @@ def _truncate_files(step_dir):
 
 def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
   directory = str(tmp_path / "checkpoints")
-  _save_steps(directory, [1, 2, 3])
+  checkpoint_steps.save_steps(directory, [1, 2, 3])
   _truncate_files(os.path.join(directory, "3"))
   checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
   state, meta = checkpointer.restore_latest({"w": jax.numpy.zeros(64, np.float32)})
@@ -191,7 +184,7 @@ def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, 
 
 def test_a_half_written_checkpoint_is_never_a_step(tmp_path):
   directory = str(tmp_path / "checkpoints")
-  _save_steps(directory, [1])
+  checkpoint_steps.save_steps(directory, [1])
   os.makedirs(os.path.join(directory, "2.orbax-checkpoint-tmp-1234", "state"))  # killed mid-save
   checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
   _, meta = checkpointer.restore_latest({"w": jax.numpy.zeros(64, np.float32)})
@@ -201,7 +194,7 @@ def test_a_half_written_checkpoint_is_never_a_step(tmp_path):
 
 def test_no_readable_checkpoint_over_an_existing_run_is_an_error_not_a_fresh_start(tmp_path):
   directory = str(tmp_path / "checkpoints")
-  _save_steps(directory, [1, 2])
+  checkpoint_steps.save_steps(directory, [1, 2])
   for step in ("1", "2"):
     _truncate_files(os.path.join(directory, step))
   checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)

@@ -11,9 +11,9 @@ import re
 import jax
 import numpy as np
 import pytest
-import tiny_training
 from flax import nnx
 from jax.sharding import PartitionSpec as P
+from support import tiny_training
 
 from alexnet_jax.model import alexnet
 from alexnet_jax.parallel import sharding

@@ -7,10 +7,10 @@ import os
 import subprocess
 import sys
 
-import fake_ilsvrc
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from support import fake_ilsvrc
 
 from alexnet_jax.data import augment, images, input_spec, loader, prepare_store, store
 from alexnet_jax.train import loop

@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -15,6 +14,7 @@ from alexnet_jax import sweeps
 from alexnet_jax.sweeps import report, runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAKE_SWEEP_MAIN = os.path.join(REPO, "tests", "support", "fake_sweep_main.py")
 
 
 def _experiment_sweeps():
@@ -24,36 +24,9 @@ def _experiment_sweeps():
   return module
 
 
-# A stand-in for alexnet_jax.main: writes summary.json with an error computed from the overrides;
-# crashes on its first attempt when told to (to test resume), or always for dropout 0.75 if told.
-FAKE_MAIN = textwrap.dedent("""
-    import json, os, sys
-    args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
-    workdir = args["workdir"]
-    os.makedirs(workdir, exist_ok=True)
-    attempts_file = os.path.join(workdir, "attempts")
-    attempts = int(open(attempts_file).read()) + 1 if os.path.exists(attempts_file) else 1
-    open(attempts_file, "w").write(str(attempts))
-    mode = os.environ.get("FAKE_MODE", "")
-    dropout = float(args.get("config.model.dropout_rate", 0.5))
-    if mode == "crash_first" and attempts == 1:
-      sys.exit(3)
-    if mode == "fail_075" and dropout == 0.75:
-      sys.exit(4)
-    seed = int(args.get("config.seed", 0))
-    lrn = args.get("config.model.lrn", "True") == "True"
-    error = 0.10 + 0.02 * dropout - (0.01 if lrn else 0.0) + 0.001 * seed
-    summary = {"step": 10, "eval_top1_error": error, "eval_top5_error": error / 10,
-               "eval_loss": 3 * error, "train_loss": 2 * error, "wall_seconds": 60.0}
-    json.dump(summary, open(os.path.join(workdir, "summary.json"), "w"))
-""")
-
-
 @pytest.fixture
 def fake_main(tmp_path):
-  path = tmp_path / "fake_main.py"
-  path.write_text(FAKE_MAIN)
-  return (sys.executable, str(path))
+  return (sys.executable, FAKE_SWEEP_MAIN)
 
 
 def test_product_and_zip():
@@ -235,7 +208,7 @@ def test_report_draws_the_curves_the_sweep_names(tmp_path, fake_main):
 def test_smoke_sweep_end_to_end_through_the_cli(tmp_path):
   """launch/sweep.py trains the smoke sweep (on mock data), then writes the table and plots."""
   root = tmp_path / "smoke"
-  main_command = f"{sys.executable} {os.path.join(REPO, 'tests', 'mock_data_main.py')}"
+  main_command = f"{sys.executable} {os.path.join(REPO, 'tests', 'support', 'mock_data_main.py')}"
   command = [
     sys.executable,
     os.path.join(REPO, "launch", "sweep.py"),

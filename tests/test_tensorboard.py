@@ -8,9 +8,9 @@ import time
 import urllib.parse
 import urllib.request
 
-import mock_inputs
 import numpy as np
 import pytest
+from support import mock_inputs
 
 from alexnet_jax.train import loop, summaries
 from experiments import fashion_mnist

@@ -14,8 +14,10 @@ import numbers
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from alexnet_jax import errors
 
-class ConfigError(ValueError):
+
+class ConfigError(errors.UserError, ValueError):
   """A config value the user can fix; the message names the field and what is allowed."""
 
 
@@ -36,7 +38,7 @@ class Rule:
     return None if ok else f"{prefix}{self.field}={value!r} is not allowed: expected {self.expected}"
 
 
-class OptionError(ValueError):
+class OptionError(errors.UserError, ValueError):
   """Options that break their rules; ``problems`` holds (option, value, expected) for each."""
 
   def __init__(self, owner: str, problems: list[tuple[str, Any, str]]):

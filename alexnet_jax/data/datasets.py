@@ -20,10 +20,11 @@ from google.protobuf import message
 from tensorflow_datasets.core import file_adapters
 from tensorflow_datasets.proto import tf_example_pb2
 
+from alexnet_jax import errors
 from alexnet_jax.data import fashion_mnist_offline, store
 
 
-class DatasetUnavailableError(ValueError):
+class DatasetUnavailableError(errors.UserError, ValueError):
   """The dataset is neither prepared nor obtainable here; the message says how to get it."""
 
 

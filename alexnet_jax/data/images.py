@@ -16,13 +16,15 @@ import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
+from alexnet_jax import errors
+
 _JPEG_MAGIC = b"\xff\xd8"
 JPEG_DECODER = f"simplejpeg {simplejpeg.__version__} (libjpeg-turbo)"
 _PIL_MODES = {1: "L", 3: "RGB"}
 _PIL_FORMATS = "JPEG, PNG, GIF, BMP, WebP, TIFF, ..."
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(errors.UserError, ValueError):
   """Bytes that no decoder here reads as an image."""
 
 

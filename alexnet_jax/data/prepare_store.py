@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import app, flags, logging
 
-from alexnet_jax import utils
+from alexnet_jax import errors, utils
 from alexnet_jax.data import images, store
 
 SKIPPED_SPLITS = ("test",)  # ImageNet's test split has no labels
@@ -220,7 +220,6 @@ def _finish(source, path: str, tasks: list[dict], size: int) -> None:
 def main(argv):
   del argv
   from alexnet_jax.config import validation  # pylint: disable=g-import-not-at-top
-  from alexnet_jax.data import datasets  # pylint: disable=g-import-not-at-top
 
   start = time.perf_counter()
   try:
@@ -231,7 +230,7 @@ def main(argv):
       quality=flags.FLAGS.quality,
       images_per_shard=flags.FLAGS.images_per_shard,
     )
-  except (validation.ConfigError, datasets.DatasetUnavailableError) as error:
+  except errors.UserError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
   builder = store.load(path)

@@ -13,30 +13,17 @@ import sys
 
 from absl import app, flags, logging
 
-from alexnet_jax import compilation_cache
-from alexnet_jax.config import flag_errors, validation
-from alexnet_jax.train import checkpoints
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-  """The exceptions reported as one ``error:`` line. The dataset's is among them only once its
-  module (which imports TFDS) is loaded: it cannot have been raised before."""
-  from alexnet_jax.inference import export, trained_run  # pylint: disable=g-import-not-at-top
-
-  errors = (trained_run.RunError, checkpoints.CheckpointError, validation.ConfigError, export.ExportError)
-  datasets = sys.modules.get("alexnet_jax.data.datasets")
-  return errors + ((datasets.DatasetUnavailableError,) if datasets else ())
+from alexnet_jax import compilation_cache, errors
+from alexnet_jax.config import flag_errors
 
 
 @contextlib.contextmanager
 def reporting_user_errors():
-  """Turns the errors of :func:`user_errors` into ``error: MESSAGE`` on stderr and exit status 1."""
+  """Turns every :class:`~alexnet_jax.errors.UserError` into ``error: MESSAGE`` on stderr and exit status 1."""
   try:
     yield
-  except Exception as error:
-    if isinstance(error, user_errors()):
-      fail(str(error))
-    raise
+  except errors.UserError as error:
+    fail(str(error))
 
 
 def prepare_host(workdir: str) -> None:

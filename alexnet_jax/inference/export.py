@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alexnet_jax import utils
+from alexnet_jax import errors, utils
 from alexnet_jax.data import options
 from alexnet_jax.model import alexnet
 
@@ -67,7 +67,7 @@ MODEL_OPTIONS = (
 )
 
 
-class ExportError(ValueError):
+class ExportError(errors.UserError, ValueError):
   """The run cannot be written in the requested format; the message says why."""
 
 

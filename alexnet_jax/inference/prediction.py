@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from alexnet_jax import errors
 from alexnet_jax.data import images
 from alexnet_jax.inference.trained_run import TrainedRun
 
 TOP = 5
 
 
-class ImageError(ValueError):
+class ImageError(errors.UserError, ValueError):
   """An image file that cannot be read or decoded; the message names the file."""
 
 

@@ -21,14 +21,14 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from alexnet_jax import utils
+from alexnet_jax import errors, utils
 from alexnet_jax.config import validation
 from alexnet_jax.data import augment, options
 from alexnet_jax.parallel import sharding
 from alexnet_jax.train import checkpoints, optimizers, run_dir, state, steps
 
 
-class RunError(RuntimeError):
+class RunError(errors.UserError, RuntimeError):
   """The work directory holds no usable run; the message says why."""
 
 

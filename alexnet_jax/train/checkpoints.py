@@ -42,7 +42,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from alexnet_jax import utils
+from alexnet_jax import errors, utils
 
 UNREADABLE_DIR = "unreadable"  # where unreadable checkpoints are moved, inside the checkpoint dir
 CHECKSUMS_FILE = "sha256sums.txt"
@@ -56,7 +56,7 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(workdir, CHECKPOINT_DIR)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(errors.UserError, RuntimeError):
   """The work directory has checkpoints but none of them can be read."""
 
 

@@ -16,8 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alexnet_jax import errors
 
-class DivergedError(RuntimeError):
+
+class DivergedError(errors.UserError, RuntimeError):
   """The loss or the parameters became NaN or Inf; nothing from that point was saved."""
 
 

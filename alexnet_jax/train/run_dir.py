@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from alexnet_jax import utils
+from alexnet_jax import errors, utils
 from alexnet_jax.train import preemption
 
 CONFIG_FILE = "config.json"
@@ -35,7 +35,7 @@ LOCK_FILE = "trainer.lock"
 OBSERVATION_FIELDS = frozenset({"profile_steps"})
 
 
-class WorkdirError(RuntimeError):
+class WorkdirError(errors.UserError, RuntimeError):
   """The work directory cannot be used for this run; the message says why and what to do."""
 
 

@@ -2,19 +2,19 @@
 
 Every process builds the same mesh over all processes' devices, creates the model sharded in
 place, reads only its own slice of each global batch (``sharding.input_shard``), assembles the
-global batch (``sharding.global_batch``) and takes ``--steps`` steps of tests/tiny_training.py.
+global batch (``sharding.global_batch``) and takes ``--steps`` steps of tests/support/tiny_training.py.
 Process 0 writes the initial state, the losses and the final state to ``--out``
 (.npz) for tests/test_multihost.py to compare with one process.
 """
 
 import jax
 import numpy as np
-import tiny_training
 from absl import app, flags
 from flax import nnx
 from jax.experimental import multihost_utils
 
 from alexnet_jax.parallel import distributed, sharding
+from support import tiny_training  # tests/ is on the PYTHONPATH the launcher gives it
 
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0")
 flags.DEFINE_integer("num_processes", None, "number of processes")

@@ -61,7 +61,7 @@ def write_mock_dataset(name: str, data_dir: str, num_examples: int = NUM_EXAMPLE
         yield index, random_example(self.info.features, rng, index)
 
   MockBuilder.name = name
-  # Quietly: commands run on the mock data (tests/mock_data_main.py) must print only their own words.
+  # Quietly: commands run on the mock data (tests/support/mock_data_main.py) must print only their own words.
   quiet = io.StringIO()
   with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), _absl_level(logging.ERROR):
     tfds.disable_progress_bar()

@@ -1,4 +1,4 @@
-"""``python tests/mock_data_main.py [COMMAND] --workdir=... ...``: an alexnet_jax command on mock data.
+"""``python tests/support/mock_data_main.py [COMMAND] --workdir=... ...``: an alexnet_jax command on mock data.
 
 COMMAND names a command module of the package (``evaluate``, ``predict``, ``figures``, ``export``,
 ...); without one it is ``main`` (training). The CLI tests run this instead of
@@ -10,17 +10,18 @@ import importlib
 import os
 import sys
 
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo root
-sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[0] = os.path.dirname(TESTS)  # the repo root
+sys.path.insert(1, TESTS)
 
 from alexnet_jax.train import preemption  # pylint: disable=g-import-not-at-top
 
 preemption.exit_on_signals()  # as main does, before the slow imports
 
-import mock_inputs  # pylint: disable=g-import-not-at-top
 from absl import app  # pylint: disable=g-import-not-at-top
 
 from alexnet_jax.config import flag_errors  # pylint: disable=g-import-not-at-top
+from support import mock_inputs  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":
   name = sys.argv.pop(1) if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "main"

@@ -1,6 +1,6 @@
 """A small AlexNet, a synthetic batch and a plain SGD step for the sharding tests.
 
-Shared by tests/test_sharding.py and the multi-process worker (tests/multihost_steps.py), so the
+Shared by tests/test_sharding.py and the multi-process worker (tests/support/multihost_steps.py), so the
 sharded runs and their single-device references take exactly the same step. The step only uses
 the public sharding API the trainer uses (``forward``), never a mesh-specific branch.
 """
