@@ -6,7 +6,7 @@ WORKDIR ?= runs/fashion_mnist
 CONFIG ?= experiments/fashion_mnist.py
 FASHION_MNIST_FILES ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: train test lint install install-test data clean-venv
+.PHONY: train test test-fast lint install install-test data clean-venv
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ lint: install-test
 TEST_WORKERS ?= 2
 test: lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
+
+# The quick subset (under 2 minutes here): every test not marked slow, i.e. none that starts a
+# subprocess or trains.
+test-fast: install-test
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
 clean-venv:
 	rm -rf $(VENV)

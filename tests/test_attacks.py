@@ -89,6 +89,7 @@ def copy_of(run, tmp_path):
 # --- 1. One trainer per workdir ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_trainer_is_refused_with_who_holds_the_workdir(tmp_path):
   workdir = tmp_path / "run"
   with run_dir.TrainerLock(str(workdir)):
@@ -106,6 +107,7 @@ def test_a_second_trainer_is_refused_with_who_holds_the_workdir(tmp_path):
 HOLD_THE_LOCK = "import sys, time; from alexnet_jax.train import run_dir; lock = run_dir.TrainerLock(sys.argv[1]).__enter__(); print('locked', flush=True); time.sleep(300)"  # noqa: E501
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_no_stale_lock(tmp_path):
   holder = subprocess.Popen(
     [sys.executable, "-c", HOLD_THE_LOCK, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
@@ -126,6 +128,7 @@ def test_kill_9_leaves_no_stale_lock(tmp_path):
 # --- 2. Checkpoint integrity -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_flipped_bit_fails_the_checksums_and_the_previous_checkpoint_is_restored(tmp_path, caplog):
   directory = str(tmp_path / "checkpoints")
   checkpoint_steps.save_steps(directory, [1, 2, 3])
@@ -158,6 +161,7 @@ def _inf_at_step(loader, monkeypatch, bad_step):
   monkeypatch.setattr(loader, "train_batches", iterator)
 
 
+@pytest.mark.slow
 def test_a_divergence_right_after_resuming_names_the_restored_checkpoint(
   finished_run, mock_loader, tmp_path, monkeypatch
 ):
@@ -190,6 +194,7 @@ time.sleep(120)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_the_sweep_reaches_its_trainer_and_launches_nothing_more(tmp_path, signum):
   trainer = tmp_path / "trainer.py"
@@ -255,6 +260,7 @@ def fashion_mnist_sweep():
 # --- 4, 5. One error line, and the workdir as it was --------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_split_that_does_not_exist_fails_before_anything_is_written(tiny_tfds, tmp_path):
   """The real main on real data (the mock data ignores split names)."""
   workdir = tmp_path / "run"
@@ -267,6 +273,7 @@ def test_a_split_that_does_not_exist_fails_before_anything_is_written(tiny_tfds,
   assert not workdir.exists()  # it did not exist, and nothing recorded the bad split for the corrected command
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "changes,expected",
   [
@@ -286,6 +293,7 @@ def test_values_that_fail_on_the_data_or_are_absurd_fail_before_anything_is_writ
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_data_dir_that_is_a_file_is_one_error(tmp_path):
   (tmp_path / "tfds").write_text("")
   with pytest.raises(datasets.DatasetUnavailableError, match="config.data_dir=.* is a file, not a directory"):
@@ -316,6 +324,7 @@ def test_damaged_tfds_files_say_how_to_prepare_them_again(tiny_tfds, tmp_path, d
   assert f"  mv {version_dir} {os.path.join(data_dir, 'fashion_mnist-3.0.1.damaged')}\nand rerun" in message
 
 
+@pytest.mark.slow
 def test_a_config_json_that_is_not_json_is_refused_and_left_alone(tmp_path):
   workdir = tmp_path / "run"
   workdir.mkdir()
@@ -327,6 +336,7 @@ def test_a_config_json_that_is_not_json_is_refused_and_left_alone(tmp_path):
   assert listing(workdir) == ["config.json"] and (workdir / "config.json").read_text() == ""
 
 
+@pytest.mark.slow
 def test_a_read_only_checkpoint_dir_fails_at_start_up(tiny_tfds, tmp_path, monkeypatch):
   workdir = tmp_path / "run"
   (workdir / "checkpoints").mkdir(parents=True)
@@ -343,6 +353,7 @@ def test_a_read_only_checkpoint_dir_fails_at_start_up(tiny_tfds, tmp_path, monke
   assert listing(workdir) == ["checkpoints"]
 
 
+@pytest.mark.slow
 def test_a_failed_save_stops_with_a_message_and_keeps_the_last_good_checkpoint(
   finished_run, mock_loader, tmp_path, monkeypatch
 ):
@@ -365,6 +376,7 @@ def test_a_failed_save_stops_with_a_message_and_keeps_the_last_good_checkpoint(
   assert ocp.CheckpointManager(str(workdir / "checkpoints")).all_steps() == [2, 4]
 
 
+@pytest.mark.slow
 def test_a_refused_config_change_leaves_config_json_as_it_was(finished_run, mock_loader, tmp_path):
   workdir = copy_of(finished_run[0], tmp_path)
   recorded = (workdir / "config.json").read_text()
@@ -375,6 +387,7 @@ def test_a_refused_config_change_leaves_config_json_as_it_was(finished_run, mock
   assert (workdir / "config.json").read_text() == recorded
 
 
+@pytest.mark.slow
 def test_no_readable_checkpoint_is_one_error_without_library_noise(finished_run, tmp_path):
   workdir = copy_of(finished_run[0], tmp_path)
   os.remove(workdir / "summary.json")
@@ -393,6 +406,7 @@ def test_no_readable_checkpoint_is_one_error_without_library_noise(finished_run,
 # --- 6. Signals at any moment; complete summaries after a resume ------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_while_starting_up_exits_75(tmp_path, signum):
   process = subprocess.Popen(
@@ -414,6 +428,7 @@ def test_a_signal_while_starting_up_exits_75(tmp_path, signum):
   assert "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("summary", ["missing", "garbage"])
 def test_a_resumed_final_checkpoint_writes_a_complete_summary(finished_run, mock_loader, tmp_path, summary):
   workdir = copy_of(finished_run[0], tmp_path)

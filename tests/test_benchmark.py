@@ -24,6 +24,7 @@ _RUN_WITHOUT_TF = (
 )
 
 
+@pytest.mark.slow
 def test_cli_runs_all_three_sides_without_tensorflow_and_prints_one_json_line():
   # Eager PyTorch: torch.compile would add a minute of C++ compilation to this test.
   args = [
@@ -71,6 +72,7 @@ def test_cli_runs_all_three_sides_without_tensorflow_and_prints_one_json_line():
   )
 
 
+@pytest.mark.slow
 def test_tables_show_the_textbook_side_only_when_timed(capsys):
   args = benchmark.parse_args(["--input_size", "67", "--baseline"])
   assert args.baseline and not benchmark.parse_args([]).baseline

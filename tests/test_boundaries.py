@@ -12,6 +12,8 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import alexnet_jax
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,6 +122,7 @@ print(json.dumps({"shape": list(views.shape), "eval_batches": len(evaluation),
 """
 
 
+@pytest.mark.slow
 def test_the_data_layer_prepares_and_serves_batches_without_tensorflow():
   output = subprocess.run(
     [sys.executable, "-c", DATA_LAYER_SCRIPT], cwd=REPO, capture_output=True, text=True, check=True, timeout=300
@@ -171,6 +174,7 @@ def site_packages_without_tensorflow(folder) -> str:
   return str(folder)
 
 
+@pytest.mark.slow
 def test_train_evaluate_predict_figures_export_and_report_run_without_tensorflow(tmp_path):
   site_dir = site_packages_without_tensorflow(tmp_path)
   env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, site_dir])}

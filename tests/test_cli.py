@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test starts the CLI
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN_ON_MOCK_DATA = os.path.join(REPO, "tests", "support", "mock_data_main.py")
 SMOKE = "--config=experiments/fashion_mnist.py:smoke"

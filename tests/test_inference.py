@@ -53,6 +53,7 @@ def workdir(tmp_path_factory):
   return path
 
 
+@pytest.mark.slow
 def test_evaluate_reports_what_the_run_logged_and_counts_per_class(workdir):
   result = run_command("evaluate", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
@@ -77,6 +78,7 @@ def test_evaluate_reports_what_the_run_logged_and_counts_per_class(workdir):
   assert "top-1 accuracy" in result.stdout and "Ankle boot" in result.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_workdir_without_checkpoints(workdir, tmp_path):
   shutil.copy(os.path.join(workdir, "config.json"), tmp_path)
   result = run_command("evaluate", f"--workdir={tmp_path}", mock=False)
@@ -88,6 +90,7 @@ def test_evaluate_refuses_a_workdir_without_checkpoints(workdir, tmp_path):
   assert os.listdir(tmp_path) == ["config.json"]
 
 
+@pytest.mark.slow
 def test_a_missing_step_or_config_is_refused(workdir, tmp_path):
   with pytest.raises(checkpoints.CheckpointError, match=r"no checkpoint of step 3 \(steps there: 2, 4\)"):
     trained_run.load(workdir, step=3)
@@ -111,6 +114,7 @@ def _write_images(directory):
   return [str(directory / name) for name in ["colour.jpg", "notes.png", "colour.png", "grey.jpg", "grey.png"]]
 
 
+@pytest.mark.slow
 def test_predict_gives_top5_names_and_reports_an_unreadable_file(workdir, tmp_path):
   files = _write_images(tmp_path)
   result = run_command("predict", f"--workdir={workdir}", "--json", *files)
@@ -129,6 +133,7 @@ def test_predict_gives_top5_names_and_reports_an_unreadable_file(workdir, tmp_pa
     assert all(FASHION_NAMES[p["label"]] == p["name"] for p in r["predictions"])
 
 
+@pytest.mark.slow
 def test_predict_prepares_an_image_file_as_the_loader_prepares_a_test_image(workdir, tmp_path, mock_data):
   from alexnet_jax.data import input_spec
 
@@ -147,6 +152,7 @@ def test_predict_prepares_an_image_file_as_the_loader_prepares_a_test_image(work
   np.testing.assert_array_equal(prediction.load_image(str(tmp_path / "colour.png"), channels=1), raw[0])
 
 
+@pytest.mark.slow
 def test_figures_are_small_pngs_of_the_declared_sizes(workdir, tmp_path):
   out = tmp_path / "figures"
   result = run_command("figures", f"--workdir={workdir}", f"--out={out}", "--neighbour_pool=64", "--examples=6")
@@ -168,6 +174,7 @@ def test_nearest_neighbours_are_the_closest_in_euclidean_distance():
   np.testing.assert_array_equal(figures.nearest_neighbours(queries, pool), expected)
 
 
+@pytest.mark.slow
 def test_exported_torch_model_gives_the_runs_logits(workdir, tmp_path):
   torch = pytest.importorskip("torch")
   from alexnet_jax.yardsticks.torch_alexnet import TorchAlexNet
@@ -242,6 +249,7 @@ def test_fc7_features_are_what_fc8_reads(towers):
   np.testing.assert_allclose(np.asarray(logits), np.asarray(model(images)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_evaluate_names_the_splits_when_one_is_unknown(workdir, mock_data):
   run = trained_run.load(workdir, overrides={"eval_split": "train[:10%]+validation"})
   with pytest.raises(
@@ -252,6 +260,7 @@ def test_evaluate_names_the_splits_when_one_is_unknown(workdir, mock_data):
   assert known.spec.num_eval == 6 + 64  # 10 % of the mock's 64 train examples, and its 64 test ones
 
 
+@pytest.mark.slow
 def test_ten_crop_evaluation_and_prediction(workdir, mock_data):
   from alexnet_jax.inference import evaluation
 
@@ -268,6 +277,7 @@ def test_ten_crop_evaluation_and_prediction(workdir, mock_data):
   np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_run_recorded_before_an_option_existed_gets_its_default(workdir, tmp_path):
   with open(os.path.join(workdir, "config.json")) as f:
     recorded = json.load(f)
@@ -296,6 +306,7 @@ def test_export_description_says_how_grey_reaches_the_model(dataset, in_channels
   assert pixels.endswith("per channel") if not expected else expected in pixels
 
 
+@pytest.mark.slow
 def test_a_second_predict_compiles_nothing_the_first_compiled(workdir, tmp_path):
   Image.fromarray(np.zeros((30, 30), np.uint8)).save(tmp_path / "grey.png")
   cache = tmp_path / "jit_cache"

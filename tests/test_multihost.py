@@ -75,6 +75,7 @@ def _one_device_steps(model: nnx.Module) -> list[float]:
   return losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "devices_per_process,tower_parallel,parallelism,input_shard",
   [
@@ -116,6 +117,7 @@ def _final_params(workdir, step) -> dict:
   return restored["params"]
 
 
+@pytest.mark.slow
 def test_a_run_of_two_processes_resumes_as_one_on_the_same_global_batches(tmp_path):
   """The global batch stream does not depend on the process count: two processes train 2 steps,
   one process resumes them to 4, and the result equals one process training 4 steps."""

@@ -44,6 +44,7 @@ def mock_data():
     yield
 
 
+@pytest.mark.slow
 def test_training_traces_the_window_of_train_steps_into_the_workdir(mock_data, tmp_path):
   config = fashion_mnist.get_config("smoke")  # trains 4 steps
   config.profile_steps = "2:4"

@@ -45,6 +45,7 @@ def _params(run_dir, step):
 # --- 2. Missing data -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_missing_imagenet_says_which_files_go_where(tmp_path):
   data_dir = tmp_path / "tfds"
   result = subprocess.run(
@@ -106,6 +107,7 @@ def test_a_workdir_of_another_config_is_refused_with_the_differences(tmp_path):
   run_dir.prepare(str(tmp_path), changed, allow_config_change=False)
 
 
+@pytest.mark.slow
 def test_an_unwritable_workdir_fails_before_training(mock_data, tmp_path, monkeypatch):
   blocker = tmp_path / "a_file"
   blocker.write_text("")
@@ -129,6 +131,7 @@ def _permission_denied(*args, **kwargs):  # what a read-only directory gives (ro
 # --- 4. NaN or Inf loss ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(mock_data, tmp_path, monkeypatch):
   config = fashion_mnist.get_config("smoke")
   config.num_train_steps, config.checkpoint_every_steps, config.log_every_steps = 8, 2, 4
@@ -231,6 +234,7 @@ class Training:
     return self.process.returncode, "".join(self.lines)
 
 
+@pytest.mark.slow
 def test_sigterm_and_sigint_checkpoint_flush_and_resume(tmp_path):
   run_dir = str(tmp_path / "run")
   args = (
@@ -278,6 +282,7 @@ def _logged_train_steps(run_dir):
 KILL_RUN_STEPS = 16
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_resumes_to_the_uninterrupted_result(mock_data, tmp_path):
   overrides = {
     "num_train_steps": KILL_RUN_STEPS,

@@ -32,6 +32,7 @@ def source_squares(source, size):
   return squares
 
 
+@pytest.mark.slow
 def test_fake_ilsvrc_tars_become_a_store_that_trains(tmp_path):
   labels = fake_ilsvrc.write_tars(str(tmp_path / "manual"))
   config = fake_imagenet_config(tmp_path)
@@ -140,6 +141,7 @@ def run_module(module, *args, timeout=300):
   )
 
 
+@pytest.mark.slow
 def test_benchmark_input_synthetic_prints_one_json_line(tmp_path):
   args = ("--config=experiments/imagenet2012.py:smoke", "--synthetic", "--json", f"--cache_dir={tmp_path}")
   result = run_module("alexnet_jax.benchmark_input", *args, "--synthetic_images=48", "--timed_images=32")

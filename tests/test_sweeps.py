@@ -115,6 +115,7 @@ def test_plan_builds_main_commands(tmp_path):
   assert "--config.seed=0" in command
 
 
+@pytest.mark.slow
 def test_runner_skips_finished_and_reports_failures(tmp_path, fake_main, monkeypatch):
   monkeypatch.setenv("FAKE_MODE", "fail_075")
   jobs = runner.plan(_sweep(), str(tmp_path), fake_main)
@@ -132,6 +133,7 @@ def test_runner_skips_finished_and_reports_failures(tmp_path, fake_main, monkeyp
   assert all(attempts[j.run.name] == (2 if j.run.labels["dropout"] == 0.75 else 1) for j in jobs)
 
 
+@pytest.mark.slow
 def test_rerun_resumes_an_interrupted_run_in_the_same_workdir(tmp_path, fake_main, monkeypatch):
   monkeypatch.setenv("FAKE_MODE", "crash_first")
   jobs = runner.plan(_sweep(num_seeds=1), str(tmp_path), fake_main)[:2]
@@ -153,6 +155,7 @@ def test_slurm_array_script(tmp_path):
   assert len(commands) == 12 and "--config.model.dropout_rate=0.75" in commands[4]
 
 
+@pytest.mark.slow
 def test_report_aggregates_fake_runs(tmp_path, fake_main):
   root = str(tmp_path / "sweep")
   sweep = _sweep(num_seeds=3)
@@ -177,6 +180,7 @@ def test_report_aggregates_fake_runs(tmp_path, fake_main):
   assert math.isclose(curves["eval_top1_error"][0][1], 0.10 + 0.01 - 0.01 + 0.002, rel_tol=1e-6)
 
 
+@pytest.mark.slow
 def test_report_counts_unfinished_runs(tmp_path, fake_main):
   root = str(tmp_path / "sweep")
   sweep = _sweep(num_seeds=1)
@@ -189,6 +193,7 @@ def test_report_counts_unfinished_runs(tmp_path, fake_main):
   assert table.count("| - | - | - | 0 |") == 4
 
 
+@pytest.mark.slow
 def test_report_draws_the_curves_the_sweep_names(tmp_path, fake_main):
   root = str(tmp_path / "sweep")
   sweep = dataclasses.replace(_sweep(num_seeds=2), curves={"lrn": "across", "dropout": (0.0, 0.75)})
@@ -205,6 +210,7 @@ def test_report_draws_the_curves_the_sweep_names(tmp_path, fake_main):
   assert sorted(r.name for r in default) == ["lrn=off,dropout=0.0,seed=0", "lrn=off,dropout=0.75,seed=0"]
 
 
+@pytest.mark.slow
 def test_smoke_sweep_end_to_end_through_the_cli(tmp_path):
   """launch/sweep.py trains the smoke sweep (on mock data), then writes the table and plots."""
   root = tmp_path / "smoke"

@@ -53,6 +53,7 @@ def smoke_workdir(tmp_path):
   return str(tmp_path), summary
 
 
+@pytest.mark.slow
 def test_tensorboard_serves_the_runs_scalars_and_kernel_images(smoke_workdir):
   workdir, summary = smoke_workdir
   port = _free_port()

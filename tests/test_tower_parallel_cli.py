@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test trains through the CLI
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN_ON_MOCK_DATA = os.path.join(REPO, "tests", "support", "mock_data_main.py")
 METRICS = ("eval_top1_error", "eval_top5_error", "eval_loss", "train_loss", "train_top1_error")

@@ -19,6 +19,7 @@ from experiments import cifar10, fashion_mnist, imagenet2012
 SUMMARY_KEYS = {"step", "eval_top1_error", "eval_top5_error", "eval_loss", "wall_seconds", "config_overrides", "config"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "config_module", [fashion_mnist, cifar10, imagenet2012], ids=["fashion_mnist", "cifar10", "imagenet2012"]
 )
@@ -45,6 +46,7 @@ def test_smoke_config_trains_evaluates_and_writes_its_summary(config_module, moc
   assert summary["wall_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_a_moving_average_run_evaluates_and_delivers_the_average(mock_data, tmp_path):
   """ema_decay > 0: the summary's eval_* are the average's, raw_* the trained weights'; the run's
   checkpoint holds both, and inference loads the average."""
@@ -99,6 +101,7 @@ def _final_state(workdir, step):
   return ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(mock_data, tmp_path, monkeypatch):
   config = _resume_config()
   straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
@@ -137,6 +140,7 @@ def test_resume_continues_exactly(mock_data, tmp_path, monkeypatch):
   assert start_steps == [] and again == resumed
 
 
+@pytest.mark.slow
 def test_bad_config_is_rejected_before_training(mock_data, tmp_path):
   config = fashion_mnist.get_config("smoke")
   config.schedule.name = "exponential"
