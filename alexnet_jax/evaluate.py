@@ -6,8 +6,9 @@
 Prints top-1/top-5 accuracy, the loss and the accuracy of every class, and writes
 ``WORKDIR/eval_<split>_<step>.json`` (``_<crops>`` appended for views other than the centre crop,
 ``_trained`` for a moving-average run's trained weights) with the confusion matrix,
-and the matrix as ``..._confusion.png`` next to it. A workdir without checkpoints, or a step it does
-not hold, ends with one ``error:`` line and exit status 1.
+and the matrix as ``..._confusion.png`` next to it; an existing report is replaced only with
+``--overwrite``. A workdir without checkpoints, a step it does not hold, a split that does not
+parse or is empty, an unwritable or full workdir end with one ``error:`` line and exit status 1.
 """
 
 from absl import flags
@@ -29,6 +30,7 @@ def define_flags() -> None:
   flags.DEFINE_integer(
     "max_examples", None, "Evaluate at most this many examples; -1 = the whole split (default: the run's setting)."
   )
+  cli.define_overwrite_flag()
 
 
 def main(argv):
@@ -42,13 +44,18 @@ def main(argv):
     overrides = {"input.eval_crops": FLAGS.crops, "eval_split": FLAGS.split, "eval_max_examples": FLAGS.max_examples}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     run = trained_run.load(FLAGS.workdir, FLAGS.step, overrides, average=FLAGS.weights == "average")
-    report = evaluation.evaluate(run)
-    print(evaluation.format_report(report))
     trained_of_averaged = run.config.ema_decay > 0 and not run.averaged
     stem = evaluation.output_stem(
-      FLAGS.workdir, report["split"], run.step, report["crops"], trained_of_averaged=trained_of_averaged
+      FLAGS.workdir,
+      run.config.eval_split,
+      run.step,
+      run.config.input.eval_crops,
+      trained_of_averaged=trained_of_averaged,
     )
-    print("wrote " + " and ".join(evaluation.write(report, stem)))
+    evaluation.output_paths(stem, overwrite=FLAGS.overwrite)  # refused before the evaluation, not after
+    report = evaluation.evaluate(run)
+    print(evaluation.format_report(report))
+    print("wrote " + " and ".join(evaluation.write(report, stem, overwrite=FLAGS.overwrite)))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 ``torch`` writes a state_dict that ``alexnet_jax.yardsticks.torch_alexnet.TorchAlexNet`` loads;
 ``npz`` writes plain float32 arrays in the JAX layout. Both also write ``OUT.json`` (the step, the
 model options and the input the network expects). Names and layouts: ``alexnet_jax/inference/export.py``.
+An existing OUT is replaced only with ``--overwrite``; a run's own files never (``alexnet_jax/outputs.py``).
 PyTorch is needed only for ``--format=torch``.
 """
 
@@ -22,6 +23,7 @@ def define_flags() -> None:
   cli.define_run_flags()
   flags.DEFINE_enum("format", None, ["torch", "npz"], "torch: a TorchAlexNet state_dict; npz: numpy arrays.")
   flags.mark_flags_as_required(["format"])
+  cli.define_overwrite_flag()
 
 
 def main(argv):
@@ -30,8 +32,10 @@ def main(argv):
   from alexnet_jax.inference import export, trained_run  # pylint: disable=g-import-not-at-top
 
   with cli.reporting_user_errors():
+    cli.prepare_host(FLAGS.workdir)
+    export.output_paths(argv[1], overwrite=FLAGS.overwrite)  # refused before the seconds of loading
     run = trained_run.load(FLAGS.workdir, FLAGS.step, average=FLAGS.weights == "average")
-    paths = export.export(argv[1], run.params, run.config, run.step, FLAGS.format)
+    paths = export.export(argv[1], run.params, run.config, run.step, FLAGS.format, overwrite=FLAGS.overwrite)
   print(f"wrote {paths[0]} (step {run.step}) and {paths[1]}")
 
 

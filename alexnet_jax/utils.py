@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO
 
 
-def write_bytes_atomically(path: str, data: bytes) -> None:
-  """Writes ``data`` to ``path`` through a temporary file, fsync and a rename: a reader (or a run
-  killed mid-write) sees the old file or the new one, never half of one."""
+def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> None:
+  """Calls ``write(file)`` on a temporary file beside ``path``, then fsync and a rename: a reader (or a
+  run killed mid-write) sees the old file or the new one, never half of one; on any failure (a full
+  disk, a writer that raised) the temporary file is removed and the error raised."""
   tmp = f"{path}.tmp.{os.getpid()}"
   try:
     with open(tmp, "wb") as f:
-      f.write(data)
+      write(f)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
   finally:
-    if os.path.exists(tmp):
+    if os.path.lexists(tmp):
       os.remove(tmp)
+
+
+def write_bytes_atomically(path: str, data: bytes) -> None:
+  """Writes ``data`` to ``path`` as :func:`write_atomically` does."""
+  write_atomically(path, lambda f: f.write(data))
 
 
 def write_text_atomically(path: str, text: str) -> None:
@@ -31,7 +37,12 @@ def write_text_atomically(path: str, text: str) -> None:
 def write_json_atomically(path: str, data: Any, *, sort_keys: bool = True) -> None:
   """``data`` as indented JSON (values JSON lacks as their ``str``), written atomically; keys sorted
   unless their order means something (``sort_keys=False``)."""
-  write_text_atomically(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n")
+  write_text_atomically(path, json_text(data, sort_keys=sort_keys))
+
+
+def json_text(data: Any, *, sort_keys: bool = True) -> str:
+  """``data`` as indented JSON text with a final newline (values JSON lacks as their ``str``)."""
+  return json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n"
 
 
 def read_json_object(path: str) -> dict:

@@ -176,9 +176,9 @@ def count_examples(builder, split: str, name: str) -> int:
     count = builder.info.splits[split].num_examples
   except (ValueError, KeyError, AssertionError) as error:  # tfds: "Unknown split", bad slices
     raise ConfigError(
-      f"{name}={split!r} cannot be read from {builder.name} ({str(error).strip()}); its splits are "
+      f"{name}={split!r} cannot be read from {builder.name} ({' '.join(str(error).split())}); its splits are "
       f"{sorted(builder.info.splits)} (slices like 'train[:90%]' work too)"
     ) from error
-  if count == 0:
+  if count <= 0:  # tfds counts an empty or reversed slice ('test[:0]', 'test[5:2]') as 0 or fewer
     raise ConfigError(f"{name}={split!r} of {builder.name} holds no examples")
   return count

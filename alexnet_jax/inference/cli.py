@@ -58,12 +58,20 @@ def define_run_flags() -> None:
   flags.mark_flags_as_required(["workdir"])
 
 
+def define_overwrite_flag() -> None:
+  """``--overwrite``: the one switch that lets a command replace an existing output file."""
+  flags.DEFINE_bool("overwrite", False, "Replace output files that exist (never a training run's own files).")
+
+
 def run(main, define_flags) -> None:
   """``define_flags()``, then ``app.run(main)`` with one-line flag errors and absl logging at WARNING."""
   define_flags()
 
   def quiet_main(argv):
+    from alexnet_jax.train import checkpoints  # pylint: disable=g-import-not-at-top -- imports orbax
+
     logging.set_verbosity(logging.WARNING)
+    logging.get_absl_handler().addFilter(checkpoints.OrbaxInfoFilter())
     compilation_cache.enable()
     return main(argv)
 

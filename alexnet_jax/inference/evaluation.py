@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from alexnet_jax import utils
+from alexnet_jax import outputs, utils
 from alexnet_jax.data import options
 from alexnet_jax.inference.trained_run import TrainedRun
 from alexnet_jax.parallel import sharding
@@ -78,15 +78,25 @@ def output_stem(workdir: str, split: str, step: int, crops: str, *, trained_of_a
   return os.path.join(workdir, f"eval_{name}_{step}{suffix}")
 
 
-def write(report: dict, stem: str) -> tuple[str, str]:
-  """Writes ``STEM.json`` and the confusion matrix as ``STEM_confusion.png``; returns both paths."""
+def output_paths(stem: str, *, overwrite: bool = False) -> tuple[str, str]:
+  """``STEM.json`` and ``STEM_confusion.png``, checked as outputs (``alexnet_jax/outputs.py``) before
+  the evaluation runs: an existing report is replaced only when ``overwrite``."""
   json_path, png_path = f"{stem}.json", f"{stem}_confusion.png"
-  utils.write_json_atomically(json_path, report)
-  plot_confusion(np.asarray(report["confusion_matrix"]), [c["name"] for c in report["per_class"]], png_path, report)
+  return outputs.check(json_path, overwrite=overwrite), outputs.check(png_path, overwrite=overwrite)
+
+
+def write(report: dict, stem: str, *, overwrite: bool = False) -> tuple[str, str]:
+  """Writes ``STEM.json`` and the confusion matrix as ``STEM_confusion.png``; returns both paths."""
+  json_path, png_path = output_paths(stem, overwrite=overwrite)
+  outputs.write_json(json_path, report, overwrite=overwrite)
+  names = [c["name"] for c in report["per_class"]]
+  plot_confusion(np.asarray(report["confusion_matrix"]), names, png_path, report, overwrite=overwrite)
   return json_path, png_path
 
 
-def plot_confusion(confusion: np.ndarray, names: list[str], path: str, report: dict) -> None:
+def plot_confusion(
+  confusion: np.ndarray, names: list[str], path: str, report: dict, *, overwrite: bool = False
+) -> None:
   """Rows normalised to the fraction of each true class; counts written in the cells up to 20 classes."""
   plt = utils.pyplot()
   classes = len(names)
@@ -111,8 +121,10 @@ def plot_confusion(confusion: np.ndarray, names: list[str], path: str, report: d
     fontsize=9,
   )
   fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  try:
+    outputs.write_figure(path, fig, overwrite=overwrite)
+  finally:
+    plt.close(fig)
 
 
 PRINTED_CLASSES = 50  # more classes than this: only the 10 worst and the 10 best are printed

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alexnet_jax import errors, utils
+from alexnet_jax import errors, outputs
 from alexnet_jax.data import options
 from alexnet_jax.model import alexnet
 
@@ -93,7 +93,7 @@ def jax_arrays(params) -> dict[str, np.ndarray]:
   }
 
 
-def write_torch(path: str, params, config) -> None:
+def write_torch(path: str, params, config, *, overwrite: bool = False) -> None:
   """``torch.save`` of the ``TorchAlexNet`` state_dict, checked to load into that model first."""
   try:
     import torch  # pylint: disable=g-import-not-at-top -- a test-only dependency
@@ -103,14 +103,12 @@ def write_torch(path: str, params, config) -> None:
     raise ExportError(f"--format=torch needs PyTorch ({error}); pip install torch, or use --format=npz") from error
   state = {name: torch.from_numpy(np.array(value)) for name, value in torch_alexnet.state_dict_from_jax(params).items()}
   torch_alexnet.TorchAlexNet(**model_options(config)).load_state_dict(state)
-  with open(path, "wb") as f:
-    torch.save(state, f)
+  outputs.write(path, lambda f: torch.save(state, f), overwrite=overwrite)
 
 
-def write_npz(path: str, params) -> None:
+def write_npz(path: str, params, *, overwrite: bool = False) -> None:
   """``numpy.savez`` of :func:`jax_arrays` (to ``path`` exactly, no ``.npz`` appended)."""
-  with open(path, "wb") as f:
-    np.savez(f, **jax_arrays(params))
+  outputs.write(path, lambda f: np.savez(f, **jax_arrays(params)), overwrite=overwrite)
 
 
 def description(config, step: int, export_format: str) -> dict:
@@ -145,13 +143,21 @@ def _grey_note(config) -> str:
   return f" (a grey dataset: one mean and std, then grey replicated to {config.model.in_channels} channels)"
 
 
-def export(path: str, params, config, step: int, export_format: str) -> list[str]:
-  """Writes ``path`` in ``export_format`` and its description ``path.json``; returns both paths."""
+def output_paths(path: str, *, overwrite: bool = False) -> list[str]:
+  """``path`` and its description ``path.json``, both checked as outputs (``alexnet_jax/outputs.py``):
+  a command calls this before it loads the run."""
+  return [outputs.check(target, overwrite=overwrite) for target in (path, f"{path}.json")]
+
+
+def export(path: str, params, config, step: int, export_format: str, *, overwrite: bool = False) -> list[str]:
+  """Writes ``path`` in ``export_format`` and its description ``path.json``; returns both paths.
+  Existing files are replaced only when ``overwrite``."""
   if export_format not in FORMATS:
     raise ExportError(f"--format={export_format!r}: expected one of {', '.join(FORMATS)}")
+  paths = output_paths(path, overwrite=overwrite)
   if export_format == "torch":
-    write_torch(path, params, config)
+    write_torch(path, params, config, overwrite=overwrite)
   else:
-    write_npz(path, params)
-  utils.write_json_atomically(f"{path}.json", description(config, step, export_format))
-  return [path, f"{path}.json"]
+    write_npz(path, params, overwrite=overwrite)
+  outputs.write_json(paths[1], description(config, step, export_format), overwrite=overwrite)
+  return paths

@@ -153,12 +153,10 @@ def load(workdir: str, step: int | None = None, overrides: dict | None = None, *
   directory = checkpoints.checkpoint_dir(workdir)
   checkpointer = checkpoints.Checkpointer(directory, keep=1, every_steps=1, read_only=True)
   try:
-    step = checkpointer.latest_step() if step is None else step
-    if step is None:
-      raise RunError(f"--workdir={workdir} has no checkpoints in {directory}; train the run first")
     mesh = sharding.create_mesh(1, devices=jax.local_devices()[:1])
     model_def, template = state.create_train_state(config, mesh, optimizers.create_optimizer(config))
-    restored, _ = checkpointer.restore(step, template)
+    # The newest that reads: a run still training deletes old checkpoints (keep_checkpoints) meanwhile.
+    restored, _ = checkpointer.read_newest(template) if step is None else checkpointer.restore(step, template)
   finally:
     checkpointer.close()
   params = restored.delivered_params if average else restored.params

@@ -21,7 +21,7 @@ from typing import Any
 
 from absl import app, flags
 
-from alexnet_jax import utils
+from alexnet_jax import outputs, utils
 from alexnet_jax.sweeps import claims, statistics
 
 METRICS = ("eval_top1_error", "eval_top5_error", "eval_loss")
@@ -161,7 +161,7 @@ def plot_error_vs(cells: Sequence[Cell], x_label: str, path: str, metric: str = 
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  outputs.write_figure(path, fig, overwrite=True, dpi=120)  # the sweep's own report: rewritten each time
   plt.close(fig)
   return path
 
@@ -183,7 +183,7 @@ def plot_bars(cells: Sequence[Cell], path: str, metric: str = "eval_top1_error")
   if lows:
     ax.set_ylim(bottom=max(0.0, min(lows) * 0.9))
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  outputs.write_figure(path, fig, overwrite=True, dpi=120)  # the sweep's own report: rewritten each time
   plt.close(fig)
   return path
 
@@ -238,7 +238,7 @@ def plot_curves(results: Sequence[RunResult], path: str, train_tag: str, eval_ta
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  outputs.write_figure(path, fig, overwrite=True, dpi=120)  # the sweep's own report: rewritten each time
   plt.close(fig)
   return path
 
@@ -321,8 +321,7 @@ def write_report(
     if key in written:
       text.append(f"\n![{key}]({os.path.basename(written[key])})\n")
   written["table"] = os.path.join(root, "results.md")
-  with open(written["table"], "w") as f:
-    f.write("\n".join(text))
+  outputs.write_text(written["table"], "\n".join(text), overwrite=True)
   return written
 
 

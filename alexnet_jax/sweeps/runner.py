@@ -174,13 +174,23 @@ class _Trainers:
           return None
         log.write(f"$ {shlex.join(job.command)}\n".encode())
         log.flush()
-        process = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+          job.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_with_repo_on_path()
+        )
         self._running.add(process)
       try:
         return process.wait()
       finally:
         with self._lock:
           self._running.discard(process)
+
+
+def _with_repo_on_path() -> dict[str, str]:
+  """The environment with this repository first on PYTHONPATH: ``python -m alexnet_jax.main`` finds
+  the package from whatever directory the sweep was started in."""
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  path = os.environ.get("PYTHONPATH")
+  return {**os.environ, "PYTHONPATH": repo + (os.pathsep + path if path else "")}
 
 
 def slurm_array_script(jobs: Sequence[Job], root: str, *, parallel: int = 0, sbatch_options: Sequence[str] = ()) -> str:

@@ -33,6 +33,7 @@ import glob
 import hashlib
 import logging as pylogging
 import os
+import re
 import shutil
 import sys
 import traceback
@@ -49,6 +50,7 @@ CHECKSUMS_FILE = "sha256sums.txt"
 # Top-level files of a step that orbax rewrites or adds when it commits the step (after our digest).
 _COMMIT_RECORD = ("_CHECKPOINT_METADATA", "commit_success.txt")
 CHECKPOINT_DIR = "checkpoints"  # inside a work directory
+_READ_ONLY_NOTICE = re.compile(r"read[ _]only", re.IGNORECASE)  # orbax on a directory a reader opened read-only
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -165,6 +167,25 @@ class Checkpointer:
       )
     return template, {}
 
+  def read_newest(self, template: Any) -> tuple[Any, dict]:
+    """For a command that reads a run (perhaps still training): the newest checkpoint that reads,
+    moving nothing. A step that goes away meanwhile (the trainer keeps only ``keep_checkpoints``)
+    or fails to read is passed over for the next newest; :class:`CheckpointError` if none reads."""
+    failures = {}
+    while True:
+      self._manager.reload()
+      steps = sorted(set(self._manager.all_steps()) - set(failures), reverse=True)
+      if not steps:
+        break
+      try:
+        return self._restore(steps[0], template)
+      except Exception as error:  # noqa: BLE001 -- any read failure means: try the next newest
+        failures[steps[0]] = _one_line(error)
+    if not failures:
+      raise CheckpointError(f"{self._directory} holds no checkpoint; train the run first")
+    listing = "; ".join(f"step {step}: {message}" for step, message in failures.items())
+    raise CheckpointError(f"{self._directory} holds checkpoints but none can be read ({listing})")
+
   def restore(self, step: int, template: Any) -> tuple[Any, dict]:
     """The (state, meta) of the checkpoint at ``step``, laid out like ``template``; moves nothing.
 
@@ -216,13 +237,14 @@ class Checkpointer:
 class OrbaxInfoFilter(pylogging.Filter):
   """A log filter that keeps orbax's warnings and errors but not its several INFO lines per
   checkpoint, nor the tracebacks of its errors (a failed save): the error: line that follows says
-  what happened. ``main`` installs it on absl's handler."""
+  what happened; nor its notice that a directory opened read-only (by a command that reads a run) is
+  read only. ``main`` and the commands that use a trained run install it on absl's handler."""
 
   def filter(self, record):
     if f"{os.sep}orbax{os.sep}" not in record.pathname:
       return True
     record.exc_info, record.exc_text = None, None
-    return record.levelno >= pylogging.WARNING
+    return record.levelno >= pylogging.WARNING and not _READ_ONLY_NOTICE.search(record.getMessage())
 
 
 class ChecksumError(ValueError):
