@@ -43,6 +43,10 @@ def paper_config() -> ml_collections.ConfigDict:
   config.eval_split = "validation"
   config.input = ml_collections.ConfigDict()
   config.input.resize_size = 256  # shorter side, then the central square ...
+  # How an image becomes that square: "shorter_side" (the paper, cuda-convnet2: the shorter side to
+  # resize_size, the central square kept) or "warp" (Caffe: the whole image resized to the square,
+  # its aspect ratio lost). A prepared store records its method; a run refuses a store made the other way.
+  config.input.resize = "shorter_side"
   config.input.crop_size = 227  # ... then random crops of the model's input size
   config.input.random_crop = True
   config.input.random_flip = True

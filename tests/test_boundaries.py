@@ -39,6 +39,7 @@ TF_FREE_DATA = (
   "alexnet_jax.data.images",
   "alexnet_jax.data.store",
   "alexnet_jax.data.prepare_store",
+  "alexnet_jax.data.ilsvrc_tars",
   "alexnet_jax.inference.prediction",
   "alexnet_jax.inference.evaluation",
 )
@@ -189,3 +190,38 @@ def test_train_evaluate_predict_figures_export_and_report_run_without_tensorflow
   assert done.returncode == 0, done.stderr[-4000:]
   result = json.loads(done.stdout.splitlines()[-1])
   assert result == {"count": 64, "predictions": 5, "figures": 3, "exported": 2, "curves": True}
+
+
+# ImageNet's store prepared from fake ILSVRC-2012 tars (in the folder given as argv[1]) on two spawned
+# workers; run with TensorFlow unimportable, which the workers inherit (``-S`` and PYTHONPATH).
+PREPARE_STORE_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, "tests")
+from support import fake_ilsvrc
+from alexnet_jax.data import prepare_store, store
+from experiments import imagenet2012
+
+folder = sys.argv[1]
+fake_ilsvrc.write_tars(os.path.join(folder, "manual"))
+config = imagenet2012.get_config("smoke")
+config.data_dir, config.manual_dir = os.path.join(folder, "tfds"), os.path.join(folder, "manual")
+path = prepare_store.prepare(config, workers=2, images_per_shard=2, progress=False)
+splits = {name: split.num_examples for name, split in store.load(path).info.splits.items()}
+print(json.dumps({"splits": splits, "loaded": [m for m in ("tensorflow",) if m in sys.modules]}))
+"""
+
+
+@pytest.mark.slow
+def test_prepare_store_makes_imagenets_store_from_the_tars_without_tensorflow(tmp_path):
+  (tmp_path / "site").mkdir()
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, site_packages_without_tensorflow(tmp_path / "site")])}
+  done = subprocess.run(
+    [sys.executable, "-S", "-c", PREPARE_STORE_SCRIPT, str(tmp_path)],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert done.returncode == 0, done.stderr[-4000:]
+  assert json.loads(done.stdout.splitlines()[-1]) == {"splits": {"train": 19, "validation": 5}, "loaded": []}

@@ -58,6 +58,7 @@ INVALID = {
   "train_split": st.one_of(NOT_A_STRING, st.just("")),
   "eval_split": st.one_of(NOT_A_STRING, st.just("")),
   "input.resize_size": int_below(1),
+  "input.resize": UNKNOWN_NAME.filter(lambda s: s not in ("shorter_side", "warp")),
   "input.crop_size": int_below(1),
   "input.random_crop": NOT_A_BOOL,
   "input.random_flip": NOT_A_BOOL,

@@ -1,4 +1,4 @@
-"""The prepared store: fake ILSVRC-2012 tars through TFDS's own imagenet2012 builder, the
+"""The prepared store: fake ILSVRC-2012 tars read straight (no TFDS builder, no TensorFlow), the
 preparation (ArrayRecord squares as JPEG bytes, statistics, resume), and the loader into train steps."""
 
 import dataclasses
@@ -24,42 +24,49 @@ def fake_imagenet_config(tmp_path):
   return config
 
 
-def source_squares(source, size):
-  """{file_name: (uint8 central square, label)} computed straight from the TFDS source."""
-  squares = {}
-  for example in source.as_data_source(split="train"):
-    squares[example["file_name"].decode()] = (images.central_square(example["image"], size), example["label"])
-  return squares
+def tar_squares(files, size):
+  """{file_name: uint8 central square} of every readable image of the fake tars."""
+  return {
+    name: images.central_square(images.decode(data, 3), size)
+    for name, data in files.items()
+    if name != fake_ilsvrc.CORRUPT_NAME
+  }
 
 
 @pytest.mark.slow
 def test_fake_ilsvrc_tars_become_a_store_that_trains(tmp_path):
-  labels = fake_ilsvrc.write_tars(str(tmp_path / "manual"))
+  files = fake_ilsvrc.write_tars(str(tmp_path / "manual"))
   config = fake_imagenet_config(tmp_path)
   size = config.input.resize_size
-  path = prepare_store.prepare(config, workers=2, images_per_shard=8, progress=False)
-
-  source = tfds.builder("imagenet2012", data_dir=config.data_dir)  # built by TFDS from the tars
-  assert {name: s.num_examples for name, s in source.info.splits.items()} == {"train": 20, "validation": 5}
-  expected = source_squares(source, size)
-  names = source.info.features["label"].names
-  assert {name: names[label] for name, (_, label) in expected.items()} == labels
+  path = prepare_store.prepare(config, workers=2, images_per_shard=2, progress=False)
+  expected = tar_squares(files, size)
 
   built = store.load(path)
   assert path == os.path.join(config.data_dir, f"imagenet2012_{size}", "1.0.0")
   assert built.info.file_format.value == "array_record"
-  assert {name: s.num_examples for name, s in built.info.splits.items()} == {"train": 20, "validation": 5}
-  assert len(built.info.splits["train"].shard_lengths) == 3  # 20 images, 8 per shard
-  for example in built.as_data_source(split="train", decoders={"image": tfds.decode.SkipDecoding()}):
-    square, label = expected[example["file_name"].decode()]
-    assert example["label"] == label
-    assert example["image"] == images.encode_jpeg(square, 90)  # the exact square, JPEG-encoded at 90
-    assert images.decode(example["image"], 3).shape == (size, size, 3)
-  grey, cmyk = expected[fake_ilsvrc.GREY_NAME][0], expected[fake_ilsvrc.CMYK_NAME][0]
+  assert {name: s.num_examples for name, s in built.info.splits.items()} == {"train": 19, "validation": 5}
+  assert built.info.splits["train"].shard_lengths == [4, 5, 5, 5]  # a shard per class tar; one image unreadable
+  assert len(built.info.splits["validation"].shard_lengths) == 3  # 5 files, 2 per shard
+  names = built.info.features["label"].names
+  assert len(names) == 1000 and [names.index(s) for s in fake_ilsvrc.SYNSETS] == [0, 1, 2, 59]  # TFDS's order
+  labels = {}
+  for split in ("train", "validation"):
+    for example in built.as_data_source(split=split, decoders={"image": tfds.decode.SkipDecoding()}):
+      file_name = example["file_name"].decode()
+      labels[file_name] = names[example["label"]]
+      assert example["image"] == images.encode_jpeg(expected[file_name], 90)  # the exact square, JPEG at 90
+      assert images.decode(example["image"], 3).shape == (size, size, 3)
+  train_names = [name for name in files if not name.startswith("ILSVRC")]
+  assert {name: labels[name] for name in train_names if name in labels} == {
+    name: name.split("_")[0] for name in train_names if name != fake_ilsvrc.CORRUPT_NAME
+  }
+  assert [labels[f"ILSVRC2012_val_{i:08d}.JPEG"] for i in range(1, 6)] == list(fake_ilsvrc.VALIDATION_SYNSETS)
+  grey, cmyk = expected[fake_ilsvrc.GREY_NAME], expected[fake_ilsvrc.CMYK_NAME]
   assert np.array_equal(grey[..., 0], grey[..., 2]) and not np.array_equal(cmyk[..., 0], cmyk[..., 2])
+  expected = {name: square for name, square in expected.items() if name in train_names}  # for the statistics
 
   stats = store.read_stats(path)
-  squares = np.stack([square for square, _ in expected.values()]).astype(np.float64)
+  squares = np.stack(list(expected.values())).astype(np.float64)
   np.testing.assert_allclose(stats["mean_image"], squares.mean(axis=0) / 255, atol=1e-6)
   np.testing.assert_allclose(stats["channel_mean"], squares.mean(axis=(0, 1, 2)) / 255, atol=1e-6)
   covariance = np.cov(squares.reshape(-1, 3).T / 255, bias=True)
@@ -74,7 +81,7 @@ def test_fake_ilsvrc_tars_become_a_store_that_trains(tmp_path):
   for name in (shards[0], "dataset_info.json", store.STATS_FILE):
     os.remove(os.path.join(path, name))
   assert not store.is_prepared(path)
-  prepare_store.prepare(config, workers=1, images_per_shard=8, progress=False)
+  prepare_store.prepare(config, workers=1, images_per_shard=2, progress=False)
   assert store.is_prepared(path)
   assert [f for f in shards if os.stat(os.path.join(path, f)).st_mtime_ns != mtimes.get(f)] == [shards[0]]
   np.testing.assert_array_equal(store.read_stats(path)["mean_image"], stats["mean_image"])

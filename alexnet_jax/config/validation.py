@@ -52,6 +52,7 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   one_of("input.eval_crops", data_options.EVAL_CROPS),
   one_of("input.normalization", data_options.NORMALIZATIONS),
   integer("input.resize_size", 1),
+  one_of("input.resize", data_options.RESIZES),
   integer("input.crop_size", 1),
   boolean("input.random_crop"),
   boolean("input.random_flip"),

@@ -2,7 +2,8 @@
 
 Everything random or float (crops, flips, colour noise, the mean, the test views) happens in the
 jitted step (``data/augment.py``); the host only turns an encoded image into the paper's §2 square:
-the shorter side resized to ``size`` and the central ``size`` x ``size`` kept (:func:`central_square`).
+the shorter side resized to ``size`` and the central ``size`` x ``size`` kept, or the whole image warped
+to that square as Caffe did (:func:`central_square`, ``config.input.resize``).
 JPEGs are decoded with libjpeg-turbo (``simplejpeg``, the fastest decoder measured here, see
 ``../shared/DESIGN.md``); other formats, and the JPEGs it refuses (CMYK), with PIL.
 """
@@ -17,6 +18,7 @@ import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from alexnet_jax import errors
+from alexnet_jax.data import options
 
 _JPEG_MAGIC = b"\xff\xd8"
 JPEG_DECODER = f"simplejpeg {simplejpeg.__version__} (libjpeg-turbo)"
@@ -72,23 +74,37 @@ def _pil_image(data: bytes):
     raise ImageDecodeError(f"not a readable image ({error})") from error
 
 
-def central_square(image: np.ndarray, size: int) -> np.ndarray:
-  """uint8 (H, W, C) -> uint8 (size, size, C): the shorter side resized to ``size`` (PIL's bilinear,
-  antialiased when shrinking, as TensorFlow's ``antialias=True``; aspect ratio kept), then the
-  central square (offsets rounded down). A square of that size already is returned as it is."""
+def central_square(image: np.ndarray, size: int, resize: str = options.SHORTER_SIDE) -> np.ndarray:
+  """uint8 (H, W, C) -> uint8 (size, size, C) by the ``resize`` method (``options.RESIZES``), both with
+  PIL's bilinear filter, antialiased when shrinking (as TensorFlow's ``antialias=True``):
+
+  * ``"shorter_side"`` (the paper, cuda-convnet2): the shorter side resized to ``size``, aspect ratio
+    kept, then the central square (offsets rounded down);
+  * ``"warp"`` (Caffe): the whole image resized to ``size`` x ``size``.
+
+  A square of that size already is returned as it is."""
   height, width, channels = image.shape
   if (height, width) == (size, size):
     return image
+  picture = Image.fromarray(image[..., 0] if channels == 1 else image, _PIL_MODES[channels])
+  if resize == options.WARP:
+    box = None
+  elif resize == options.SHORTER_SIDE:
+    box = _central_box(height, width, size)
+  else:
+    raise ValueError(f"resize={resize!r} is not one of {options.RESIZES}")
+  square = picture.resize((size, size), Image.BILINEAR, box=box)
+  return np.asarray(square).reshape(size, size, channels)
+
+
+def _central_box(height: int, width: int, size: int) -> tuple[float, float, float, float]:
+  """The central ``size`` x ``size`` square of the image resized to shorter side ``size``, as a box in
+  the input's coordinates: only that square of the resized image is computed."""
   scale = size / min(height, width)
   new_height, new_width = max(size, round(height * scale)), max(size, round(width * scale))
   top, left = (new_height - size) // 2, (new_width - size) // 2
-  mode = _PIL_MODES[channels]
-  picture = Image.fromarray(image[..., 0] if channels == 1 else image, mode)
-  # Only the central square of the resized image is computed: its box in the input's coordinates.
   x_scale, y_scale = new_width / width, new_height / height
-  box = (left / x_scale, top / y_scale, (left + size) / x_scale, (top + size) / y_scale)
-  square = picture.resize((size, size), Image.BILINEAR, box=box)
-  return np.asarray(square).reshape(size, size, channels)
+  return (left / x_scale, top / y_scale, (left + size) / x_scale, (top + size) / y_scale)
 
 
 def encode_jpeg(square: np.ndarray, quality: int) -> bytes:

@@ -52,6 +52,7 @@ class InputSpec:
   image_channels: int  # of the stored images (1: grey)
   model_channels: int  # what conv1 reads (grey replicated to RGB when 3)
   resize_size: int  # side of the central squares the host sends
+  resize: str  # how an image becomes its square (options.RESIZES; a store's own method)
   crop_size: int  # side of the views the model sees
   route: Route
   random_crop: bool
@@ -98,6 +99,7 @@ def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> Inpu
   model's, and a batch larger than the train split are :class:`ConfigError`: the loop calls this
   before it writes anything."""
   builder = datasets.prepared_builder(config)
+  check_store_resize(config, builder)
   info = builder.info
   num_train = count_examples(builder, config.train_split, "config.train_split")
   num_eval = count_examples(builder, config.eval_split, "config.eval_split")
@@ -132,6 +134,7 @@ def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> Inpu
     image_channels=image_shape[-1],
     model_channels=config.model.in_channels,
     resize_size=size,
+    resize=config.input.resize,
     crop_size=config.input.crop_size,
     route=route,
     random_crop=config.input.random_crop,
@@ -143,6 +146,18 @@ def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> Inpu
   )
   logging.info("Input: %s", spec.describe())
   return spec
+
+
+def check_store_resize(config, builder) -> None:
+  """A store made by another resize method than ``config.input.resize`` is a :class:`ConfigError`:
+  its squares would not be the ones the run's test images (and ``predict``) get."""
+  made = store.builder_resize(builder)
+  if made is not None and made != config.input.resize:
+    raise ConfigError(
+      f"config.input.resize={config.input.resize!r} but the store {builder.data_dir} was made with resize={made!r}: "
+      f"run with --config.input.resize={made}, or move the store away and prepare it again with "
+      f"python -m alexnet_jax.data.prepare_store --config.input.resize={config.input.resize} (the same config)"
+    )
 
 
 def pixel_constants(config, stats: dict | None) -> dict:

@@ -124,13 +124,13 @@ def _read_and_decode(indices: np.ndarray, *, source, spec: InputSpec) -> Batch:
 
 
 def square_into(data: bytes, out: np.ndarray, spec: InputSpec) -> None:
-  """One encoded image as its uint8 central square of ``spec.resize_size``, written into ``out``
+  """One encoded image as its uint8 square of ``spec.resize_size`` (by ``spec.resize``), written into ``out``
   (a store's squares decode straight into it)."""
   size = spec.image_size or images.encoded_size(data)  # read from the header only where sizes vary
   if size == out.shape[:2]:
     images.decode(data, spec.image_channels, out=out)
   else:
-    out[...] = images.central_square(images.decode(data, spec.image_channels), spec.resize_size)
+    out[...] = images.central_square(images.decode(data, spec.image_channels), spec.resize_size, spec.resize)
 
 
 @functools.lru_cache(maxsize=4)

@@ -36,6 +36,11 @@ CENTRE_VIEW = {"center_flip": 0, "ten_crop": 4}
 NORMALIZATIONS = ("standardize", "subtract_mean")  # mean_std
 PCA_NOISE_FORMS = ("cuda_convnet", "fb_resnet")  # augment.pca_scales
 MEANS = ("image", "channel")  # a prepared store's mean image, or one mean per channel
+# How an image becomes its square of resize_size (images.central_square): "shorter_side" (the paper and
+# cuda-convnet2: the shorter side resized to it, the central square kept) or "warp" (Caffe: the whole
+# image resized to the square, its aspect ratio lost).
+RESIZES = ("shorter_side", "warp")
+SHORTER_SIDE, WARP = RESIZES
 
 
 def pca_noise_basis(form: str, eigenvalues=None, eigenvectors=None) -> tuple[tuple, tuple]:

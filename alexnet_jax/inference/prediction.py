@@ -2,7 +2,8 @@
 
 An image file (PNG, JPEG, GIF, BMP or WebP, any size, grey or colour) is decoded with the dataset's
 channel count (colour -> grey for a grey dataset such as Fashion-MNIST, grey -> RGB for a colour one;
-an alpha channel is dropped) and made the run's central square (``data/images.py``), exactly as the
+an alpha channel is dropped) and made the run's square (``data/images.py``, by the run's
+``config.input.resize``), exactly as the
 loader makes a test image; the run's jitted test views (``data/augment.eval_views``: the centre crop,
 its mirror or the ten crops, normalisation) follow. No TensorFlow.
 """
@@ -44,7 +45,8 @@ def predict_files(run: TrainedRun, paths: list[str]) -> list[dict]:
   results, squares = [], []
   for path in paths:
     try:
-      squares.append(images.central_square(load_image(path, spec.image_channels), spec.resize_size))
+      square = images.central_square(load_image(path, spec.image_channels), spec.resize_size, spec.resize)
+      squares.append(square)
       results.append({"file": path})
     except ImageError as error:
       results.append({"file": path, "error": str(error)})
