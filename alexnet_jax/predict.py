@@ -3,8 +3,10 @@
   python -m alexnet_jax.predict --workdir=runs/fm shoe.jpg shirt.png
   python -m alexnet_jax.predict --workdir=runs/fm --json photos/*.jpg
 
-PNG, JPEG, GIF, BMP or WebP files of any size, grey or colour, go through the run's own test
-preprocessing (see ``alexnet_jax/inference/prediction.py``); the class names are the dataset's.
+PNG, JPEG, GIF, BMP or WebP files, grey or colour, go through the run's own test preprocessing
+(see ``alexnet_jax/inference/prediction.py``); the class names are the dataset's. An image of more
+than ``prediction.MAX_PIXELS`` (8192 x 8192) is refused before decoding, unless it is a JPEG: those are
+decoded at a reduced scale, so memory stays bounded whatever the files.
 A file that cannot be read gets one ``error: FILE: ...`` line on stderr, the others are still
 predicted, and the exit status is then 1. ``--json`` prints a JSON list instead of text: per file
 ``{"file", "predictions": [{"label", "name", "probability"}, ...]}`` or ``{"file", "error"}``.

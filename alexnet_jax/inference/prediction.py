@@ -10,13 +10,17 @@ its mirror or the ten crops, normalisation) follow. No TensorFlow.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import simplejpeg
 
 from alexnet_jax import errors
 from alexnet_jax.data import images
 from alexnet_jax.inference.trained_run import TrainedRun
 
 TOP = 5
+MAX_PIXELS = 64 * 2**20  # decoded per image at most (8192 x 8192; 200 MB as RGB)
 
 
 class ImageError(errors.UserError, ValueError):
@@ -24,7 +28,11 @@ class ImageError(errors.UserError, ValueError):
 
 
 def load_image(path: str, channels: int) -> np.ndarray:
-  """The uint8 (H, W, ``channels``) pixels of the image file at ``path``; ImageError if unreadable."""
+  """The uint8 (H, W, ``channels``) pixels of the image file at ``path``; ImageError if unreadable.
+
+  The size is read from the header before any decoding: a JPEG of more than :data:`MAX_PIXELS` is
+  decoded at a reduced scale (libjpeg's DCT scaling, 1/2 to 1/8) that fits under it, any other image
+  that large is refused in one line, so one file never takes more than a few hundred MB."""
   try:
     with open(path, "rb") as f:
       data = f.read()
@@ -33,9 +41,27 @@ def load_image(path: str, channels: int) -> np.ndarray:
   except OSError as error:
     raise ImageError(f"{path}: cannot be read ({error.strerror or error})") from error
   try:
-    return images.decode(data, channels)
+    height, width = images.encoded_size(data)
+    if height * width <= MAX_PIXELS:
+      return images.decode(data, channels)
+    return _reduced_jpeg(data, channels, height, width)
   except images.ImageDecodeError as error:
     raise ImageError(f"{path}: {error}") from error
+
+
+def _reduced_jpeg(data: bytes, channels: int, height: int, width: int) -> np.ndarray:
+  """A JPEG larger than :data:`MAX_PIXELS` decoded at the smallest reduction that fits under it;
+  ImageDecodeError for any other image that large, or a JPEG too large even at 1/8."""
+  too_large = f"{width}x{height} pixels, more than the {MAX_PIXELS:,} this command decodes; shrink the image first"
+  factor = math.sqrt(height * width / MAX_PIXELS)
+  if data[:2] != images._JPEG_MAGIC or factor > 8:
+    raise images.ImageDecodeError(too_large)
+  colorspace = "GRAY" if channels == 1 else "RGB"
+  try:
+    pixels = simplejpeg.decode_jpeg(data, colorspace=colorspace, min_factor=factor)
+  except ValueError as error:  # a JPEG libjpeg-turbo refuses (CMYK): PIL would decode all of it
+    raise images.ImageDecodeError(f"{too_large} ({error})") from error
+  return pixels.reshape(*pixels.shape[:2], channels)
 
 
 def predict_files(run: TrainedRun, paths: list[str]) -> list[dict]:
