@@ -18,11 +18,12 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Callable
 
 import jax
 import numpy as np
 
-from alexnet_jax import utils
+from alexnet_jax import outputs, utils
 from alexnet_jax.data import augment
 from alexnet_jax.inference.prediction import top_classes
 from alexnet_jax.inference.trained_run import TrainedRun
@@ -32,18 +33,38 @@ DPI = 100
 MAX_PNG_BYTES = 300_000  # small enough to commit; a larger drawing is stored with a 256-colour palette
 NEIGHBOURS = 6  # the paper's Figure 4 shows six per query
 PER_ROW = 4  # Figure 4 left: examples per row
+MAX_EXAMPLES = 64  # Figure 4 left: 16 rows, 48 inches; more is no longer a figure
+MAX_QUERIES = 32  # Figure 4 right: rows
 FILES = {"figure3": "figure3_conv1_kernels.png", "left": "figure4_left.png", "right": "figure4_right.png"}
 
 
-def write_all(run: TrainedRun, out_dir: str, *, examples: int = 8, queries: int = 5, pool: int = 10_000) -> list[str]:
-  """Figures 3 and 4 (left and right) of ``run`` as PNGs in ``out_dir``; returns their paths."""
-  os.makedirs(out_dir, exist_ok=True)
-  paths = {name: os.path.join(out_dir, file) for name, file in FILES.items()}
-  figure3(run, paths["figure3"])
+def output_paths(out_dir: str, *, overwrite: bool = False) -> dict[str, str]:
+  """The figures' paths in ``out_dir``, made if missing; each checked as an output (``alexnet_jax/outputs.py``)
+  before anything is computed: an existing figure is replaced only when ``overwrite``."""
+  outputs.make_folder(out_dir)
+  return {name: outputs.check(os.path.join(out_dir, file), overwrite=overwrite) for name, file in FILES.items()}
+
+
+def write_all(
+  run: TrainedRun,
+  out_dir: str,
+  *,
+  examples: int = 8,
+  queries: int = 5,
+  pool: int = 10_000,
+  overwrite: bool = False,
+  report: Callable[[str], None] = lambda message: None,
+) -> list[str]:
+  """Figures 3 and 4 (left and right) of ``run`` as PNGs in ``out_dir``; returns their paths.
+  ``report`` hears a line as each figure starts (the neighbour search can take a while)."""
+  paths = output_paths(out_dir, overwrite=overwrite)
+  figure3(run, paths["figure3"], overwrite=overwrite)
+  report(f"figure 4 left: {examples} test images with their top-5 classes")
   test_squares, test_labels = examples_of(run, run.config.eval_split, max(examples, queries))
-  figure4_left(run, test_squares[:examples], test_labels[:examples], paths["left"])
+  figure4_left(run, test_squares[:examples], test_labels[:examples], paths["left"], overwrite=overwrite)
+  report(f"figure 4 right: {queries} queries, nearest neighbours among up to {pool} training images")
   train_squares, _ = examples_of(run, run.config.train_split, pool)
-  figure4_right(run, test_squares[:queries], train_squares, paths["right"])
+  figure4_right(run, test_squares[:queries], train_squares, paths["right"], overwrite=overwrite)
   return list(paths.values())
 
 
@@ -73,15 +94,15 @@ def nearest_neighbours(queries: np.ndarray, pool: np.ndarray, count: int = NEIGH
   return np.argsort(distances, axis=1, kind="stable")[:, :count]
 
 
-def figure3(run: TrainedRun, path: str) -> None:
+def figure3(run: TrainedRun, path: str, *, overwrite: bool = False) -> None:
   """The conv1 kernels, tower 1 above tower 2, with a white gap between the towers."""
   grids = list(summaries.conv1_kernel_images(np.asarray(jax.device_get(run.params["convs"][0]["kernel"]))).values())
   gap = np.ones((grids[0].shape[0] // 8 + 1, grids[0].shape[1], 3), np.float32)
   picture = np.concatenate([part for grid in grids for part in (gap, grid)][1:], axis=0)
-  utils.pyplot().imsave(path, picture)
+  outputs.write(path, lambda f: utils.pyplot().imsave(f, picture, format="png"), overwrite=overwrite)
 
 
-def figure4_left(run: TrainedRun, views: np.ndarray, labels: np.ndarray, path: str) -> None:
+def figure4_left(run: TrainedRun, views: np.ndarray, labels: np.ndarray, path: str, *, overwrite=False) -> None:
   """Each test image over its top-5 probability bars; the true class's bar is red."""
   plt = utils.pyplot()
   names, images = run.label_names(), displayable(run, views)
@@ -113,8 +134,10 @@ def figure4_left(run: TrainedRun, views: np.ndarray, labels: np.ndarray, path: s
     bars.invert_yaxis()
     bars.set_xlim(0, 1)
     bars.tick_params(axis="x", labelsize=6)
-  save_png(fig, path)
-  plt.close(fig)
+  try:
+    save_png(fig, path, overwrite=overwrite)
+  finally:
+    plt.close(fig)
 
 
 def figure4_left_size(count: int) -> tuple[float, float]:
@@ -122,7 +145,7 @@ def figure4_left_size(count: int) -> tuple[float, float]:
   return (2.2 * min(PER_ROW, count), 3.0 * math.ceil(count / PER_ROW))
 
 
-def figure4_right(run: TrainedRun, queries: np.ndarray, pool: np.ndarray, path: str) -> None:
+def figure4_right(run: TrainedRun, queries: np.ndarray, pool: np.ndarray, path: str, *, overwrite=False) -> None:
   """Each query test image (left column) and the training images nearest to it in fc7 space."""
   plt = utils.pyplot()
   neighbours = nearest_neighbours(run.fc7_features(queries), run.fc7_features(pool), min(NEIGHBOURS, len(pool)))
@@ -138,8 +161,10 @@ def figure4_right(run: TrainedRun, queries: np.ndarray, pool: np.ndarray, path: 
   axes[0, 0].set_title("test image", fontsize=8)
   axes[0, 1].set_title(f"nearest in fc7 among {len(pool)} training images", fontsize=8, loc="left")
   fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.05, hspace=0.05)
-  save_png(fig, path)
-  plt.close(fig)
+  try:
+    save_png(fig, path, overwrite=overwrite)
+  finally:
+    plt.close(fig)
 
 
 def figure4_right_size(queries: int, neighbours: int = NEIGHBOURS) -> tuple[float, float]:
@@ -147,7 +172,7 @@ def figure4_right_size(queries: int, neighbours: int = NEIGHBOURS) -> tuple[floa
   return (1.1 * (neighbours + 1), 1.1 * queries + 0.3)
 
 
-def save_png(fig, path: str) -> None:
+def save_png(fig, path: str, *, overwrite: bool = False) -> None:
   """``fig`` as a PNG at :data:`DPI`, palette-quantised if it would exceed :data:`MAX_PNG_BYTES`
   (photographs and noise compress poorly; the figures stay the same size in pixels)."""
   buffer = io.BytesIO()
@@ -159,5 +184,4 @@ def save_png(fig, path: str) -> None:
     buffer = io.BytesIO()
     Image.open(io.BytesIO(data)).convert("RGB").quantize(256).save(buffer, format="PNG", optimize=True)
     data = buffer.getvalue()
-  with open(path, "wb") as f:
-    f.write(data)
+  outputs.write_bytes(path, data, overwrite=overwrite)
