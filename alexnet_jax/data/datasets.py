@@ -13,6 +13,7 @@ fails, a :class:`DatasetUnavailableError` says exactly what to install or where 
 from __future__ import annotations
 
 import os
+import tempfile
 
 import tensorflow_datasets as tfds
 from absl import logging
@@ -37,8 +38,27 @@ ARRAY_RECORD = file_adapters.FileFormat.ARRAY_RECORD
 
 def data_root(config) -> str:
   """The TFDS data directory: ``config.data_dir``, else ``$TFDS_DATA_DIR``, else ~/tensorflow_datasets."""
-  root = config.data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.join("~", "tensorflow_datasets")
-  return os.path.expanduser(root)
+  return resolve_data_dir(config.data_dir)
+
+
+def resolve_data_dir(data_dir: str | None) -> str:
+  """``data_dir``, else ``$TFDS_DATA_DIR``, else ~/tensorflow_datasets (home expanded)."""
+  return os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.join("~", "tensorflow_datasets"))
+
+
+def check_writable(data_dir: str, flag: str = "--config.data_dir") -> None:
+  """Makes ``data_dir`` if missing and checks that files can be created in it, before a dataset is
+  prepared there; :class:`DatasetUnavailableError` naming the folder and what chooses another
+  (``flag`` or ``TFDS_DATA_DIR``) otherwise -- e.g. under a read-only HOME."""
+  try:
+    os.makedirs(data_dir, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write_test"):
+      pass
+  except OSError as error:
+    raise DatasetUnavailableError(
+      f"the data folder {data_dir} cannot be written ({error.strerror or error}), and the dataset must be "
+      f"prepared there first: choose a writable folder with {flag}=DIR or TFDS_DATA_DIR=DIR"
+    ) from error
 
 
 def prepared_builder(config) -> tfds.core.DatasetBuilder:
@@ -61,6 +81,7 @@ def prepared_builder(config) -> tfds.core.DatasetBuilder:
     return _old_format(config, builder)
   if os.path.isdir(builder.data_dir):  # TFDS renames a finished preparation here: its dataset_info.json is gone
     raise corrupt(config.dataset, builder.data_dir, FileNotFoundError(f"no dataset_info.json in {builder.data_dir}"))
+  check_writable(data_dir)
   if config.dataset == "fashion_mnist" and fashion_mnist_offline.has_source_files(fashion_mnist_offline.DEBIAN_DIR):
     return fashion_mnist_offline.prepare_fashion_mnist(data_dir, fashion_mnist_offline.DEBIAN_DIR)
   logging.info(

@@ -17,12 +17,14 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import sys
 import time
 
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import app, flags, logging
 
+from alexnet_jax import errors
 from alexnet_jax.data import images as image_codec
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -90,11 +92,15 @@ class DebianFashionMnist(tfds.builder_cls("fashion_mnist"), skip_registration=Tr
       yield index, {"image": io.BytesIO(image_codec.encode_png(image)), "label": label}
 
 
+class SourceFilesMissing(errors.UserError, FileNotFoundError):
+  """The IDX files to convert are not where they were looked for."""
+
+
 def prepare_fashion_mnist(data_dir: str | None = None, source_dir: str = DEBIAN_DIR):
   """Writes ``fashion_mnist`` into ``data_dir`` (None: TFDS's default) and returns the loaded builder."""
   missing = [path for path in source_files(source_dir) if not os.path.isfile(path)]
   if missing:
-    raise FileNotFoundError(f"Fashion-MNIST IDX files missing: {missing}. Install them: {INSTALL_HINT}")
+    raise SourceFilesMissing(f"Fashion-MNIST IDX files missing: {', '.join(missing)}. Install them: {INSTALL_HINT}")
   builder = DebianFashionMnist(source_dir=source_dir, data_dir=data_dir, file_format="array_record")
   logging.info("Building TFDS fashion_mnist from %s into %s", source_dir, builder.data_dir)
   builder.download_and_prepare()
@@ -102,9 +108,19 @@ def prepare_fashion_mnist(data_dir: str | None = None, source_dir: str = DEBIAN_
 
 
 def main(argv):
-  del argv
+  """Converts, with every failure the user can act on (no IDX files, an unwritable data folder) as one line."""
+  from alexnet_jax.data import datasets  # pylint: disable=g-import-not-at-top -- it imports this module
+
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   start = time.perf_counter()
-  builder = prepare_fashion_mnist(flags.FLAGS.data_dir, flags.FLAGS.source_dir)
+  try:
+    data_dir = datasets.resolve_data_dir(flags.FLAGS.data_dir)
+    datasets.check_writable(data_dir, "--data_dir")
+    builder = prepare_fashion_mnist(data_dir, flags.FLAGS.source_dir)
+  except errors.UserError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
   splits = {name: split.num_examples for name, split in builder.info.splits.items()}
   print(
     f"fashion_mnist {builder.info.version} ready in {builder.data_dir}: {splits} ({time.perf_counter() - start:.1f} s)"
