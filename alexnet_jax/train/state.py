@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -64,10 +65,8 @@ class ModelDef:
 
 
 def create_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> alexnet.AlexNet:
-  """AlexNet from ``config.model`` (the dtype given by name, e.g. "bfloat16")."""
-  kwargs = config.model.to_dict()
-  kwargs["dtype"] = jnp.dtype(kwargs["dtype"])
-  return alexnet.AlexNet(kwargs.pop("num_classes"), **kwargs, rngs=rngs)
+  """AlexNet from ``config.model``: its fields are the model's options (``model/options.py``)."""
+  return alexnet.AlexNet(**config.model.to_dict(), rngs=rngs)
 
 
 def create_train_state(
@@ -100,7 +99,13 @@ def init_train_state(
   )
   train_graph, params, rng_state = nnx.split(model, nnx.Param, ...)
   eval_graph = nnx.graphdef(nnx.view(model, deterministic=True))
-  state = TrainState(
+  state = _step_zero(params, tx, dropout_key, ema=ema)
+  return ModelDef(train_graph, eval_graph, rng_state), _replicate_unplaced(state, mesh)
+
+
+def _step_zero(params: nnx.State, tx: optax.GradientTransformation, dropout_key: jax.Array, *, ema: bool) -> TrainState:
+  """The train state at step 0 around ``params``: what a checkpoint of this run holds, leaf for leaf."""
+  return TrainState(
     step=jnp.int32(0),
     params=params,
     opt_state=tx.init(params),
@@ -108,7 +113,34 @@ def init_train_state(
     rng=jax.random.key_data(dropout_key),
     ema_params=jax.tree.map(jnp.copy, params) if ema else None,
   )
-  return ModelDef(train_graph, eval_graph, rng_state), _replicate_unplaced(state, mesh)
+
+
+def restore_target(
+  config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, tx: optax.GradientTransformation
+) -> tuple[ModelDef, TrainState]:
+  """The model's static half and the *shapes* of its train state, every leaf replicated on ``mesh``:
+  what a reader (evaluate, predict, export, ...) restores a checkpoint into.
+
+  Nothing is initialised or compiled (``eval_shape`` only): tracing and lowering the initialisers
+  of :func:`create_train_state` cost a command about 1.5 s of its start here, each time, even with
+  the compilation cache warm. The RNG variables (dropout's, unused in eval mode) are zeros of
+  their shapes. Replicated leaves suit a one-device mesh, the readers' own.
+  """
+  model = nnx.eval_shape(lambda: create_model(config, nnx.Rngs(params=0, dropout=0)))
+  train_graph, params, rng_shapes = nnx.split(model, nnx.Param, ...)
+  eval_graph = nnx.graphdef(nnx.view(model, deterministic=True))
+  shapes = jax.eval_shape(lambda p: _step_zero(p, tx, jax.random.key(0), ema=config.ema_decay > 0), params)
+  replicated = sharding.replicated(mesh)
+  target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes)
+  return ModelDef(train_graph, eval_graph, jax.tree.map(_zeros, rng_shapes)), target
+
+
+def _zeros(shape: jax.ShapeDtypeStruct) -> jax.Array:
+  """A concrete array of ``shape`` (random keys included: the key whose data are zeros)."""
+  if jnp.issubdtype(shape.dtype, jax.dtypes.prng_key):
+    key_data = jax.eval_shape(jax.random.key_data, jax.random.key(0)).shape
+    return jax.random.wrap_key_data(np.zeros((*shape.shape, *key_data), np.uint32))
+  return jnp.zeros(shape.shape, shape.dtype)
 
 
 def _replicate_unplaced(tree, mesh):
