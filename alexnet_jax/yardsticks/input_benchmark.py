@@ -21,23 +21,34 @@ own decoder (``images.decode``, one thread): ``decode_cpu_us_per_image``, the fl
 import dataclasses
 import json
 import os
+import sys
 import time
 
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from alexnet_jax import errors, outputs
+from alexnet_jax.config import flag_errors, validation
 from alexnet_jax.data import images, input_spec, loader
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/fashion_mnist.py", lock_config=True)
-_EPOCHS = flags.DEFINE_integer("epochs", 2, "Training epochs to time, one at a time.")
+_CONFIG = config_flags.DEFINE_config_file("config", flag_errors.DEFAULT_CONFIG, lock_config=True)
+_EPOCHS = flags.DEFINE_integer("epochs", 2, "Training epochs to time, one at a time.", lower_bound=1)
 _SYNTHETIC = flags.DEFINE_bool("synthetic", False, "Time the ImageNet path on a cached synthetic imagenet2012.")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON line (the train stream's steady state) instead of text.")
 _CACHE_DIR = flags.DEFINE_string(
   "cache_dir", "~/.cache/alexnet_jax/synthetic_imagenet", "--synthetic: where the source and its store are kept."
 )
-_SYNTHETIC_IMAGES = flags.DEFINE_integer("synthetic_images", 2560, "--synthetic: train images to generate.")
-_TIMED_IMAGES = flags.DEFINE_integer("timed_images", 5120, "--synthetic: images of the timed stream (after one batch).")
+_SYNTHETIC_IMAGES = flags.DEFINE_integer(
+  "synthetic_images", 2560, "--synthetic: train images to generate.", lower_bound=1
+)
+_TIMED_IMAGES = flags.DEFINE_integer(
+  "timed_images", 5120, "--synthetic: images of the timed stream (after one batch).", lower_bound=1
+)
+
+
+class BenchmarkError(errors.UserError, ValueError):
+  """Flags this benchmark cannot run with; the message says why."""
 
 
 def time_batches(batches, steps: int, batch_size: int) -> tuple[float, float]:
@@ -74,8 +85,8 @@ def synthetic_result(config) -> dict:
   from alexnet_jax.yardsticks import synthetic_imagenet  # pylint: disable=g-import-not-at-top
 
   if config.dataset != "imagenet2012":
-    raise app.UsageError(f"--synthetic stands in for imagenet2012, not config.dataset={config.dataset!r}")
-  config.data_dir = os.path.expanduser(_CACHE_DIR.value)
+    raise BenchmarkError(f"--synthetic stands in for imagenet2012, not config.dataset={config.dataset!r}")
+  config.data_dir = outputs.make_folder(os.path.expanduser(_CACHE_DIR.value))  # a read-only one: one line
   num_validation = max(config.batch_size, _SYNTHETIC_IMAGES.value // 10)
   start = time.perf_counter()
   synthetic_imagenet.prepare(config.data_dir, num_train=_SYNTHETIC_IMAGES.value, num_validation=num_validation)
@@ -109,8 +120,19 @@ def synthetic_result(config) -> dict:
 
 
 def main(argv):
-  del argv
-  config = _CONFIG.value
+  """The benchmark, with every failure the user can act on as one ``error:`` line and exit status 1."""
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    run(_CONFIG.value)
+  except errors.UserError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
+
+
+def run(config) -> None:
+  """Times the synthetic ImageNet stream (``--synthetic``) or the configured loader, and prints the numbers."""
+  validation.validate(config)  # the trainer's own check: a batch of 0, a crop larger than the image, ...
   if _SYNTHETIC.value:
     result = synthetic_result(config)
     if _JSON.value:
