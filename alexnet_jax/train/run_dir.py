@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from alexnet_jax import errors, utils
+from alexnet_jax import errors, outputs, utils
 from alexnet_jax.train import preemption
 
 CONFIG_FILE = "config.json"
@@ -91,6 +91,8 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[st
 
 
 def _check_writable(workdir: str) -> None:
+  if os.path.lexists(workdir) and not os.path.isdir(workdir):  # a file, or a symlink to nothing
+    raise WorkdirError(f"--workdir={workdir} {outputs.not_a_folder(workdir)}; give a folder for the run")
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as error:
