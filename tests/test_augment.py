@@ -19,6 +19,7 @@ class Spec:
   random_crop: bool = True
   random_flip: bool = True
   pca_noise_std: float = 0.1
+  train_scale: float = 1.0
   eval_crops: str = "center"
   mean: np.ndarray = dataclasses.field(default_factory=lambda: np.array([0.4, 0.5, 0.6], np.float32))
   std: tuple = (0.2, 0.25, 0.3)
@@ -42,7 +43,7 @@ def numpy_views(squares, draws, spec):
       view = view[:, ::-1]
     if spec.pca_noise_std > 0:
       view = view + np.asarray(spec.eigenvectors) @ (np.asarray(alpha) * np.asarray(spec.scales))
-    view = view / np.asarray(spec.std)
+    view = view * spec.train_scale / np.asarray(spec.std)
     views.append(np.repeat(view, spec.model_channels // view.shape[-1], axis=-1))
   return np.stack(views)
 
@@ -57,6 +58,19 @@ def test_train_views_are_the_papers_crop_flip_colour_noise_and_mean():
   }
   views = jax.jit(augment.train_views, static_argnums=2)(squares, draws, spec)
   np.testing.assert_allclose(views, numpy_views(squares, draws, spec), atol=1e-5)
+
+
+def test_train_scale_multiplies_the_coloured_training_view_and_not_the_test_views():
+  """cuda-convnet2 (convdata.py, add_color_noise): the mean subtracted, the noise added, then the
+  training data times 1/1.1; test data is not scaled."""
+  spec = Spec(train_scale=1 / 1.1, eval_crops="ten_crop")
+  squares = random_squares()
+  draws = jax.device_get(augment.train_draws(augment.step_key(0, 2), 4, spec))
+  scaled = np.asarray(augment.train_views(squares, draws, spec))
+  np.testing.assert_allclose(scaled, numpy_views(squares, draws, spec), atol=1e-5)
+  np.testing.assert_allclose(scaled * 1.1, augment.train_views(squares, draws, Spec()), atol=1e-5)
+  unscaled = dataclasses.replace(spec, train_scale=1.0)
+  np.testing.assert_array_equal(augment.eval_views(squares, spec), augment.eval_views(squares, unscaled))
 
 
 def test_a_mean_image_is_cut_where_each_view_is_cut():

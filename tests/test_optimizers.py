@@ -1,6 +1,7 @@
 """The update rules against the paper's equations in numpy, and the learning-rate schedules."""
 
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -43,20 +44,20 @@ def _run_optax(name, w0, grads):
   return trajectory
 
 
-def _paper_numpy(w0, grads, m=0.9, wd=5e-4):
+def _paper_numpy(w0, grads, m=0.9, wd=5e-4, rates=LEARNING_RATES):
   """Krizhevsky et al. (2012) §5: v <- m v - wd eps w - eps g;  w <- w + v."""
   w, v, trajectory = w0.astype(np.float64), np.zeros_like(w0, np.float64), []
-  for eps, g in zip(LEARNING_RATES, grads):
+  for eps, g in zip(rates, grads):
     v = m * v - wd * eps * w - eps * g
     w = w + v
     trajectory.append(w)
   return trajectory
 
 
-def _optax_sgd_numpy(w0, grads, m=0.9, wd=5e-4):
+def _optax_sgd_numpy(w0, grads, m=0.9, wd=5e-4, rates=LEARNING_RATES):
   """The usual form: t <- m t + (g + wd w);  w <- w - eps t."""
   w, t, trajectory = w0.astype(np.float64), np.zeros_like(w0, np.float64), []
-  for eps, g in zip(LEARNING_RATES, grads):
+  for eps, g in zip(rates, grads):
     t = m * t + g + wd * w
     w = w - eps * t
     trajectory.append(w)
@@ -173,3 +174,98 @@ def test_is_decayed_marks_every_kernel_and_no_bias_of_alexnet():
   }
   assert len(marks) == 16
   assert all(mark == ("kernel" in path) for path, mark in marks.items()), marks
+
+
+def _bias_tree(seed=3):
+  """A tiny params tree with a kernel and a bias per layer, and six steps of random gradients."""
+  rng = np.random.default_rng(seed)
+  params = {"conv": {"kernel": rng.normal(size=(2, 3)), "bias": np.ones(3)}, "fc": {"kernel": rng.normal(size=(3, 2))}}
+  params["fc"]["bias"] = np.full(2, 0.1)
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  grads = [jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params) for _ in LEARNING_RATES]
+  return params, grads
+
+
+@pytest.mark.parametrize("name", ["paper_sgd", "sgd"])
+def test_bias_lr_multiplier_scales_the_bias_steps_in_both_rules(name):
+  """Caffe's lr_mult 2 on biases: each rule's numpy form with eps * 2 for the biases, eps for the weights."""
+  params, grads = _bias_tree()
+  config = _config(name)
+  config.optimizer.bias_lr_multiplier = 2.0
+  config.optimizer.decay_biases = False
+  tx = optimizers.create_optimizer(config)
+  state, got = tx.init(params), params
+  for eps, g in zip(LEARNING_RATES, grads):
+    updates, state = tx.update(g, optimizers.set_learning_rate(state, eps), got)
+    got = optax.apply_updates(got, updates)
+  reference = {"paper_sgd": _paper_numpy, "sgd": _optax_sgd_numpy}[name]
+  for layer in params:
+    for leaf, rate, wd in (("kernel", 1.0, 5e-4), ("bias", 2.0, 0.0)):
+      w0, gs = np.asarray(params[layer][leaf]), [np.asarray(g[layer][leaf]) for g in grads]
+      want = reference(w0, gs, wd=wd, rates=[rate * eps for eps in LEARNING_RATES])
+      np.testing.assert_allclose(got[layer][leaf], want[-1], rtol=1e-5, atol=1e-7, err_msg=f"{layer} {leaf}")
+
+
+def test_a_bias_lr_multiplier_of_one_leaves_the_optimizer_state_as_before():
+  """Runs saved before the option existed restore: the default adds no stage to the optax chain."""
+  params, _ = _bias_tree()
+  plain = optimizers.sgd(0.01)
+  assert jax.tree.structure(optimizers.sgd(0.01, bias_lr_multiplier=1.0).init(params)) == jax.tree.structure(
+    plain.init(params)
+  )
+  assert jax.tree.structure(optimizers.sgd(0.01, bias_lr_multiplier=2.0).init(params)) != jax.tree.structure(
+    plain.init(params)
+  )
+
+
+def test_step_schedule_multiplies_every_step_every_steps_at_most_max_drops_times():
+  """Caffe's lr_policy "step": base * gamma ** floor(iter / stepsize), here capped at two drops."""
+  step = _schedule("step", step_every=3, decay_factor=0.1, max_drops=2)
+  want = [0.1 * 0.1 ** min(s // 3, 2) for s in range(12)]
+  assert [float(step(s)) for s in range(12)] == pytest.approx(want)
+  warm = _schedule("step", warmup=2, step_every=3, decay_factor=0.1, max_drops=2)
+  assert [float(warm(s)) for s in range(7)] == pytest.approx([0.0, 0.05, 0.1, 0.01, 0.01, 0.01, 0.001])
+
+
+def _drive_plateau(errors, **rule):
+  """Feeds ``errors`` to the plateau rule one evaluation at a time (every 10 steps, 100 per epoch);
+  returns the drops it records and the rates after each evaluation."""
+  schedule = optax.constant_schedule(0.01)
+  state, drops, rates = optimizers.init_plateau(), [], []
+  for index, error in enumerate(errors):
+    step = 10 * (index + 1)
+    before, state = state, optimizers.update_plateau(state, error, **rule)
+    drop = optimizers.plateau_drop(before, state, schedule=schedule, step=step, epoch=step / 100, eval_error=error)
+    drops += [drop] if drop else []
+    rates.append(float(optimizers.learning_rate_at(schedule, state, step)))
+  return drops, rates
+
+
+def test_plateau_drops_are_recorded_with_step_epoch_error_and_rates():
+  errors = [0.5, 0.4, 0.45, 0.41, 0.3, 0.31, 0.31, 0.31, 0.31]
+  drops, rates = _drive_plateau(errors, patience=2, factor=0.1, max_drops=2)
+  assert rates == pytest.approx([0.01] * 3 + [0.001] * 3 + [0.0001] * 3)
+  assert [d["step"] for d in drops] == [40, 70] and [d["drop"] for d in drops] == [1, 2]
+  first = drops[0]
+  assert first["epoch"] == pytest.approx(0.4)
+  assert (first["eval_top1_error"], first["best_top1_error"]) == pytest.approx((0.41, 0.4))
+  assert (first["old_learning_rate"], first["new_learning_rate"]) == pytest.approx((0.01, 0.001))
+  assert json.loads(json.dumps(drops)) == drops  # plain JSON for summary.json and the checkpoint record
+
+
+def test_plateau_min_delta_ignores_small_gains_and_lets_a_slow_creep_count():
+  """0.4 -> 0.3996 -> 0.3992 are gains of 0.04 points each: below min_delta 0.001 they are plateau
+  evaluations (a drop at the second); 0.3988 is 0.12 points below the last improvement: it counts."""
+  creep = [0.4, 0.3996, 0.3992, 0.3988, 0.3984, 0.398]
+  strict, _ = _drive_plateau(creep, patience=2, factor=0.1, max_drops=3)
+  assert strict == []  # min_delta 0: every lower error is an improvement
+  drops, _ = _drive_plateau(creep, patience=2, factor=0.1, max_drops=3, min_delta=0.001)
+  assert [d["step"] for d in drops] == [30, 60]
+  # 0.3988 (step 40) improved on 0.4 by 0.0012: patience restarted, so the next drop waits two evaluations.
+
+
+def test_plateau_never_drops_more_than_max_drops():
+  drops, rates = _drive_plateau([0.5] + [0.6] * 9, patience=1, factor=0.1, max_drops=3)
+  assert [d["step"] for d in drops] == [20, 30, 40] and rates[-1] == pytest.approx(1e-5)
+  no_drops, _ = _drive_plateau([0.5] + [0.6] * 4, patience=1, factor=0.1, max_drops=0)
+  assert no_drops == []

@@ -57,6 +57,7 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   boolean("input.random_crop"),
   boolean("input.random_flip"),
   number("input.pca_noise_std", 0.0),
+  number("input.train_scale", 0.0, low_open=True),
   one_of("input.pca_noise_form", data_options.PCA_NOISE_FORMS),
   one_of("input.mean", data_options.MEANS),
   boolean("input.use_store"),
@@ -67,11 +68,14 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   number("optimizer.momentum", 0.0, 1.0),
   number("optimizer.weight_decay", 0.0),
   boolean("optimizer.decay_biases"),
+  number("optimizer.bias_lr_multiplier", 0.0, low_open=True),
   one_of("schedule.name", optimizers.SCHEDULES),
   integer("schedule.warmup_steps", 0),
   number("schedule.decay_factor", 0.0, 1.0, low_open=True, high_open=False),
   integer("schedule.plateau_patience", 1),
   integer("schedule.max_drops", 0),
+  integer("schedule.step_every", 0),
+  number("schedule.min_delta", 0.0, 1.0, high_open=False),
   number("label_smoothing", 0.0, 1.0),
   number("ema_decay", 0.0, 1.0),
   integer("batch_size", 1),
@@ -158,6 +162,15 @@ def _boundaries_are_fractions(config, device_count):
   return None
 
 
+def _step_schedule_has_a_period(config, device_count):
+  if config.schedule.name == "step" and config.schedule.step_every < 1:
+    return (
+      f"config.schedule.step_every={config.schedule.step_every} must be >= 1 with config.schedule.name='step'"
+      " (the rate is multiplied by config.schedule.decay_factor every step_every steps)"
+    )
+  return None
+
+
 CROSS_CHECKS: tuple[Callable[[ml_collections.ConfigDict, int], str | None], ...] = (
   _training_length,
   _mesh_layout,
@@ -165,6 +178,7 @@ CROSS_CHECKS: tuple[Callable[[ml_collections.ConfigDict, int], str | None], ...]
   _model_sees_crops,
   _input_channels,
   _boundaries_are_fractions,
+  _step_schedule_has_a_period,
 )
 
 

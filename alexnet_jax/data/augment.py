@@ -8,7 +8,9 @@ central square kept); from them:
   reflection with probability 1/2, and "PCA colour" noise: ``[p1, p2, p3] @ [a1 s1, a2 s2, a3 s3]``
   added to every pixel, ``a_i ~ N(0, pca_noise_std)`` drawn once per image, ``p_i`` the eigenvectors
   of the training set's RGB covariance and ``s_i`` each component's std (the authors' cuda-convnet2)
-  or its eigenvalue (fb.resnet.torch; ``options.pca_noise_basis``).
+  or its eigenvalue (fb.resnet.torch; ``options.pca_noise_basis``); then the centred, coloured view
+  times ``train_scale`` (cuda-convnet2 multiplies its training data by 1 / (1 + 0.1) after the noise, so
+  that the noise does not make it larger than the test data; test views are not scaled).
 - test (:func:`eval_views`): the centre patch; or it and its reflection; or the four corner patches,
   the centre patch and the reflections of all five ("ten crops", in that order).
 - both: pixels scaled to [0, 1], the mean subtracted -- per channel, or a mean image (cuda-convnet2's
@@ -59,6 +61,8 @@ def train_views(squares: jax.Array, draws: dict, spec) -> jax.Array:
   views = cut(centred(squares, spec), draws["offset"], draws["flip"], spec.crop_size)
   if spec.pca_noise_std > 0:
     views = views + colour_shift(draws["alpha"], spec.eigenvectors, spec.scales)[:, None, None, :]
+  if spec.train_scale != 1.0:
+    views = views * spec.train_scale
   return finish(views, spec)
 
 

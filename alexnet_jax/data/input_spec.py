@@ -58,6 +58,7 @@ class InputSpec:
   random_crop: bool
   random_flip: bool
   pca_noise_std: float
+  train_scale: float  # multiplies the training views after the colour noise (cuda-convnet2: 1/1.1)
   eval_crops: str
   mean: np.ndarray  # (C,) per channel, or a mean image (R, R, C); [0, 1] pixels
   std: tuple[float, ...]
@@ -140,6 +141,7 @@ def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> Inpu
     random_crop=config.input.random_crop,
     random_flip=config.input.random_flip,
     pca_noise_std=float(config.input.pca_noise_std),
+    train_scale=float(config.input.train_scale),
     eval_crops=config.input.eval_crops,
     seed=config.seed,
     **pixel_constants(config, store.builder_stats(builder)),

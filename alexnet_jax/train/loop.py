@@ -119,6 +119,7 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
       patience=config.schedule.plateau_patience,
       factor=config.schedule.decay_factor,
       max_drops=config.schedule.max_drops,
+      min_delta=config.schedule.min_delta,
     )
   )
   place = functools.partial(sharding.global_batch, mesh=mesh)
@@ -163,6 +164,7 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
       writer = summaries.SummaryWriter(workdir, enabled=is_chief)
       elapsed = lambda: meta.get("wall_seconds", 0.0) + time.time() - start_time
       history = list(meta.get("eval_history", []))
+      lr_drops = list(meta.get("lr_drops", []))  # the plateau rule's cuts (optimizers.plateau_drop)
       num_params = sum(x.size for x in jax.tree.leaves(state.params))
       logging.info(
         "Training on %s: %d parameters, %d steps (%.2f epochs), from step %d, %d devices",
@@ -201,11 +203,31 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
             eval_metrics = run_eval(step, state)
             history.append({"step": step, **eval_metrics})
             if config.schedule.name == "plateau":
-              state = state.replace(plateau=plateau_fn(state.plateau, eval_metrics["top1_error"]))
+              before = state.plateau
+              state = state.replace(plateau=plateau_fn(before, eval_metrics["top1_error"]))
+              drop = optimizers.plateau_drop(
+                before,
+                state.plateau,
+                schedule=schedule,
+                step=step,
+                epoch=step / plan.steps_per_epoch,
+                eval_error=eval_metrics["top1_error"],
+              )
+              if drop is not None:
+                lr_drops.append(drop)
+                _report_drop(drop, writer)
             progress.restart(step)
+          if is_log or is_eval or is_last:
+            rate = float(optimizers.learning_rate_at(schedule, state.plateau, step))
+            writer.scalars(step, {"schedule/learning_rate": rate})  # the next step's, after any drop
           if is_save or is_last or stop.requested:
             divergence.check_params_finite(step, state.params, last_saved, suspect)
-            record = {"input_position": step, "eval_history": history, "wall_seconds": elapsed()}
+            record = {
+              "input_position": step,
+              "eval_history": history,
+              "lr_drops": lr_drops,
+              "wall_seconds": elapsed(),
+            }
             checkpointer.save(step, state, {**record, "train_metrics": train_metrics}, force=True)
             last_saved, suspect = step, None
           if stop.requested:
@@ -225,6 +247,7 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
         "num_params": num_params,
         "devices": jax.device_count(),
         "eval_history": history,
+        "lr_drops": lr_drops,
         "config_overrides": dict(overrides or {}),
         "config": config_json,
       }
@@ -275,6 +298,17 @@ def _report_training(step: int, pending: list[dict], progress: Progress, writer)
     utils.format_duration(eta),
   )
   return metrics
+
+
+def _report_drop(drop: dict, writer) -> None:
+  """Logs a plateau drop (``optimizers.plateau_drop``) and writes it as a TensorBoard text event."""
+  line = (
+    f"learning-rate drop {drop['drop']} after step {drop['step']} (epoch {drop['epoch']:.2f}): validation "
+    f"top-1 error {drop['eval_top1_error']:.4f}, no improvement on {drop['best_top1_error']:.4f}; "
+    f"learning rate {drop['old_learning_rate']:.4g} -> {drop['new_learning_rate']:.4g}"
+  )
+  logging.info("%s", line)
+  writer.text(drop["step"], "schedule/lr_drop", line)
 
 
 def _report_eval(step: int, metrics: dict, state: TrainState, writer) -> None:

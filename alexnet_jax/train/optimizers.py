@@ -14,15 +14,18 @@ Two update rules, both SGD with momentum and L2 weight decay:
 
 Both decay every parameter with ``decay_biases=True``; with ``False`` (the authors' code: cuda-convnet2
 sets ``wc`` on weights only, Caffe ``decay_mult: 0`` on biases) the ``wd * w`` term is dropped for the
-biases, so biases that start at 1 are not pulled towards 0.
+biases, so biases that start at 1 are not pulled towards 0. ``bias_lr_multiplier`` r gives the biases
+the rate ``r * eps`` (Caffe's ``lr_mult: 2``; cuda-convnet2's ``epsB`` starts at twice ``epsW``): in
+``paper_sgd`` the whole bias step ``-r eps (wd w + g)`` is scaled, in ``sgd`` the bias update
+``-eps t`` -- the same thing in each rule's own form.
 
 While ``eps`` is constant the two are the same (``v = -eps * t``). They differ when ``eps``
 changes: the paper's velocity keeps the steps taken at the old rate, optax's rescales them at
 once. The paper's plateau drops (divide by 10) make the difference visible.
 
-The learning rate of step ``t`` is ``schedule(t) * lr_scale``: ``schedule`` depends only on the
-step (constant, cosine, piecewise; each with linear warm-up) and ``lr_scale`` is the plateau
-state's multiplier (1 for the other schedules). The train step writes that value into the
+The learning rate of step ``t`` is ``schedule(t) * lr_scale`` (:func:`learning_rate_at`): ``schedule``
+depends only on the step (constant, cosine, piecewise, step; each with linear warm-up) and
+``lr_scale`` is the plateau state's multiplier (1 for the other schedules). The train step writes that value into the
 optimizer state's ``hyperparams`` (see :func:`set_learning_rate`), so the rate in use is
 checkpointed with the rest of the optimizer state.
 """
@@ -38,7 +41,7 @@ import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("sgd", "paper_sgd")
-SCHEDULES = ("constant", "cosine", "piecewise", "plateau")
+SCHEDULES = ("constant", "cosine", "piecewise", "step", "plateau")
 
 if TYPE_CHECKING:  # configs are ml_collections ConfigDicts; the benchmark runs without it
   import ml_collections
@@ -62,12 +65,28 @@ def decay_mask(decay_biases: bool):
   return None if decay_biases else is_decayed
 
 
+def is_bias(params) -> optax.Params:
+  """A tree of bools like ``params``: True for the biases (the parameters :func:`is_decayed` leaves out)."""
+  return jax.tree.map(lambda weight: not weight, is_decayed(params))
+
+
+def lr_multipliers(params, bias_lr_multiplier: float) -> optax.Params:
+  """A tree of floats like ``params``: 1 for the weights, ``bias_lr_multiplier`` for the biases."""
+  return jax.tree.map(lambda bias: bias_lr_multiplier if bias else 1.0, is_bias(params))
+
+
 def paper_sgd(
-  learning_rate: float, momentum: float = 0.9, weight_decay: float = 5e-4, *, decay_biases: bool = True
+  learning_rate: float,
+  momentum: float = 0.9,
+  weight_decay: float = 5e-4,
+  *,
+  decay_biases: bool = True,
+  bias_lr_multiplier: float = 1.0,
 ) -> optax.GradientTransformation:
   """The paper's update: ``v <- m v - wd eps w - eps g``; the update applied to ``w`` is ``v``.
 
-  ``decay_biases=False`` drops the ``wd eps w`` term for the biases."""
+  ``decay_biases=False`` drops the ``wd eps w`` term for the biases; ``bias_lr_multiplier`` r makes
+  their step ``v <- m v - r eps (wd w + g)`` (Caffe's SGD with ``lr_mult``: the rate inside the trace)."""
 
   def init_fn(params):
     return PaperSgdState(velocity=jax.tree.map(jnp.zeros_like, params))
@@ -77,11 +96,12 @@ def paper_sgd(
       raise ValueError("paper_sgd needs the parameters for its weight decay term")
     decayed = jax.tree.map(lambda _: True, params) if decay_biases else is_decayed(params)
     velocity = jax.tree.map(
-      lambda v, g, w, d: momentum * v - learning_rate * (weight_decay * w * d + g),
+      lambda v, g, w, d, r: momentum * v - r * learning_rate * (weight_decay * w * d + g),
       state.velocity,
       grads,
       params,
       decayed,
+      lr_multipliers(params, bias_lr_multiplier),
     )
     return velocity, PaperSgdState(velocity=velocity)
 
@@ -89,13 +109,25 @@ def paper_sgd(
 
 
 def sgd(
-  learning_rate: float, momentum: float = 0.9, weight_decay: float = 5e-4, *, decay_biases: bool = True
+  learning_rate: float,
+  momentum: float = 0.9,
+  weight_decay: float = 5e-4,
+  *,
+  decay_biases: bool = True,
+  bias_lr_multiplier: float = 1.0,
 ) -> optax.GradientTransformation:
   """optax's SGD with momentum and coupled L2 weight decay (``g + wd w`` enters the trace; with
-  ``decay_biases=False`` only for the weights)."""
-  return optax.chain(
-    optax.add_decayed_weights(weight_decay, mask=decay_mask(decay_biases)), optax.sgd(learning_rate, momentum=momentum)
-  )
+  ``decay_biases=False`` only for the weights); the biases' update ``-eps t`` times ``bias_lr_multiplier``.
+
+  With the multiplier at 1 the chain has no scaling stage, so its state is what it was before the
+  option existed (older checkpoints restore)."""
+  stages = [
+    optax.add_decayed_weights(weight_decay, mask=decay_mask(decay_biases)),
+    optax.sgd(learning_rate, momentum=momentum),
+  ]
+  if bias_lr_multiplier != 1.0:
+    stages.append(optax.masked(optax.scale(bias_lr_multiplier), is_bias))
+  return optax.chain(*stages)
 
 
 _RULES = {"sgd": sgd, "paper_sgd": paper_sgd}
@@ -109,15 +141,23 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
     momentum=config.optimizer.momentum,
     weight_decay=config.optimizer.weight_decay,
     decay_biases=config.optimizer.decay_biases,
+    bias_lr_multiplier=config.optimizer.bias_lr_multiplier,
   )
 
 
 def make_optimizer(
-  name: str, *, learning_rate: float, momentum: float, weight_decay: float, decay_biases: bool = True
+  name: str,
+  *,
+  learning_rate: float,
+  momentum: float,
+  weight_decay: float,
+  decay_biases: bool = True,
+  bias_lr_multiplier: float = 1.0,
 ) -> optax.GradientTransformation:
   """Update rule ``name`` with its hyper-parameters stored in the optimizer state, where the train
-  step sets each step's learning rate (:func:`set_learning_rate`). ``decay_biases`` is fixed, not stored."""
-  rule = functools.partial(_RULES[name], decay_biases=decay_biases)
+  step sets each step's learning rate (:func:`set_learning_rate`). ``decay_biases`` and
+  ``bias_lr_multiplier`` are fixed, not stored."""
+  rule = functools.partial(_RULES[name], decay_biases=decay_biases, bias_lr_multiplier=bias_lr_multiplier)
   return optax.inject_hyperparams(rule)(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
 
 
@@ -133,7 +173,9 @@ def create_schedule(config: ml_collections.ConfigDict, total_steps: int) -> Call
   """Step -> learning rate before the plateau multiplier; linear warm-up from 0 first.
 
   "constant" and "plateau" hold the base rate; "cosine" decays it to 0 at ``total_steps``;
-  "piecewise" multiplies it by ``decay_factor`` at each boundary (fractions of ``total_steps``).
+  "piecewise" multiplies it by ``decay_factor`` at each boundary (fractions of ``total_steps``);
+  "step" multiplies it by ``decay_factor`` every ``step_every`` steps, at most ``max_drops`` times
+  (:func:`step_schedule`; counted from step 0, warm-up included).
   """
   base = config.optimizer.learning_rate
   warmup = min(config.schedule.warmup_steps, max(total_steps - 1, 0))
@@ -147,6 +189,9 @@ def create_schedule(config: ml_collections.ConfigDict, total_steps: int) -> Call
       round(fraction * total_steps) - warmup: config.schedule.decay_factor for fraction in config.schedule.boundaries
     }
     main = optax.piecewise_constant_schedule(base, boundaries)
+  elif name == "step":
+    steps = step_schedule(base, config.schedule.step_every, config.schedule.decay_factor, config.schedule.max_drops)
+    main = lambda count: steps(count + warmup)  # join_schedules counts from the end of the warm-up
   else:
     raise ValueError(f"config.schedule.name={name!r} is not one of {SCHEDULES}")
   if warmup == 0:
@@ -154,11 +199,22 @@ def create_schedule(config: ml_collections.ConfigDict, total_steps: int) -> Call
   return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), main], [warmup])
 
 
+def step_schedule(base: float, every: int, factor: float, max_drops: int) -> Callable:
+  """``base * factor ** min(step // every, max_drops)``: Caffe's ``lr_policy: "step"`` (``stepsize``,
+  ``gamma``) with a cap on the number of drops."""
+  return lambda step: base * factor ** jnp.minimum(jnp.asarray(step) // every, max_drops)
+
+
+def learning_rate_at(schedule: Callable, plateau: PlateauState, step) -> jax.Array:
+  """The rate of the update made at ``step``: the schedule's times the plateau multiplier."""
+  return schedule(step) * plateau.lr_scale
+
+
 class PlateauState(NamedTuple):
   """Reduce-on-plateau bookkeeping; lives in the train state so checkpoints carry it."""
 
   lr_scale: jax.Array  # multiplies the schedule's learning rate
-  best_error: jax.Array  # lowest validation top-1 error seen so far
+  best_error: jax.Array  # the validation top-1 error of the last improvement (lowest so far when min_delta is 0)
   bad_evals: jax.Array  # evaluations since the last improvement (or drop)
   drops: jax.Array  # how many times the rate was cut
 
@@ -170,17 +226,42 @@ def init_plateau() -> PlateauState:
 
 
 def update_plateau(
-  state: PlateauState, eval_error: float, *, patience: int, factor: float, max_drops: int
+  state: PlateauState, eval_error: float, *, patience: int, factor: float, max_drops: int, min_delta: float = 0.0
 ) -> PlateauState:
-  """The paper's rule: after ``patience`` evaluations without a new best validation error,
-  multiply the rate by ``factor`` (0.1), at most ``max_drops`` times."""
+  """The paper's rule: after ``patience`` evaluations without an improvement of the validation
+  error, multiply the rate by ``factor`` (0.1), at most ``max_drops`` times.
+
+  An improvement is an error lower than ``best_error - min_delta``; only an improvement moves
+  ``best_error``, so a slow creep below it adds up until it counts (Keras' ``ReduceLROnPlateau``).
+  With ``min_delta`` 0 any strictly lower error is one."""
   eval_error = jnp.float32(eval_error)
-  improved = eval_error < state.best_error
+  improved = eval_error < state.best_error - min_delta
   bad_evals = jnp.where(improved, 0, state.bad_evals + 1)
   drop = (bad_evals >= patience) & (state.drops < max_drops)
   return PlateauState(
     lr_scale=jnp.where(drop, state.lr_scale * factor, state.lr_scale).astype(jnp.float32),
-    best_error=jnp.minimum(state.best_error, eval_error),
+    best_error=jnp.where(improved, eval_error, state.best_error).astype(jnp.float32),
     bad_evals=jnp.where(drop, 0, bad_evals).astype(jnp.int32),
     drops=(state.drops + drop).astype(jnp.int32),
   )
+
+
+def plateau_drop(
+  before: PlateauState, after: PlateauState, *, schedule: Callable, step: int, epoch: float, eval_error: float
+) -> dict | None:
+  """What :func:`update_plateau` decided at the evaluation after ``step``, if it cut the rate: a
+  JSON-ready record of the drop (``summary.json``'s ``lr_drops``, the log, TensorBoard), else None.
+
+  The rates are those of the next update (step ``step``, 0-based), before and after the cut."""
+  before, after = jax.device_get((before, after))
+  if int(after.drops) == int(before.drops):
+    return None
+  return {
+    "drop": int(after.drops),
+    "step": int(step),
+    "epoch": float(epoch),
+    "eval_top1_error": float(eval_error),
+    "best_top1_error": float(before.best_error),
+    "old_learning_rate": float(learning_rate_at(schedule, before, step)),
+    "new_learning_rate": float(learning_rate_at(schedule, after, step)),
+  }

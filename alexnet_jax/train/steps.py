@@ -68,7 +68,7 @@ def train_step(
     return smoothed_loss(log_probs, batch["label"], label_smoothing).mean(), metrics
 
   grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-  learning_rate = schedule(state.step) * state.plateau.lr_scale
+  learning_rate = optimizers.learning_rate_at(schedule, state.plateau, state.step)
   opt_state = optimizers.set_learning_rate(state.opt_state, learning_rate)
   updates, opt_state = tx.update(grads, opt_state, state.params)
   params = optax.apply_updates(state.params, updates)

@@ -57,6 +57,13 @@ class SummaryWriter:
         )
         self.write_summary(step, summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=name, image=png)]))
 
+  def text(self, step: int, name: str, text: str) -> None:
+    """A text event (TensorBoard's Text tab), e.g. each learning-rate drop of the plateau rule."""
+    if self._writer:
+      from tensorboard.plugins.text import summary_v2 as text_summary  # pylint: disable=g-import-not-at-top
+
+      self.write_summary(step, text_summary.text_pb(name, text))
+
   def config(self, config_dict: Mapping[str, Any], text: str) -> None:
     """The run's config: as hyper-parameters (flattened) and as a text panel."""
     if self._writer:

@@ -1,0 +1,186 @@
+"""The three ImageNet recipes (the paper, cuda-convnet2, Caffe's bvlc_alexnet) as each reference's rule.
+
+Each variant's optimizer, schedule and LRN are run here and compared with numpy written from the
+reference's own description (the values as its files write them, in its own convention), so a
+wrong conversion -- alpha not divided by the window, a bias rate or decay on the wrong leaves, a
+step at the wrong place -- fails, not only a retyped number.
+"""
+
+import math
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from alexnet_jax.config import recipes, validation
+from alexnet_jax.model import layers
+from alexnet_jax.train import optimizers
+from experiments import imagenet2012
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VARIANTS = ("paper", "cuda_convnet2", "caffe")
+
+
+def _config(variant, *more):
+  return imagenet2012.get_config(":".join(name for name in (variant, *more) if name != "paper") or None)
+
+
+@pytest.mark.parametrize("smoke", [False, True], ids=["full", "smoke"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_recipe_validates_alone_and_with_smoke(variant, smoke):
+  validation.validate(_config(variant, *(["smoke"] if smoke else [])), device_count=1)
+
+
+def test_a_config_takes_one_recipe_and_rejects_unknown_variants():
+  with pytest.raises(ValueError, match="name at most one of"):
+    imagenet2012.get_config("caffe:cuda_convnet2")
+  with pytest.raises(ValueError, match="unknown config variant 'huge'"):
+    imagenet2012.get_config("caffe:huge")
+
+
+# Each reference's learning rate at update t of T, written from its own files.
+def _paper_rate(t, total):
+  return 0.01  # §5: eps 0.01 until the validation error stops improving (no evaluation here)
+
+
+def _cuda_convnet2_rate(t, total):
+  # LearningRates.md / lr.cu, epsW=dexp[base=0.01;tgtFactor=250;numSteps=4]: divided by 250**(1/3)
+  # at 25 %, 50 % and 75 % of training.
+  return 0.01 * 250 ** (-min(math.floor(4 * t / total), 3) / 3)
+
+
+def _caffe_rate(t, total, stepsize=3):
+  # solver.prototxt, lr_policy "step": base_lr * gamma ** floor(iter / stepsize); stepsize shrunk to 3.
+  return 0.01 * 0.1 ** (t // stepsize)
+
+
+# (rate of step t, bias rate / weight rate, steps run) of each reference.
+REFERENCES = {
+  "paper": (_paper_rate, 1.0, 6),
+  "cuda_convnet2": (_cuda_convnet2_rate, 2.0, 8),
+  "caffe": (_caffe_rate, 2.0, 12),
+}
+
+
+def _numpy_update(w, grads, rates, *, weight_decay, momentum=0.9):
+  """The rate inside the momentum trace, as the paper, cuda-convnet2 and Caffe's SGD all write it:
+  v <- m v - eps (wd w + g); w <- w + v."""
+  w, v = w.astype(np.float64), np.zeros_like(w, np.float64)
+  for eps, g in zip(rates, grads):
+    v = momentum * v - eps * (weight_decay * w + g)
+    w = w + v
+  return w
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_recipes_optimizer_and_schedule_follow_its_reference(variant):
+  """Weights decayed at the weights' rate, biases undecayed at the bias multiple, the schedule's steps."""
+  rate_of, bias_ratio, total = REFERENCES[variant]
+  config = _config(variant)
+  if variant == "caffe":
+    config.schedule.step_every = 3  # 100,000 in the recipe: the same rule on a short run
+  rng = np.random.default_rng(0)
+  params = {
+    "conv2": {"kernel": rng.normal(0, 0.01, (3, 3, 2, 4)), "bias": np.ones(4)},
+    "fc8": {"kernel": rng.normal(0, 0.01, (5, 3)), "bias": np.zeros(3)},
+  }
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  grads = [jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params) for _ in range(total)]
+  tx, schedule = optimizers.create_optimizer(config), optimizers.create_schedule(config, total)
+  state, got = tx.init(params), params
+  for step, g in enumerate(grads):  # as the train step does it
+    eps = optimizers.learning_rate_at(schedule, optimizers.init_plateau(), step)
+    updates, state = tx.update(g, optimizers.set_learning_rate(state, eps), got)
+    got = optax.apply_updates(got, updates)
+  rates = [rate_of(t, total) for t in range(total)]
+  assert len(set(np.round(rates, 10))) == {"paper": 1, "cuda_convnet2": 4, "caffe": 4}[variant]
+  for layer in params:
+    leaf_grads = lambda leaf: [np.asarray(g[layer][leaf]) for g in grads]  # noqa: E731
+    want_kernel = _numpy_update(np.asarray(params[layer]["kernel"]), leaf_grads("kernel"), rates, weight_decay=5e-4)
+    bias_rates = [bias_ratio * eps for eps in rates]
+    want_bias = _numpy_update(np.asarray(params[layer]["bias"]), leaf_grads("bias"), bias_rates, weight_decay=0.0)
+    np.testing.assert_allclose(got[layer]["kernel"], want_kernel, rtol=1e-5, atol=1e-8, err_msg=layer)
+    np.testing.assert_allclose(got[layer]["bias"], want_bias, rtol=1e-5, atol=1e-8, err_msg=layer)
+
+
+# Each reference's LRN as its files write it: (size, k, alpha as written, beta) and its convention.
+LRN_SOURCES = {
+  # The paper §3.3: b = a / (k + alpha * sum a^2)^beta with k=2, n=5, alpha=1e-4, beta=0.75.
+  "paper": dict(size=5, k=2.0, alpha=1e-4, beta=0.75, divide_by_size=False),
+  # layer-params-223-ce2-1gpu.cfg [rnorm1]: scale=0.0001 pow=0.75 minDiv=2; layer.py divides scale by size.
+  "cuda_convnet2": dict(size=5, k=2.0, alpha=1e-4, beta=0.75, divide_by_size=True),
+  # train_val.prototxt norm1: local_size 5 alpha 0.0001 beta 0.75, k unset (1); Caffe divides alpha by local_size.
+  "caffe": dict(size=5, k=1.0, alpha=1e-4, beta=0.75, divide_by_size=True),
+}
+
+
+def _reference_lrn(a, *, size, k, alpha, beta, divide_by_size):
+  """Across channels, the window clipped at the first and last channel, in the reference's convention."""
+  squares = np.pad(a.astype(np.float64) ** 2, ((0, 0), (0, 0), (0, 0), (size // 2, size // 2)))
+  sums = sum(squares[..., offset : offset + a.shape[-1]] for offset in range(size))
+  return a / (k + (alpha / size if divide_by_size else alpha) * sums) ** beta
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_recipes_lrn_is_its_references_normalisation(variant):
+  model = _config(variant).model
+  # Activations of ReLU-output size (up to ~100): alpha * sum a^2 is near 1, where a factor 5 in alpha shows.
+  a = np.abs(np.random.default_rng(1).normal(0, 40, (2, 3, 3, 12))).astype(np.float32)
+  got = layers.local_response_norm(
+    a, size=model.lrn_size, k=model.lrn_k, alpha=model.lrn_alpha, beta=model.lrn_beta, region=model.lrn_region
+  )
+  want = _reference_lrn(a, **LRN_SOURCES[variant])
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  others = [v for v in VARIANTS if LRN_SOURCES[v] != LRN_SOURCES[variant]]
+  for other in others:  # the test can tell the conventions apart on these activations
+    assert not np.allclose(got, _reference_lrn(a, **LRN_SOURCES[other]), rtol=1e-3), other
+
+
+def _doc_table() -> str:
+  """The table between the markers in docs/paper_and_references.md."""
+  with open(os.path.join(REPO, "docs", "paper_and_references.md")) as f:
+    text = f.read()
+  match = re.search(r"<!-- recipes table: begin -->\n(.*?)\n<!-- recipes table: end -->", text, re.DOTALL)
+  assert match, "docs/paper_and_references.md has lost its recipes table markers"
+  return match.group(1)
+
+
+def test_the_docs_table_is_the_commands_output():
+  """docs/paper_and_references.md shows what the configs hold: regenerate it with
+  ``python -m alexnet_jax.config.recipes`` after changing a recipe."""
+  assert _doc_table() == recipes.markdown_table()
+
+
+def test_the_table_lists_exactly_the_fields_that_differ():
+  configs = {"a": {"x": 1, "y": 0.1, "z": "s"}, "b": {"x": 1, "y": 0.2, "z": "s"}, "c": {"x": 1, "y": 0.1}}
+  assert recipes.differences(configs) == [("y", [0.1, 0.2, 0.1]), ("z", ["s", "s", recipes.ABSENT])]
+  table = recipes.markdown_table(configs).splitlines()
+  assert table[0] == "| field | a | b | c |"
+  assert table[2:] == ["| `y` | 0.1 | 0.2 | 0.1 |", f'| `z` | "s" | "s" | {recipes.ABSENT} |']
+
+
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
+    (
+      "optimizer.bias_lr_multiplier",
+      0.0,
+      "config.optimizer.bias_lr_multiplier=0.0 is not allowed: expected a number in (0.0",
+    ),
+    ("input.train_scale", -1.0, "config.input.train_scale=-1.0 is not allowed: expected a number in (0.0"),
+    ("schedule.min_delta", 2.0, "config.schedule.min_delta=2.0 is not allowed: expected a number in [0.0, 1.0]"),
+    ("schedule.step_every", -1, "config.schedule.step_every=-1 is not allowed: expected an integer >= 0"),
+    ("schedule.name", "step", "config.schedule.step_every=0 must be >= 1 with config.schedule.name='step'"),
+  ],
+)
+def test_the_recipe_options_fail_with_the_fields_name(field, value, message):
+  config = imagenet2012.get_config()
+  section, name = field.split(".")
+  config[section][name] = value
+  with pytest.raises(validation.ConfigError) as error:
+    validation.validate(config, device_count=1)
+  assert message in str(error.value)
