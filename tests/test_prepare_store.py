@@ -17,7 +17,7 @@ from support import fake_ilsvrc
 from alexnet_jax import utils
 from alexnet_jax.config.rules import ConfigError
 from alexnet_jax.data import images, input_spec, loader, prepare_store, store
-from alexnet_jax.inference import prediction
+from alexnet_jax.inference import export, prediction
 from experiments import imagenet2012
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -219,3 +219,11 @@ def test_predict_and_the_loader_make_squares_by_the_runs_method(warp_store, tmp_
     out = np.empty_like(square)
     loader.square_into(images.encode_png(banded()), out, dataclasses.replace(spec, resize=resize, image_size=None))
     np.testing.assert_array_equal(out, square)
+
+
+def test_an_exported_description_says_how_the_square_was_made():
+  for resize, words in (("shorter_side", "shorter side resized to resize_size, central"), ("warp", "whole image")):
+    config = imagenet2012.get_config("smoke")
+    config.input.resize = resize
+    described = export.description(config, step=1, export_format="npz")["input"]
+    assert described["resize"] == resize and described["pixels"].startswith(words)

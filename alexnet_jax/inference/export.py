@@ -33,9 +33,9 @@ and conv2 by LRN (when ``lrn``; ``lrn_alpha`` is the paper's literal alpha, per 
 ``lrn_per_tower``) and max-pooling ``pool_window``/``pool_stride``.
 
 Both formats also write ``OUT.json``: the step, ``model_options`` (``TorchAlexNet``'s keyword
-arguments, a subset of ``AlexNet``'s) and the input the network expects (side, per-channel mean and
-std of [0, 1] pixels, and ``channels``: grey images are replicated to RGB unless the model reads
-one). PyTorch is imported only by :func:`write_torch`.
+arguments, a subset of ``AlexNet``'s) and the input the network expects (side, how the square was
+made: ``config.input.resize``, per-channel mean and std of [0, 1] pixels, and ``channels``: grey
+images are replicated to RGB unless the model reads one). PyTorch is imported only by :func:`write_torch`.
 """
 
 from __future__ import annotations
@@ -111,6 +111,13 @@ def write_npz(path: str, params, *, overwrite: bool = False) -> None:
   outputs.write(path, lambda f: np.savez(f, **jax_arrays(params)), overwrite=overwrite)
 
 
+# How the square of resize_size was made (config.input.resize), in the description's words.
+RESIZE_WORDS = {
+  "shorter_side": "shorter side resized to resize_size, central square",
+  "warp": "whole image resized to resize_size x resize_size (aspect ratio not kept)",
+}
+
+
 def description(config, step: int, export_format: str) -> dict:
   """What ``OUT.json`` holds: the format, step, model options and the expected input."""
   mean, std = options.mean_std(config)
@@ -121,9 +128,10 @@ def description(config, step: int, export_format: str) -> dict:
     "input": {
       "size": config.input.crop_size,
       "resize_size": config.input.resize_size,
+      "resize": config.input.resize,
       "layout": "NHWC" if export_format == "npz" else "NCHW",
       "pixels": (
-        "shorter side resized to resize_size, central square, central size x size crop; pixels in [0, 1]; "
+        f"{RESIZE_WORDS[config.input.resize]}, central size x size crop; pixels in [0, 1]; "
         "(x - mean) / std per channel" + _grey_note(config)
       ),
       "channels": config.model.in_channels,
