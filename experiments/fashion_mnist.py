@@ -17,6 +17,7 @@ pooling, three FC layers with dropout, two towers) at a smaller input and width.
 
 import ml_collections
 
+from alexnet_jax.data import options as data_options
 from experiments import common, imagenet2012
 
 SMALL_DATA = "small_data"  # the variant that selects small_data_config()
@@ -27,11 +28,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variants = [name for name in (arg or "").split(":") if name]
   config = small_data_config() if SMALL_DATA in variants else recipe_config()
   return common.apply_variant(config, ":".join(name for name in variants if name != SMALL_DATA) or None)
-
-
-def base_config() -> ml_collections.ConfigDict:
-  """What a run recorded before an option existed trained with (``inference/trained_run.py``)."""
-  return small_data_config()
 
 
 def recipe_config() -> ml_collections.ConfigDict:
@@ -46,7 +42,8 @@ def recipe_config() -> ml_collections.ConfigDict:
   config.optimizer.learning_rate = 0.04  # 0.02: 90.36 % (seed 0)
   config.model.dropout_rate = 0.1  # under-fitting at this budget: 0.25 costs more than it regularises
   config.num_epochs = 15.0
-  config.eval_every_steps = 5 * (60_000 // config.batch_size)  # every 5 epochs (the last at the end)
+  epoch = data_options.TRAIN_EXAMPLES[config.dataset] // config.batch_size  # steps (input_spec.steps_per_epoch)
+  config.eval_every_steps = 5 * epoch  # every 5 epochs (the last at the end)
   config.checkpoint_every_steps = 2_000  # ~1 minute of training; each save costs ~0.5 s of it
   return config
 

@@ -31,6 +31,7 @@ Prepare the store of 256x256 squares once (all cores; docs/imagenet.md), then tr
 
 import ml_collections
 
+from alexnet_jax.model import options as model_options
 from experiments import common
 
 
@@ -79,27 +80,10 @@ def paper_config() -> ml_collections.ConfigDict:
   config.input.eval_crops = "ten_crop"  # "center" or "ten_crop" (4 corners + centre, flipped)
   config.eval_max_examples = -1  # -1 = the whole eval split
 
-  # Model: keyword arguments of alexnet_jax.model.alexnet.AlexNet.
-  config.model = ml_collections.ConfigDict()
-  config.model.num_classes = 1000
-  config.model.towers = 2
-  config.model.width = 1.0
+  # Model: every option of alexnet_jax/model/options.py at the paper's value (LRN k=2, n=5, alpha=1e-4,
+  # beta=0.75 after the ReLU, 3/2 pooling, dropout 0.5, the paper's init, two towers).
+  config.model = model_options.model_config()
   config.model.input_size = config.input.get_ref("crop_size")
-  config.model.in_channels = 3  # RGB; grey datasets may feed 1 (their images, not replicated)
-  config.model.lrn = True
-  config.model.lrn_region = "across"
-  config.model.lrn_size = 5
-  config.model.lrn_k = 2.0
-  config.model.lrn_alpha = 1e-4
-  config.model.lrn_beta = 0.75
-  config.model.lrn_position = "after_relu"
-  config.model.lrn_per_tower = True
-  config.model.dropout_rate = 0.5  # "roughly doubles the number of iterations required to converge"
-  config.model.pool_window = 3
-  config.model.pool_stride = 2
-  config.model.init = "paper"
-  config.model.fc8_zero_init = False  # the paper: N(0, 0.01) like every layer
-  config.model.dtype = "float32"
 
   # Optimiser: "paper_sgd" (the paper's rule, LR inside the momentum trace) or optax "sgd".
   config.optimizer = ml_collections.ConfigDict()

@@ -165,7 +165,7 @@ def test_test_views_match_numpy_slicing_in_the_documented_order(crops):
   np.testing.assert_allclose(views, expected, atol=1e-5)
   if crops != "center":
     np.testing.assert_array_equal(
-      views[:, options.CENTRE_VIEW[crops]], np.asarray(augment.eval_views(squares, Spec(crop_size=8)))
+      views[:, options.CENTER_VIEW[crops]], np.asarray(augment.eval_views(squares, Spec(crop_size=8)))
     )
 
 

@@ -6,6 +6,8 @@ pull in PyTorch (a test-only dependency) except the PyTorch yardstick itself. Ea
 fresh interpreter, so what another test imported cannot hide a leak.
 """
 
+import ast
+import glob
 import json
 import os
 import pkgutil
@@ -91,6 +93,38 @@ def test_no_library_module_but_the_pytorch_yardstick_imports_torch():
     loaded = _loaded_after_import(group, ("torch",))
     assert {name: found for name, found in loaded.items() if found} == {}
   assert _loaded_after_import([TORCH_MODULE], ("torch",))[TORCH_MODULE] == ["torch"]
+
+
+def imports_of_experiments(source: str) -> list[int]:
+  """Lines of ``source`` that import the ``experiments`` package: ``import``/``from`` statements, and
+  ``importlib.import_module`` or ``__import__`` of a name (an f-string's leading text too) in it."""
+  lines = []
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.Import):
+      names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom):
+      names = [node.module or ""] if node.level == 0 else []
+    elif isinstance(node, ast.Call) and node.args and ast.unparse(node.func).endswith(("import_module", "__import__")):
+      first = node.args[0]
+      head = first.values[0] if isinstance(first, ast.JoinedStr) and first.values else first
+      names = [head.value] if isinstance(head, ast.Constant) and isinstance(head.value, str) else []
+    else:
+      continue
+    if any(name == "experiments" or name.startswith("experiments.") for name in names):
+      lines.append(node.lineno)
+  return lines
+
+
+def test_the_library_does_not_import_the_experiments():
+  """The configs build on the library, never the other way round: a trained run reads its own config.json."""
+  planted = 'import experiments\nfrom experiments import common\nimportlib.import_module(f"experiments.{name}")\n'
+  assert imports_of_experiments(planted) == [1, 2, 3]
+  found = {}
+  for path in glob.glob(os.path.join(REPO, "alexnet_jax", "**", "*.py"), recursive=True):
+    with open(path) as f:
+      if lines := imports_of_experiments(f.read()):
+        found[os.path.relpath(path, REPO)] = lines
+  assert found == {}
 
 
 # Prepares the offline Fashion-MNIST (IDX files written here) and serves train and eval batches,

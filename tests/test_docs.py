@@ -430,6 +430,19 @@ def test_every_docs_page_is_linked_from_the_readme():
   assert not orphans, f"docs pages the README does not link: {orphans}"
 
 
+def test_the_configuration_page_lists_the_declared_model_options():
+  """docs/configuration.md holds the table ``python -m alexnet_jax.model.options`` prints: an option
+  added, renamed, or given another default or meaning in ``model/options.py`` shows up there."""
+  from alexnet_jax.model import options  # pylint: disable=g-import-not-at-top -- pure Python
+
+  with open(os.path.join(REPO, "docs", "configuration.md"), encoding="utf-8") as f:
+    page = f.read()
+  assert page.count(options.markdown_table()) == 1, (
+    "docs/configuration.md's model table is not the options' declarations: paste in the output of"
+    " `python -m alexnet_jax.model.options`"
+  )
+
+
 def test_the_checks_report_planted_stale_references():
   fake = "\n".join(
     [

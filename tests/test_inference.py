@@ -277,20 +277,6 @@ def test_ten_crop_evaluation_and_prediction(workdir, mock_data):
   np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
 
 
-@pytest.mark.slow
-def test_a_run_recorded_before_an_option_existed_gets_its_default(workdir, tmp_path):
-  with open(os.path.join(workdir, "config.json")) as f:
-    recorded = json.load(f)
-  del recorded["model"]["fc8_zero_init"], recorded["profile_steps"], recorded["ema_decay"]
-  with open(tmp_path / "config.json", "w") as f:
-    json.dump(recorded, f)
-  config = trained_run.read_config(str(tmp_path))
-  defaults = fashion_mnist.base_config()  # the recipe turns fc8_zero_init on; older runs trained without it
-  assert (config.model.fc8_zero_init, config.profile_steps) == (defaults.model.fc8_zero_init, defaults.profile_steps)
-  assert config.ema_decay == 0.0  # a run from before the moving average had none
-  assert config.model.width == 0.125  # recorded fields keep the run's values
-
-
 @pytest.mark.parametrize(
   "dataset,in_channels,expected",
   [

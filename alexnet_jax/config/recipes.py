@@ -12,7 +12,10 @@ from __future__ import annotations
 import numbers
 
 from alexnet_jax import utils
+from alexnet_jax.config import flag_errors
 
+# The config file the columns are variants of, loaded as --config loads it (the library imports no config).
+CONFIG_FILE = "experiments/imagenet2012.py"
 # (column heading, config variant) in the order of the table's columns.
 COLUMNS = (("paper", None), ("cuda-convnet2", "cuda_convnet2"), ("Caffe bvlc_alexnet", "caffe"))
 ABSENT = "(no field)"
@@ -20,9 +23,11 @@ ABSENT = "(no field)"
 
 def recipe_configs() -> dict[str, dict]:
   """Each column's config as a flat {dotted field: value} dict."""
-  from experiments import imagenet2012  # pylint: disable=g-import-not-at-top
-
-  return {heading: utils.flatten(imagenet2012.get_config(variant).to_dict()) for heading, variant in COLUMNS}
+  path = flag_errors.in_repo(CONFIG_FILE)
+  return {
+    heading: utils.flatten(flag_errors.load_config_file(f"{path}:{variant}" if variant else path).to_dict())
+    for heading, variant in COLUMNS
+  }
 
 
 def differences(configs: dict[str, dict]) -> list[tuple[str, list]]:

@@ -3,7 +3,7 @@
 Each rule is written once, where it belongs, and run from here:
 
 * :data:`FIELD_RULES` -- one field, one predicate (``rules.py``), the words that say what is allowed;
-* the model's own option rules (``model/alexnet.py``, ``AlexNet.check_options``), reported as
+* the model's options' rules (``model/options.py``, the rules ``AlexNet`` itself checks), reported as
   ``config.model.<option>``;
 * :data:`CROSS_CHECKS` -- constraints between fields (and the device count); the mesh layout rules
   come from ``parallel/sharding.py``.
@@ -23,10 +23,10 @@ from alexnet_jax.config import rules
 from alexnet_jax.config.rules import ConfigError, boolean, integer, number, one_of, string
 from alexnet_jax.data import options as data_options
 from alexnet_jax.model import alexnet
+from alexnet_jax.model import options as model_options
 from alexnet_jax.parallel import sharding
 from alexnet_jax.train import optimizers, profiling
 
-DTYPES = ("float32", "bfloat16", "float16")
 # The step counter is an int32 on the device: no run may plan more steps.
 MAX_STEPS = 2**31 - 1
 # Seeds: JAX keys (without x64) and the input pipeline keep a seed's low 32 bits, so a larger seed
@@ -62,7 +62,6 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   one_of("input.mean", data_options.MEANS),
   boolean("input.use_store"),
   _minus_one_or_at_least_one("eval_max_examples", "all"),
-  one_of("model.dtype", DTYPES),
   one_of("optimizer.name", optimizers.OPTIMIZERS),
   number("optimizer.learning_rate", 0.0, low_open=True),
   number("optimizer.momentum", 0.0, 1.0),
@@ -96,7 +95,7 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
 # Every field's rule: the config's own, then the model's options (the rules AlexNet itself checks,
 # not a copy) under config.model.
 FIELD_RULES: tuple[rules.Rule, ...] = CONFIG_RULES + tuple(
-  dataclasses.replace(rule, field=f"model.{rule.field}") for rule in alexnet.OPTION_RULES
+  dataclasses.replace(rule, field=f"model.{rule.field}") for rule in model_options.RULES
 )
 
 

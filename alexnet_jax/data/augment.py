@@ -43,11 +43,11 @@ def train_draws(key: jax.Array, batch_size: int, spec) -> dict[str, jax.Array]:
   Example ``j`` draws from ``fold_in(key, j)``. Off switches: ``spec.random_crop`` False takes the
   centre, ``spec.random_flip`` False never mirrors, ``spec.pca_noise_std`` 0 gives zero noise."""
   positions = spec.resize_size - spec.crop_size + 1
-  centre = (spec.resize_size - spec.crop_size) // 2
+  center = (spec.resize_size - spec.crop_size) // 2
 
   def one(index):
     crop_key, flip_key, noise_key = jax.random.split(jax.random.fold_in(key, index), 3)
-    offset = jax.random.randint(crop_key, (2,), 0, positions) if spec.random_crop else jnp.full((2,), centre)
+    offset = jax.random.randint(crop_key, (2,), 0, positions) if spec.random_crop else jnp.full((2,), center)
     flip = jax.random.bernoulli(flip_key) if spec.random_flip else jnp.array(False)
     alpha = spec.pca_noise_std * jax.random.normal(noise_key, (3,))
     return {"offset": offset.astype(jnp.int32), "flip": flip, "alpha": alpha}
@@ -102,13 +102,13 @@ def finish(views: jax.Array, spec) -> jax.Array:
 
 def view_offsets(crops: str, square_size: int, crop_size: int) -> tuple[tuple[tuple[int, int], bool], ...]:
   """The test views of ``crops`` as ((top, left), mirrored) pairs, in the order :func:`eval_views` stacks them."""
-  far, centre = square_size - crop_size, (square_size - crop_size) // 2
+  far, center = square_size - crop_size, (square_size - crop_size) // 2
   if crops == "center":
-    return (((centre, centre), False),)
+    return (((center, center), False),)
   if crops == "center_flip":
-    return (((centre, centre), False), ((centre, centre), True))
+    return (((center, center), False), ((center, center), True))
   if crops == "ten_crop":
-    five = ((0, 0), (0, far), (far, 0), (far, far), (centre, centre))
+    five = ((0, 0), (0, far), (far, 0), (far, far), (center, center))
     return tuple((o, False) for o in five) + tuple((o, True) for o in five)
   raise ValueError(f"config.input.eval_crops={crops!r} is not one of center, center_flip, ten_crop")
 

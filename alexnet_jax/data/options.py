@@ -28,11 +28,13 @@ PCA_EIGENVECTORS = (
 CUDA_CONVNET_PCA_STDDEVS = (121.78, 37.09, 19.72)
 
 DATASETS = tuple(PIXEL_STATS)
+# Images in each dataset's full "train" split (TFDS's counts), for recipes that count steps in epochs.
+TRAIN_EXAMPLES = {"fashion_mnist": 60_000, "cifar10": 50_000, "imagenet2012": 1_281_167}
 # augment.eval_views: the centre patch; it and its mirror image; or the paper's ten crops. The
-# softmax is averaged over a run's views; CENTRE_VIEW says which of them is the plain centre patch.
+# softmax is averaged over a run's views; CENTER_VIEW says which of them is the plain centre patch.
 EVAL_CROPS = ("center", "center_flip", "ten_crop")
 EVAL_CROPS_WORDS = {"center": "centre crop", "center_flip": "centre crop and its flip", "ten_crop": "ten crops"}
-CENTRE_VIEW = {"center_flip": 0, "ten_crop": 4}
+CENTER_VIEW = {"center_flip": 0, "ten_crop": 4}
 NORMALIZATIONS = ("standardize", "subtract_mean")  # mean_std
 PCA_NOISE_FORMS = ("cuda_convnet", "fb_resnet")  # augment.pca_scales
 MEANS = ("image", "channel")  # a prepared store's mean image, or one mean per channel

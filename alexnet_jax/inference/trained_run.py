@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import json
 import os
 
@@ -22,7 +21,7 @@ from absl import logging
 from flax import nnx
 
 from alexnet_jax import errors, utils
-from alexnet_jax.config import validation
+from alexnet_jax.config import added_fields, validation
 from alexnet_jax.data import augment, options
 from alexnet_jax.parallel import sharding
 from alexnet_jax.train import checkpoints, optimizers, run_dir, state, steps
@@ -66,7 +65,7 @@ class TrainedRun:
     def fc7(params, squares):
       views = augment.eval_views(squares, self.spec)
       if views.ndim == 5:
-        views = views[:, options.CENTRE_VIEW[self.spec.eval_crops]]
+        views = views[:, options.CENTER_VIEW[self.spec.eval_crops]]
       return self.model_def.eval_model(params).fc7_features(views)
 
     return jax.jit(fc7)
@@ -96,16 +95,16 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     raise RunError(f"--workdir={workdir} holds no run: there is no {path} (train one with alexnet_jax.main)") from error
   except (OSError, ValueError) as error:
     raise RunError(f"cannot read the run's config {path}: {error}") from error
-  return ml_collections.ConfigDict(with_new_fields(recorded, _dataset_defaults(recorded.get("dataset"))))
+  return ml_collections.ConfigDict(with_new_fields(recorded, added_fields.values_before()))
 
 
-def with_new_fields(recorded: dict, defaults: dict) -> dict:
-  """``recorded`` plus every field of ``defaults`` it lacks: options added to the code after the run
-  was recorded (new options default to the old behaviour) take the experiment config's value."""
+def with_new_fields(recorded: dict, values_before: dict) -> dict:
+  """``recorded`` plus every dotted field of ``values_before`` it lacks: a field added to the code after
+  the run was recorded takes the value the run trained with (``config/added_fields.py``)."""
   present = utils.flatten(recorded)
-  added = [(name, value) for name, value in utils.flatten(defaults).items() if name not in present]
+  added = [(name, value) for name, value in values_before.items() if name not in present]
   if added:
-    logging.warning("The run's config predates %s; using their defaults", ", ".join(name for name, _ in added))
+    logging.warning("The run's config predates %s; using what runs did before them", ", ".join(n for n, _ in added))
   merged = json.loads(json.dumps(recorded))
   for name, value in added:
     *parents, leaf = name.split(".")
@@ -114,17 +113,6 @@ def with_new_fields(recorded: dict, defaults: dict) -> dict:
       node = node.setdefault(parent, {})
     node[leaf] = value
   return merged
-
-
-def _dataset_defaults(dataset) -> dict:
-  """The base config of ``experiments/<dataset>.py`` as JSON data ({} if there is none or it cannot
-  load): its ``base_config()`` where it has one -- the config before its recipe turned later options
-  on, which is how a run recorded before those options existed trained -- else its ``get_config()``."""
-  try:
-    module = importlib.import_module(f"experiments.{dataset}")
-    return json.loads(getattr(module, "base_config", module.get_config)().to_json_best_effort())
-  except Exception:  # noqa: BLE001 -- only a fallback for old runs: without it the validator speaks
-    return {}
 
 
 def check_workdir(workdir: str) -> ml_collections.ConfigDict:
@@ -154,7 +142,7 @@ def load(workdir: str, step: int | None = None, overrides: dict | None = None, *
   checkpointer = checkpoints.Checkpointer(directory, keep=1, every_steps=1, read_only=True)
   try:
     mesh = sharding.create_mesh(1, devices=jax.local_devices()[:1])
-    model_def, template = state.create_train_state(config, mesh, optimizers.create_optimizer(config))
+    model_def, template = state.restore_target(config, mesh, optimizers.create_optimizer(config))
     # The newest that reads: a run still training deletes old checkpoints (keep_checkpoints) meanwhile.
     restored, _ = checkpointer.read_newest(template) if step is None else checkpointer.restore(step, template)
   finally:

@@ -29,12 +29,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from alexnet_jax.config import rules
-from alexnet_jax.model import layers
+from alexnet_jax.model import layers, options
 from alexnet_jax.model.towers import TowerConv, TowerDense, TowerDropout, exchange
-
-LRN_POSITIONS = ("after_relu", "before_relu")
-INIT_SCHEMES = ("paper", "caffe", "he")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,32 +56,6 @@ CONV_LAYERS = (
 )
 FC_WIDTH = 4096  # fc6 and fc7
 LAYER_NAMES = (*(layer.name for layer in CONV_LAYERS), "fc6", "fc7", "fc8")
-
-# The rule for every option of AlexNet(...); config validation reports a broken one as
-# config.model.<option>. The LRN options follow layers.LRN_RULES.
-OPTION_RULES = (
-  rules.integer("num_classes", 1),
-  rules.one_of("towers", (1, 2)),
-  rules.number("width", 0.0, low_open=True),
-  rules.integer("input_size", 1),
-  rules.integer("in_channels", 1),
-  rules.boolean("lrn"),
-  rules.boolean("lrn_per_tower"),
-  rules.one_of("lrn_position", LRN_POSITIONS),
-  *(dataclasses.replace(rule, field=f"lrn_{rule.field}") for rule in layers.LRN_RULES),
-  rules.number("dropout_rate", 0.0, 1.0),
-  rules.integer("pool_window", 1),
-  rules.integer("pool_stride", 1),
-  rules.one_of("init", INIT_SCHEMES),
-  rules.boolean("fc8_zero_init"),
-)
-
-
-def check_options(**options) -> None:
-  """Raises ``rules.OptionError`` for every AlexNet option that breaks :data:`OPTION_RULES`, or a
-  ValueError when the input is too small for the layer stack; returns None otherwise."""
-  rules.check_options("AlexNet", [r for r in OPTION_RULES if r.field in options], options)
-  feature_map_sizes(options["input_size"], options["pool_window"], options["pool_stride"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,90 +83,38 @@ def _init_scheme(name: str) -> _Init:
 
 
 class AlexNet(nnx.Module):
-  """AlexNet with the paper's defaults; every option below is an ablation knob.
+  """AlexNet with the paper's defaults; every option is an ablation knob.
 
   Args:
-    num_classes: outputs of fc8.
-    towers: 2 (the paper's two-GPU split) or 1 (full connectivity).
-    width: multiplier on every layer's channel count (1.0 = the paper).
-    input_size: side of the square input; pool5 must come out at least 1x1.
-    in_channels: image channels (3; grey images are replicated to RGB by the input pipeline).
-    lrn: whether conv1 and conv2 are followed by local response normalisation.
-    lrn_region: "across" channels (paper) or "within" channel (spatial window).
-    lrn_size, lrn_k, lrn_alpha, lrn_beta: LRN hyper-parameters (paper: 5, 2, 1e-4, 0.75).
-    lrn_position: "after_relu" (the paper's text) or "before_relu" (the lecture, cuda-convnet2).
-    lrn_per_tower: normalise each tower's maps on their own (the two-GPU original) rather than
-      letting the channel window cross the tower boundary (Caffe's one-GPU grouped model).
-    dropout_rate: dropout on fc6 and fc7 outputs (paper: 0.5).
-    pool_window, pool_stride: max-pool geometry (paper: 3/2 overlapping; 2/2 is the ablation).
-    init: "paper", "caffe" or "he" (see ``_init_scheme``).
-    fc8_zero_init: start fc8's weights at zero, so the first logits are all 0 and the first loss is
-      ln(num_classes). Without it a He-initialised net starts with large logits (loss ~12 with
-      dropout 0.75, whose x4 rescaling compounds over fc6 and fc7) and can die at chance level.
-    dtype: computation dtype (parameters stay float32).
+    num_classes: outputs of fc8 (the one option that may be given by position).
     rngs: "params" stream for init, "dropout" stream for training.
+    **kwargs: the other options of ``model/options.py`` by name (``towers=1``, ``lrn=False``,
+      ``dtype="bfloat16"``, ...); :data:`options.OPTIONS` says what each means and allows. An option
+      left out takes the paper's value, a value its rule refuses raises ``rules.OptionError`` (a
+      ValueError), an input too small for the layer stack a ValueError, an unknown option a TypeError.
   """
 
-  def __init__(
-    self,
-    num_classes: int = 1000,
-    *,
-    towers: int = 2,
-    width: float = 1.0,
-    input_size: int = 227,
-    in_channels: int = 3,
-    lrn: bool = True,
-    lrn_region: str = "across",
-    lrn_size: int = 5,
-    lrn_k: float = 2.0,
-    lrn_alpha: float = 1e-4,
-    lrn_beta: float = 0.75,
-    lrn_position: str = "after_relu",
-    lrn_per_tower: bool = True,
-    dropout_rate: float = 0.5,
-    pool_window: int = 3,
-    pool_stride: int = 2,
-    init: str = "paper",
-    fc8_zero_init: bool = False,
-    dtype=jnp.float32,
-    rngs: nnx.Rngs | None = None,
-  ):
+  def __init__(self, num_classes: int = options.defaults()["num_classes"], *, rngs: nnx.Rngs | None = None, **kwargs):
     rngs = nnx.Rngs(0) if rngs is None else rngs
-    check_options(
-      num_classes=num_classes,
-      towers=towers,
-      width=width,
-      input_size=input_size,
-      in_channels=in_channels,
-      lrn=lrn,
-      lrn_region=lrn_region,
-      lrn_size=lrn_size,
-      lrn_k=lrn_k,
-      lrn_alpha=lrn_alpha,
-      lrn_beta=lrn_beta,
-      lrn_position=lrn_position,
-      lrn_per_tower=lrn_per_tower,
-      dropout_rate=dropout_rate,
-      pool_window=pool_window,
-      pool_stride=pool_stride,
-      init=init,
-      fc8_zero_init=fc8_zero_init,
-    )
+    opt = options.ModelOptions(num_classes=num_classes, **kwargs)
+    self.feature_sizes = feature_map_sizes(opt.input_size, opt.pool_window, opt.pool_stride)
     self.lrn = (
-      layers.LocalResponseNorm(size=lrn_size, k=lrn_k, alpha=lrn_alpha, beta=lrn_beta, region=lrn_region)
-      if lrn
+      layers.LocalResponseNorm(
+        size=opt.lrn_size, k=opt.lrn_k, alpha=opt.lrn_alpha, beta=opt.lrn_beta, region=opt.lrn_region
+      )
+      if opt.lrn
       else None
     )
-    self.lrn_position, self.lrn_per_tower = lrn_position, lrn_per_tower
-    self.pool_window, self.pool_stride = pool_window, pool_stride
-    self.towers, self.input_size, self.num_classes = towers, input_size, num_classes
-    self.feature_sizes = feature_map_sizes(input_size, pool_window, pool_stride)
+    self.lrn_position, self.lrn_per_tower = opt.lrn_position, opt.lrn_per_tower
+    self.pool_window, self.pool_stride = opt.pool_window, opt.pool_stride
+    self.towers, self.input_size, self.num_classes = opt.towers, opt.input_size, opt.num_classes
+    towers, width, init, dtype = opt.towers, opt.width, opt.init, jnp.dtype(opt.dtype)
 
     scheme = _init_scheme(init)
     std = lambda name: scheme.weight_std.get(name, 0.01) if init != "he" else None
     channels = [scaled_channels(layer.channels, width, towers) for layer in CONV_LAYERS]
     self.convs = nnx.List()
-    in_features = in_channels
+    in_features = opt.in_channels
     for layer, out in zip(CONV_LAYERS, channels):
       self.convs.append(
         TowerConv(
@@ -222,10 +140,10 @@ class AlexNet(nnx.Module):
     self.fc7 = TowerDense(
       fc_width, fc_width, towers=towers, weight_std=std("fc7"), bias=scheme.bias.get("fc7", 0.0), dtype=dtype, rngs=rngs
     )
-    fc8_std = 0.0 if fc8_zero_init else std("fc8")
-    self.fc8 = TowerDense(fc_width, num_classes, towers=1, weight_std=fc8_std, bias=0.0, dtype=dtype, rngs=rngs)
-    self.dropout6 = TowerDropout(dropout_rate, rngs=rngs)
-    self.dropout7 = TowerDropout(dropout_rate, rngs=rngs)
+    fc8_std = 0.0 if opt.fc8_zero_init else std("fc8")
+    self.fc8 = TowerDense(fc_width, opt.num_classes, towers=1, weight_std=fc8_std, bias=0.0, dtype=dtype, rngs=rngs)
+    self.dropout6 = TowerDropout(opt.dropout_rate, rngs=rngs)
+    self.dropout7 = TowerDropout(opt.dropout_rate, rngs=rngs)
 
   def __call__(self, images: jax.Array, *, tower_axis: str | None = None, batch_axis: str | None = None) -> jax.Array:
     """Logits for NHWC float images.

@@ -42,16 +42,10 @@ import numpy as np
 from flax import nnx
 
 from alexnet_jax.config import rules
+from alexnet_jax.model.options import LRN_OPTIONS
 
-LRN_REGIONS = ("across", "within")
-# The one rule for LRN's hyper-parameters; AlexNet checks its lrn_* options against it too.
-LRN_RULES = (
-  rules.odd_integer("size"),
-  rules.number("k", 0.0, low_open=True),
-  rules.number("alpha", 0.0),
-  rules.number("beta", 0.0),
-  rules.one_of("region", LRN_REGIONS),
-)
+# The one rule for LRN's hyper-parameters, declared with AlexNet's lrn_* options (``model/options.py``).
+LRN_RULES = tuple(option.rule for option in LRN_OPTIONS)
 
 
 def check_lrn_options(**options) -> None:

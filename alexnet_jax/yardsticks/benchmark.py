@@ -40,7 +40,6 @@ from collections.abc import Callable
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
@@ -168,17 +167,16 @@ def build_jax_side(
   The step is ``train/steps.py``'s ``train_step`` (forward, loss and metrics, backward, the
   learning rate written into the optimizer state, the update) with ``train/optimizers.py``'s
   "sgd" rule, on a one-device mesh, its state donated as in training. ``model_class`` takes
-  ``(num_classes, towers=, input_size=, dtype=, rngs=)`` (and the ``width`` and ``in_channels``
+  ``(num_classes, towers=, input_size=, dtype=<name>, rngs=)`` (and the ``width`` and ``in_channels``
   options when they are not the paper's): ``alexnet.AlexNet`` or the textbook baseline
   (``--baseline``), which thereby get the same step and compilation.
   """
-  dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
   mesh = sharding.create_mesh(1, devices=jax.devices()[:1])
   tx = optimizers.make_optimizer("sgd", learning_rate=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
   shape = {} if _paper_shape(args) else {"width": args.width, "in_channels": args.in_channels}
   model_def, train_state = state_lib.init_train_state(
     lambda rngs: model_class(
-      args.num_classes, towers=args.towers, input_size=args.input_size, dtype=dtype, rngs=rngs, **shape
+      args.num_classes, towers=args.towers, input_size=args.input_size, dtype=args.dtype, rngs=rngs, **shape
     ),
     0,
     mesh,

@@ -36,10 +36,11 @@ class TextbookAlexNet(nnx.Module):
     *,
     towers: int = 2,
     input_size: int = 227,
-    dtype=jnp.float32,
+    dtype: str = "float32",
     rngs: nnx.Rngs | None = None,
   ):
     rngs = nnx.Rngs(0) if rngs is None else rngs
+    dtype = jnp.dtype(dtype)  # by name, as AlexNet takes it
     self.towers = towers
     weights = nnx.initializers.normal(0.01)
 

@@ -1,0 +1,158 @@
+"""Every AlexNet option, declared once: its rule (name and allowed values), the paper's default, its meaning.
+
+Everything else reads :data:`OPTIONS`: ``AlexNet(num_classes, **options)`` takes a :class:`ModelOptions`
+built from it (each value checked against its rule), the config validator reports the same rules as
+``config.model.<option>``, the configs start ``config.model`` from :func:`model_config`, the table of
+docs/configuration.md is :func:`markdown_table` (``python -m alexnet_jax.model.options`` prints it; a
+test keeps the page equal to it), and a run recorded before an option existed reads back with its
+default (``config/added_fields.py``). Adding an option is one :class:`Option` here and the code that
+uses it. Pure Python: importing it pulls in no framework.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ml_collections
+
+from alexnet_jax.config import rules
+
+LRN_REGIONS = ("across", "within")
+LRN_POSITIONS = ("after_relu", "before_relu")
+INIT_SCHEMES = ("paper", "caffe", "he")  # alexnet._init_scheme
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+  """One option: ``rule`` names it and says what it allows; ``default`` is the paper's value.
+
+  ``since`` ("DATE COMMIT") marks an option added after runs began recording their config: a run
+  recorded before it trained with ``default``, which is therefore the network as it was before.
+  """
+
+  rule: rules.Rule
+  default: Any
+  meaning: str
+  since: str | None = None
+
+  @property
+  def name(self) -> str:
+    return self.rule.field
+
+
+def _prefixed(prefix: str, option: Option) -> Option:
+  return dataclasses.replace(option, rule=dataclasses.replace(option.rule, field=prefix + option.name))
+
+
+# The LRN layer's own hyper-parameters (``layers.LocalResponseNorm`` checks them); AlexNet's lrn_*
+# options are these, prefixed. Values are the literal formula's (docs/paper_and_references.md).
+LRN_OPTIONS = (
+  Option(
+    rules.one_of("region", LRN_REGIONS),
+    "across",
+    '`"across"` n adjacent channels (the paper), `"within"` an n x n spatial window of the same channel',
+  ),
+  Option(rules.odd_integer("size"), 5, "the window's width n"),
+  Option(rules.number("k", 0.0, low_open=True), 2.0, "the additive constant k of the denominator"),
+  Option(rules.number("alpha", 0.0), 1e-4, "alpha, on the plain sum of squares (cuda-convnet2's effective one: 2e-5)"),
+  Option(rules.number("beta", 0.0), 0.75, "the denominator's exponent beta"),
+)
+
+OPTIONS = (
+  Option(rules.integer("num_classes", 1), 1000, "fc8's outputs: the dataset's classes"),
+  Option(rules.one_of("towers", (1, 2)), 2, "2: the paper's two towers; 1: full connectivity between all maps"),
+  Option(rules.number("width", 0.0, low_open=True), 1.0, "multiplies every layer's channel count"),
+  Option(
+    rules.integer("input_size", 1),
+    227,
+    "side of the square input, any size whose pool5 is at least 1x1 (>= 67 with 3/2 pooling); the configs tie"
+    " it to `input.crop_size`",
+  ),
+  Option(
+    rules.integer("in_channels", 1),
+    3,
+    "1 for a grey dataset: conv1 reads the grey image instead of its RGB replica (the same function for a"
+    " third of conv1's work)",
+    since="2026-12-01 64f4ac8",
+  ),
+  Option(rules.boolean("lrn"), True, "False removes both LRN layers (after conv1 and conv2)"),
+  *(_prefixed("lrn_", option) for option in LRN_OPTIONS),
+  Option(
+    rules.one_of("lrn_position", LRN_POSITIONS),
+    "after_relu",
+    '`"after_relu"` (the paper\'s text) or `"before_relu"` (the lecture; cuda-convnet2\'s configs)',
+  ),
+  Option(
+    rules.boolean("lrn_per_tower"),
+    True,
+    "each tower normalises its own maps; False lets the channel window cross the tower boundary (Caffe's"
+    " one-GPU model)",
+  ),
+  Option(rules.number("dropout_rate", 0.0, 1.0), 0.5, "dropout on fc6's and fc7's outputs"),
+  Option(
+    rules.integer("pool_window", 1),
+    3,
+    "max-pool window: 3/2 overlaps (the paper), 2/2 is its non-overlapping comparison",
+  ),
+  Option(rules.integer("pool_stride", 1), 2, "max-pool stride"),
+  Option(
+    rules.one_of("init", INIT_SCHEMES),
+    "paper",
+    '`"paper"`: weights N(0, 0.01), biases 1 in conv2, conv4, conv5, fc6, fc7; `"caffe"`: std 0.005 in fc6/fc7,'
+    ' bias 0.1; `"he"`: He-normal, zero biases (trains from scratch on small data)',
+  ),
+  Option(
+    rules.boolean("fc8_zero_init"),
+    False,
+    "fc8's weights start at zero: the first logits are 0 and the first loss ln(num_classes)",
+    since="2026-12-01 b40fbe8",
+  ),
+  Option(
+    rules.one_of("dtype", DTYPES),
+    "float32",
+    'the computation\'s dtype by name (`"bfloat16"`, `"float16"`); parameters stay float32',
+  ),
+)
+RULES = tuple(option.rule for option in OPTIONS)
+
+
+def defaults() -> dict[str, Any]:
+  """Every option's name -> the paper's value, in :data:`OPTIONS`' order."""
+  return {option.name: option.default for option in OPTIONS}
+
+
+def _check(self) -> None:
+  rules.check_options("AlexNet", RULES, vars(self))
+
+
+ModelOptions = dataclasses.make_dataclass(
+  "ModelOptions",
+  [(option.name, type(option.default), dataclasses.field(default=option.default)) for option in OPTIONS],
+  frozen=True,
+  namespace={
+    "__doc__": "One value per option of :data:`OPTIONS` (defaults: the paper's); ``rules.OptionError`` "
+    "names every value that breaks its rule, a TypeError an unknown option.",
+    "__module__": __name__,
+    "__post_init__": _check,
+  },
+)
+
+
+def model_config() -> ml_collections.ConfigDict:
+  """``config.model`` with every option at the paper's value; a config then sets what differs."""
+  return ml_collections.ConfigDict(defaults())
+
+
+def markdown_table() -> str:
+  """The options as docs/configuration.md's table: option, default, meaning."""
+  rows = ["| option | default | meaning |", "| --- | --- | --- |"]
+  for option in OPTIONS:
+    default = f'`"{option.default}"`' if isinstance(option.default, str) else repr(option.default)
+    rows.append(f"| `{option.name}` | {default} | {option.meaning} |")
+  return "\n".join(rows)
+
+
+if __name__ == "__main__":
+  print(markdown_table())
