@@ -1,5 +1,5 @@
 """The learning-rate drops of a run, made visible: the plateau rule's decisions in ``summary.json``
-(``lr_drops``) and TensorBoard, kept across a resume; the step schedule through the command line."""
+(``lr_drops``) and TensorBoard, kept across a resume; the references' fixed schedules in a run."""
 
 import glob
 import json
@@ -15,7 +15,6 @@ from alexnet_jax.train import loop
 from experiments import imagenet2012
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAIN_ON_MOCK_DATA = os.path.join(REPO, "tests", "support", "mock_data_main.py")
 # The smoke run's steps (batch 16 of the 64 mock images: 4 steps per epoch).
 STEPS = 4
 
@@ -76,17 +75,27 @@ def test_plateau_drops_are_recorded_written_and_kept_across_a_resume(mock_data, 
 
 
 @pytest.mark.slow
-def test_the_caffe_recipe_trains_from_the_command_line_with_its_step_schedule(tmp_path):
-  """``imagenet2012.py:caffe:smoke`` on mock ImageNet; stepsize shrunk to 1 so that its steps show:
-  rates 0.01 then 0.001 (their mean is the logged train rate), 1e-4 for the step after."""
+def test_the_caffe_recipe_trains_from_the_command_line_on_a_synthetic_store(tmp_path):
+  """``imagenet2012.py:caffe:smoke`` through ``python -m alexnet_jax.main`` on a synthetic ImageNet and
+  its store of warped squares (Caffe's resize); stepsize shrunk to 1 so that its steps show: rates
+  0.01 then 0.001 (their mean is the logged train rate), 1e-4 for the step after."""
+  from alexnet_jax.data import prepare_store
+  from alexnet_jax.yardsticks import synthetic_imagenet
+
+  config = imagenet2012.get_config("caffe:smoke")
+  config.data_dir = str(tmp_path / "tfds")
+  synthetic_imagenet.prepare(config.data_dir, num_train=24, num_validation=8)
+  prepare_store.prepare(config, workers=1, progress=False)
   workdir = str(tmp_path / "caffe")
+  flags = [f"--config.data_dir={config.data_dir}", "--config.batch_size=8", "--config.num_train_steps=2"]
   result = subprocess.run(
     [
       sys.executable,
-      MAIN_ON_MOCK_DATA,
+      "-m",
+      "alexnet_jax.main",
       f"--workdir={workdir}",
       "--config=experiments/imagenet2012.py:caffe:smoke",
-      "--config.num_train_steps=2",
+      *flags,
       "--config.schedule.step_every=1",
     ],
     cwd=REPO,
@@ -95,11 +104,22 @@ def test_the_caffe_recipe_trains_from_the_command_line_with_its_step_schedule(tm
     timeout=600,
   )
   assert result.returncode == 0, result.stderr[-3000:]
+  assert "mean image" in result.stderr  # the store's, as Caffe subtracts
   with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)
   assert summary["step"] == 2 and summary["lr_drops"] == []  # drops are the plateau rule's; this is "step"
   recorded = summary["config"]
   assert (recorded["schedule"]["name"], recorded["optimizer"]["bias_lr_multiplier"]) == ("step", 2.0)
-  assert (recorded["model"]["lrn_k"], recorded["model"]["lrn_per_tower"]) == (1.0, False)
+  assert (recorded["input"]["resize"], recorded["model"]["lrn_per_tower"]) == ("warp", False)
   assert summary["train_learning_rate"] == pytest.approx((1e-2 + 1e-3) / 2)
   assert dict(_events(workdir)["schedule/learning_rate"])[2] == pytest.approx(1e-4)
+
+
+@pytest.mark.slow
+def test_the_cuda_convnet2_recipe_trains_with_its_discrete_exponential_steps(mock_data, tmp_path):
+  """``imagenet2012.py:cuda_convnet2:smoke``: four steps, so the rate is divided by 250**(1/3) after
+  steps 1, 2 and 3 (25 %, 50 %, 75 %), with its 1/1.1 scale of the training views in the jitted step."""
+  summary = loop.train_and_evaluate(imagenet2012.get_config("cuda_convnet2:smoke"), str(tmp_path / "ccn2"))
+  rates = [0.01 * 250 ** (-k / 3) for k in range(4)]
+  assert summary["step"] == STEPS and summary["train_learning_rate"] == pytest.approx((rates[2] + rates[3]) / 2)
+  assert dict(_events(str(tmp_path / "ccn2"))["schedule/learning_rate"])[STEPS] == pytest.approx(rates[3])
