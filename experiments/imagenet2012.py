@@ -43,7 +43,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if len(recipes) > 1:
     raise ValueError(f"config variants {recipes} are recipes of their own: name at most one of {sorted(RECIPES)}")
   config = RECIPES[recipes[0]]() if recipes else paper_config()
-  return common.apply_variant(config, ":".join(name for name in variants if name not in RECIPES) or None)
+  try:
+    return common.apply_variant(config, ":".join(name for name in variants if name not in RECIPES) or None)
+  except ValueError as error:
+    raise ValueError(f"{error}; or one recipe of {sorted(RECIPES)}") from None
 
 
 def paper_config() -> ml_collections.ConfigDict:
