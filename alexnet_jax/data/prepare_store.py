@@ -362,11 +362,10 @@ class ShardSums:
       self.rgb_outer += pixels.T @ pixels
 
   def npz(self) -> bytes:
+    """The shard's statistics file: its count and skipped images; the pixel sums of a train shard."""
     data = io.BytesIO()
-    skipped = np.asarray(self.skipped, dtype=str)
-    np.savez(
-      data, count=self.count, image_sum=self.image_sum, rgb_sum=self.rgb_sum, rgb_outer=self.rgb_outer, skipped=skipped
-    )
+    sums = {"image_sum": self.image_sum, "rgb_sum": self.rgb_sum, "rgb_outer": self.rgb_outer}
+    np.savez(data, count=self.count, skipped=np.asarray(self.skipped, dtype=str), **(sums if self.with_stats else {}))
     return data.getvalue()
 
 
