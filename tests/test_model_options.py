@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
+from alexnet_jax import utils
 from alexnet_jax.config import added_fields, rules, validation
 from alexnet_jax.inference import trained_run
 from alexnet_jax.model import alexnet, layers, options
@@ -86,12 +87,7 @@ def test_the_first_recorded_config_still_reads_back_valid(tmp_path):
 
 
 def test_added_fields_are_config_fields_whose_value_before_is_allowed():
-  config = fashion_mnist.get_config()
-  for field, value in added_fields.values_before().items():
-    *parents, leaf = field.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    assert leaf in node, field
-    node[leaf] = value
+  config, before = fashion_mnist.get_config(), added_fields.values_before()
+  assert set(before) - set(utils.flatten(config.to_dict())) == set()
+  config.update_from_flattened_dict(before)
   validation.validate(config, device_count=1)
