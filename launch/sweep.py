@@ -93,8 +93,8 @@ def check_keeps_finished_runs(jobs, root: str) -> None:
   if dropped:
     raise SweepError(
       f"--root={root} holds {len(dropped)} finished run(s) this command would drop from its report "
-      f"({', '.join(dropped[:3])}{', ...' if len(dropped) > 3 else ''}); give the sweep's own --seeds and "
-      "--scale, or a new --root"
+      f"({', '.join(dropped[:3])}{', ...' if len(dropped) > 3 else ''}); give --seeds and --scale that "
+      "include them, or a new --root"
     )
 
 

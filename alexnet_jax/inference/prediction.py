@@ -57,8 +57,11 @@ def _reduced_jpeg(data: bytes, channels: int, height: int, width: int) -> np.nda
   if data[:2] != images._JPEG_MAGIC or factor > 8:
     raise images.ImageDecodeError(too_large)
   colorspace = "GRAY" if channels == 1 else "RGB"
+  scale = 2 ** math.ceil(math.log2(factor))  # 1/2, 1/4 or 1/8: libjpeg decodes at exactly that scale
   try:
-    pixels = simplejpeg.decode_jpeg(data, colorspace=colorspace, min_factor=factor)
+    pixels = simplejpeg.decode_jpeg(
+      data, colorspace=colorspace, min_height=-(-height // scale), min_width=-(-width // scale)
+    )
   except ValueError as error:  # a JPEG libjpeg-turbo refuses (CMYK): PIL would decode all of it
     raise images.ImageDecodeError(f"{too_large} ({error})") from error
   return pixels.reshape(*pixels.shape[:2], channels)
