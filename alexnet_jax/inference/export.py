@@ -45,26 +45,14 @@ import numpy as np
 from alexnet_jax import errors, outputs
 from alexnet_jax.data import options
 from alexnet_jax.model import alexnet
+from alexnet_jax.model.options import OPTIONS
 
 FORMATS = ("torch", "npz")
-# The AlexNet options TorchAlexNet shares (all but init, dtype and lrn_region, which must be "across").
-MODEL_OPTIONS = (
-  "num_classes",
-  "towers",
-  "input_size",
-  "in_channels",
-  "width",
-  "dropout_rate",
-  "lrn",
-  "lrn_position",
-  "lrn_per_tower",
-  "lrn_size",
-  "lrn_k",
-  "lrn_alpha",
-  "lrn_beta",
-  "pool_window",
-  "pool_stride",
-)
+# The AlexNet options TorchAlexNet has no argument for: the initialisation (the weights come from the
+# run), the computation's dtype, and the LRN region (only "across" exports; model_options checks it).
+NOT_IN_TORCH = ("lrn_region", "init", "fc8_zero_init", "dtype")
+# TorchAlexNet's keyword arguments: every other option, so that a new one reaches it (or fails there).
+MODEL_OPTIONS = tuple(option.name for option in OPTIONS if option.name not in NOT_IN_TORCH)
 
 
 class ExportError(errors.UserError, ValueError):
