@@ -158,7 +158,10 @@ def make_optimizer(
   step sets each step's learning rate (:func:`set_learning_rate`). ``decay_biases`` and
   ``bias_lr_multiplier`` are fixed, not stored."""
   rule = functools.partial(_RULES[name], decay_biases=decay_biases, bias_lr_multiplier=bias_lr_multiplier)
-  return optax.inject_hyperparams(rule)(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
+  # Static: numbers in the rule's own keywords would otherwise become traced hyper-parameters too
+  # (and enter the checkpointed state, which older checkpoints do not hold).
+  injected = optax.inject_hyperparams(rule, static_args=("decay_biases", "bias_lr_multiplier"))
+  return injected(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
 
 
 def set_learning_rate(opt_state: optax.OptState, learning_rate: jax.Array) -> optax.OptState:
