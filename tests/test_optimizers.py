@@ -194,9 +194,11 @@ def test_bias_lr_multiplier_scales_the_bias_steps_in_both_rules(name):
   config.optimizer.bias_lr_multiplier = 2.0
   config.optimizer.decay_biases = False
   tx = optimizers.create_optimizer(config)
+  update = jax.jit(tx.update)  # traced, as in the train step: the multiplier must stay a Python number
   state, got = tx.init(params), params
+  assert set(state.hyperparams) == {"learning_rate", "momentum", "weight_decay"}  # what checkpoints hold
   for eps, g in zip(LEARNING_RATES, grads):
-    updates, state = tx.update(g, optimizers.set_learning_rate(state, eps), got)
+    updates, state = update(g, optimizers.set_learning_rate(state, eps), got)
     got = optax.apply_updates(got, updates)
   reference = {"paper_sgd": _paper_numpy, "sgd": _optax_sgd_numpy}[name]
   for layer in params:
