@@ -78,6 +78,19 @@ def test_a_config_json_lacking_later_options_reads_back_with_what_runs_did_befor
   validation.validate(config, device_count=1)
 
 
+def test_a_command_says_once_which_fields_an_older_run_lacks(tmp_path, caplog):
+  """The commands read config.json at their quick check and again when loading: one warning, not two."""
+  recorded = json.loads(fashion_mnist.get_config("smoke").to_json_best_effort())
+  del recorded["input"]["train_scale"]
+  workdir = _recorded(tmp_path, recorded)
+  trained_run._warn_predates.cache_clear()
+  trained_run.read_config(workdir)
+  trained_run.read_config(workdir)
+  assert [r.getMessage() for r in caplog.records if "predates" in r.getMessage()] == [
+    "The run's config predates input.train_scale; using what runs did before them"
+  ]
+
+
 def test_the_first_recorded_config_still_reads_back_valid(tmp_path):
   """A field added without its value before (``added_fields.py`` or the option's ``since``) fails here."""
   shutil.copy(FIRST_RECORDED_CONFIG, tmp_path / "config.json")

@@ -104,7 +104,7 @@ def with_new_fields(recorded: dict, values_before: dict) -> dict:
   present = utils.flatten(recorded)
   added = [(name, value) for name, value in values_before.items() if name not in present]
   if added:
-    logging.warning("The run's config predates %s; using what runs did before them", ", ".join(n for n, _ in added))
+    _warn_predates(tuple(name for name, _ in added))
   merged = json.loads(json.dumps(recorded))
   for name, value in added:
     *parents, leaf = name.split(".")
@@ -113,6 +113,13 @@ def with_new_fields(recorded: dict, values_before: dict) -> dict:
       node = node.setdefault(parent, {})
     node[leaf] = value
   return merged
+
+
+@functools.cache
+def _warn_predates(names: tuple[str, ...]) -> None:
+  """Says once per command (the config is read at the quick check and again at loading) which
+  fields an older run lacks."""
+  logging.warning("The run's config predates %s; using what runs did before them", ", ".join(names))
 
 
 def check_workdir(workdir: str) -> ml_collections.ConfigDict:
