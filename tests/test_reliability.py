@@ -68,6 +68,7 @@ def test_missing_imagenet_says_which_files_go_where(tmp_path):
     f"put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (as downloaded, not extracted)"
     f" into {data_dir}/downloads/manual"
   ) in result.stderr
+  assert "python -m alexnet_jax.data.prepare_store --config=experiments/imagenet2012.py" in result.stderr
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 

@@ -81,6 +81,8 @@ def prepared_builder(config) -> tfds.core.DatasetBuilder:
     return _old_format(config, builder)
   if os.path.isdir(builder.data_dir):  # TFDS renames a finished preparation here: its dataset_info.json is gone
     raise corrupt(config.dataset, builder.data_dir, FileNotFoundError(f"no dataset_info.json in {builder.data_dir}"))
+  if config.dataset == "imagenet2012" and config.input.use_store:
+    raise DatasetUnavailableError(store_missing(config, data_dir, store_dir))
   check_writable(data_dir)
   if config.dataset == "fashion_mnist" and fashion_mnist_offline.has_source_files(fashion_mnist_offline.DEBIAN_DIR):
     return fashion_mnist_offline.prepare_fashion_mnist(data_dir, fashion_mnist_offline.DEBIAN_DIR)
@@ -172,6 +174,21 @@ def corrupt(dataset: str, version_dir, error: Exception) -> DatasetCorruptError:
     f"reading {dataset} from {data_dir} failed ({type(error).__name__}: {first_line[:300]}): its prepared "
     f"files are damaged or incomplete. Prepare it again: move the damaged copy away with\n"
     f"  mv {data_dir} {damaged}\nand rerun the same command ({source})."
+  )
+
+
+def store_missing(config, data_dir: str, store_dir: str) -> str:
+  """What to do when a run reads ImageNet from its store (``config.input.use_store``) and there is none:
+  ``prepare_store`` writes it from the tars (TFDS's own conversion would need TensorFlow, and hours
+  more, before the store could even start)."""
+  manual_dir = os.path.expanduser(config.manual_dir or os.path.join(data_dir, "downloads", "manual"))
+  return (
+    f"imagenet2012 has no prepared store in {store_dir}. Register at https://image-net.org/download-images,"
+    f" put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (as downloaded, not extracted) into {manual_dir}"
+    f" (or point --config.manual_dir at the directory holding them), then write the store once with\n"
+    f"  python -m alexnet_jax.data.prepare_store --config=experiments/imagenet2012.py --config.data_dir={data_dir}"
+    f" --config.input.resize_size={config.input.resize_size} --config.input.resize={config.input.resize}\n"
+    "and rerun (docs/imagenet.md: about 1.7 core-hours per million images)."
   )
 
 
