@@ -5,6 +5,8 @@ config to the store's record, the run that reads it, and ``predict``."""
 import dataclasses
 import io
 import os
+import resource
+import signal
 import subprocess
 import sys
 
@@ -118,6 +120,35 @@ def test_a_killed_run_rerun_writes_only_the_missing_shards_and_no_half_shard_rea
   assert store.load(path).info.splits["train"].num_examples == 20
   with pytest.raises(prepare_store.StoreError, match="made with resize='shorter_side'"):
     prepare_store.prepare(tar_config(tmp_path, "warp"), workers=1, progress=False)
+
+
+def _file_size_limit(limit_bytes):
+  """For a subprocess: files larger than ``limit_bytes`` fail to write with EFBIG, as on a full disk
+  (root ignores read-only folders; a size limit holds for everyone, and the spawned workers inherit it)."""
+
+  def apply():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+  return apply
+
+
+def test_a_disk_that_fills_up_is_one_line_naming_the_shard_and_the_finished_shards_stay(tmp_path):
+  fake_ilsvrc.write_tars(str(tmp_path / "manual"))
+  config = tar_config(tmp_path)
+  args = [f"--config.data_dir={config.data_dir}", f"--config.manual_dir={config.manual_dir}", "--workers=2"]
+  command = [sys.executable, "-m", "alexnet_jax.data.prepare_store", "--config=experiments/imagenet2012.py:smoke"]
+  full = subprocess.run(
+    [*command, *args], cwd=REPO, capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(20_000)
+  )
+  assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr
+  errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "failed" in errors[0] and "rerun the same command to resume" in errors[0], full.stderr
+  path = store.directory(config.data_dir, "imagenet2012", config.input.resize_size)
+  assert not store.is_prepared(path)
+  resumed = run_prepare_store(config, "--workers=2")  # room again: the same command finishes the store
+  assert resumed.returncode == 0, resumed.stderr
+  assert store.is_prepared(path)
 
 
 def test_progress_counts_the_work_read_and_gives_an_eta():

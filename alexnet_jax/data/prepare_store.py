@@ -275,7 +275,21 @@ def _run(tasks: list[dict], workers: int, *, unit: str, progress: bool) -> None:
 
 
 def _write_shard(task: dict) -> tuple[int, int]:
-  """Writes one shard of squares and its statistics; returns (images written, the reader's work)."""
+  """Writes one shard of squares and its statistics; returns (images written, the reader's work).
+
+  A disk that fills up or cannot be written (OSError; ArrayRecord's writer reports it as a
+  RuntimeError naming the file) is a :class:`StoreError` naming the shard: one line, and the shards
+  finished before it stay (a rerun resumes)."""
+  try:
+    return _write_shard_files(task)
+  except (OSError, RuntimeError) as error:
+    raise StoreError(
+      f"writing {task['record_path']} failed ({type(error).__name__}: {error}); the finished shards are kept: "
+      "make room (or choose another --config.data_dir) and rerun the same command to resume"
+    ) from None
+
+
+def _write_shard_files(task: dict) -> tuple[int, int]:
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
 
   features = store_features(task["label_names"], task["size"], task["file_names"])
