@@ -78,6 +78,10 @@ def paper_config() -> ml_collections.ConfigDict:
   # "image": the prepared store's 256x256x3 mean image, as cuda-convnet2 and Caffe subtract (the
   # per-channel mean where no store supplies one); or "channel": one mean per channel.
   config.input.mean = "image"
+  # Which crop of the mean image each view loses: "at_view" (Caffe: the crop at the view's own offset,
+  # mirrored with it) or "center" (cuda-convnet2: its central crop, whatever the view). The paper does
+  # not say; a channel mean is the same either way.
+  config.input.mean_crop = "at_view"
   # Read the prepared store (``python -m alexnet_jax.data.prepare_store``) when it exists.
   config.input.use_store = True
   config.input.eval_crops = "ten_crop"  # "center" or "ten_crop" (4 corners + centre, flipped)
@@ -132,10 +136,10 @@ def cuda_convnet2_config() -> ml_collections.ConfigDict:
   """The paper's recipe with what cuda-convnet2's published ImageNet files set otherwise.
 
   Sources (github.com/akrizhevsky/cuda-convnet2): ``layers/layer-params-223-ce2-1gpu.cfg`` (rates,
-  LRN), ``cudaconvnet/src/lr.cu`` (the ``dexp`` schedule), ``convdata.py`` (colour noise, rescale).
-  Not reproduced (no option here): epsB's own schedule (0.02, /10 at half-way; the multiplier keeps
-  the weights' steps), the per-layer initW of its 223 net (another layer table), its mean (the mean
-  image's central crop from every view) and rnorm1 before the ReLU with rnorm2 after it.
+  LRN), ``cudaconvnet/src/lr.cu`` (the ``dexp`` schedule), ``convdata.py`` (colour noise, rescale,
+  the mean's central crop). Not reproduced (no option here): epsB's own schedule (0.02, /10 at
+  half-way; the multiplier keeps the weights' steps), the per-layer initW of its 223 net (another
+  layer table) and rnorm1 before the ReLU with rnorm2 after it.
   """
   config = paper_config()
   # layer-params-223-ce2-1gpu.cfg [rnorm1], [rnorm2]: scale=0.0001, divided by size=5 (layer.py) -> 2e-5.
@@ -149,6 +153,9 @@ def cuda_convnet2_config() -> ml_collections.ConfigDict:
   config.schedule.decay_factor = 250 ** (-1 / 3)
   # convdata.py ImageDataProvider.add_color_noise: training data *= 1 / (1 + color_noise), noise 0.1.
   config.input.train_scale = 1 / 1.1
+  # convdata.py ImageDataProvider: data_mean_crop, the mean image's central inner_size crop (border_size
+  # = (img_size - inner_size) / 2 on each side), is subtracted from every view, whatever its offset.
+  config.input.mean_crop = "center"
   return config
 
 

@@ -22,6 +22,7 @@ class Spec:
   train_scale: float = 1.0
   eval_crops: str = "center"
   mean: np.ndarray = dataclasses.field(default_factory=lambda: np.array([0.4, 0.5, 0.6], np.float32))
+  mean_crop: str = "at_view"
   std: tuple = (0.2, 0.25, 0.3)
   eigenvectors: tuple = options.PCA_EIGENVECTORS
   scales: tuple = options.pca_noise_basis("cuda_convnet")[1]
@@ -33,14 +34,29 @@ def random_squares(batch=4, size=12, channels=3, seed=0):
   return np.random.default_rng(seed).integers(0, 256, (batch, size, size, channels), dtype=np.uint8)
 
 
+def numpy_mean_of_view(spec, top, left, flip):
+  """What a view cut at (top, left), mirrored where ``flip``, loses: a channel mean; or of a mean
+  image, Caffe's crop at the view's offset mirrored with it ("at_view": data_transformer.cpp reads
+  mean[h_off + h, w_off + w] for the pixel it mirrors), or cuda-convnet2's ``data_mean_crop``
+  ("center": the mean image's central crop, subtracted from the cut and mirrored view as it is)."""
+  mean, size = np.asarray(spec.mean), spec.crop_size
+  if mean.ndim == 1:
+    return mean
+  if spec.mean_crop == "center":
+    border = (mean.shape[0] - size) // 2
+    return mean[border : border + size, border : border + size]
+  crop = mean[top : top + size, left : left + size]
+  return crop[:, ::-1] if flip else crop
+
+
 def numpy_views(squares, draws, spec):
   """The paper's training views, written out in numpy one image at a time."""
   size, views = spec.crop_size, []
   for square, (top, left), flip, alpha in zip(squares, draws["offset"], draws["flip"], draws["alpha"]):
-    image = square.astype(np.float32) / 255 - spec.mean
-    view = image[top : top + size, left : left + size]
+    view = square[top : top + size, left : left + size].astype(np.float32) / 255
     if flip:
       view = view[:, ::-1]
+    view = view - numpy_mean_of_view(spec, top, left, flip)
     if spec.pca_noise_std > 0:
       view = view + np.asarray(spec.eigenvectors) @ (np.asarray(alpha) * np.asarray(spec.scales))
     view = view * spec.train_scale / np.asarray(spec.std)
@@ -73,13 +89,66 @@ def test_train_scale_multiplies_the_coloured_training_view_and_not_the_test_view
   np.testing.assert_array_equal(augment.eval_views(squares, spec), augment.eval_views(squares, unscaled))
 
 
-def test_a_mean_image_is_cut_where_each_view_is_cut():
-  mean_image = np.random.default_rng(2).uniform(0, 1, (12, 12, 3)).astype(np.float32)
-  spec = Spec(mean=mean_image, pca_noise_std=0.0)
+MEAN_IMAGE = np.random.default_rng(2).uniform(0, 1, (12, 12, 3)).astype(np.float32)  # not constant, not symmetric
+# Two corner crops, the centre mirrored, and another offset mirrored (squares of 12, crops of 9).
+MEAN_DRAWS = {
+  "offset": np.array([[3, 0], [0, 3], [1, 1], [2, 2]], np.int32),
+  "flip": np.array([False, False, True, True]),
+  "alpha": np.random.default_rng(3).normal(0, 0.1, (4, 3)).astype(np.float32),
+}
+
+
+@pytest.mark.parametrize("mean_crop", ["at_view", "center"])
+def test_each_training_view_loses_its_crop_of_the_mean_image(mean_crop):
+  """Caffe's rule ("at_view"): the mean image cut where the view is cut; cuda-convnet2's ("center"):
+  its central crop from every view, corners and mirrored ones too; the colour noise after either."""
+  spec = Spec(mean=MEAN_IMAGE, mean_crop=mean_crop)
   squares = random_squares()
-  draws = {"offset": np.array([[3, 0], [0, 3], [1, 1], [2, 2]]), "flip": np.array([True, False, True, False])}
-  draws["alpha"] = np.zeros((4, 3), np.float32)
-  np.testing.assert_allclose(augment.train_views(squares, draws, spec), numpy_views(squares, draws, spec), atol=1e-5)
+  views = jax.jit(augment.train_views, static_argnums=2)(squares, MEAN_DRAWS, spec)
+  np.testing.assert_allclose(views, numpy_views(squares, MEAN_DRAWS, spec), atol=1e-5)
+
+
+@pytest.mark.parametrize("mean_crop", ["at_view", "center"])
+def test_each_of_the_ten_crops_loses_its_crop_of_the_mean_image(mean_crop):
+  spec = Spec(mean=MEAN_IMAGE, mean_crop=mean_crop, eval_crops="ten_crop", crop_size=8)
+  squares = random_squares(batch=2)
+  five = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2)]
+  expected = [
+    (squares[:, top : top + 8, left : left + 8, :][:, :, ::step] / 255 - numpy_mean_of_view(spec, top, left, step < 0))
+    / np.asarray(spec.std)
+    for step in (1, -1)
+    for top, left in five
+  ]
+  np.testing.assert_allclose(augment.eval_views(squares, spec), np.stack(expected, axis=1), atol=1e-5)
+
+
+def test_the_two_mean_rules_differ_off_the_unmirrored_centre_and_agree_on_it():
+  """On a mean image that is not constant, cuda-convnet2's rule changes every view but the plain
+  centre one: the corners and the mirrored centre (whose mean Caffe mirrors too)."""
+  caffe = Spec(mean=MEAN_IMAGE, eval_crops="ten_crop", crop_size=8)
+  convnet = dataclasses.replace(caffe, mean_crop="center")
+  squares = random_squares(batch=2)
+  differ = np.abs(np.asarray(augment.eval_views(squares, caffe)) - np.asarray(augment.eval_views(squares, convnet)))
+  per_view = differ.max(axis=(0, 2, 3, 4))
+  assert per_view[options.CENTER_VIEW["ten_crop"]] == 0.0
+  assert (np.delete(per_view, options.CENTER_VIEW["ten_crop"]) > 0.01).all()
+  train = [augment.train_views(squares.repeat(2, axis=0), MEAN_DRAWS, s) for s in (caffe, convnet)]
+  assert np.abs(np.asarray(train[0]) - np.asarray(train[1])).max(axis=(1, 2, 3)).min() > 0.01
+
+
+@pytest.mark.parametrize("crops", ["ten_crop", "center"])
+def test_with_a_channel_mean_both_rules_give_the_same_views(crops):
+  spec = Spec(eval_crops=crops, crop_size=8)
+  squares = random_squares()
+  centre = dataclasses.replace(spec, mean_crop="center")
+  np.testing.assert_array_equal(augment.eval_views(squares, spec), augment.eval_views(squares, centre))
+  draws = jax.device_get(augment.train_draws(augment.step_key(0, 6), 4, spec))
+  np.testing.assert_array_equal(augment.train_views(squares, draws, spec), augment.train_views(squares, draws, centre))
+
+
+def test_an_unknown_mean_crop_is_refused_by_name():
+  with pytest.raises(ValueError, match="config.input.mean_crop='centre' is not one of"):
+    augment.eval_views(random_squares(), Spec(mean=MEAN_IMAGE, mean_crop="centre"))
 
 
 def test_grey_squares_are_replicated_for_an_rgb_conv1_and_kept_for_a_grey_one():

@@ -67,6 +67,7 @@ INVALID = {
   "input.normalization": UNKNOWN_NAME.filter(lambda s: s not in ("standardize", "subtract_mean")),
   "input.pca_noise_form": UNKNOWN_NAME.filter(lambda s: s not in ("cuda_convnet", "fb_resnet")),
   "input.mean": UNKNOWN_NAME.filter(lambda s: s not in ("image", "channel")),
+  "input.mean_crop": UNKNOWN_NAME.filter(lambda s: s not in ("at_view", "center")),
   "input.use_store": NOT_A_BOOL,
   "input.train_scale": below(0.0, inclusive=True),
   "eval_max_examples": minus_one_or_positive(),

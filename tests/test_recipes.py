@@ -9,6 +9,7 @@ step at the wrong place -- fails, not only a retyped number.
 import math
 import os
 import re
+import types
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,7 @@ import optax
 import pytest
 
 from alexnet_jax.config import recipes, validation
+from alexnet_jax.data import augment
 from alexnet_jax.model import layers
 from alexnet_jax.train import optimizers
 from experiments import imagenet2012
@@ -140,6 +142,41 @@ def test_each_recipes_lrn_is_its_references_normalisation(variant):
     assert not np.allclose(got, _reference_lrn(a, **LRN_SOURCES[other]), rtol=1e-3), other
 
 
+def _cuda_convnet2_mean(mean, top, left, flip, size):
+  # convdata.py ImageDataProvider: data_mean_crop, the central inner_size crop (border_size on each
+  # side), is subtracted from the cropped and mirrored data as it is.
+  border = (mean.shape[0] - size) // 2
+  return mean[border : border + size, border : border + size]
+
+
+def _caffe_mean(mean, top, left, flip, size):
+  # data_transformer.cpp Transform: the pixel read at (h_off + h, w_off + w), written mirrored where
+  # do_mirror, loses mean[h_off + h, w_off + w]: the mean crop at the view's offset, mirrored with it.
+  crop = mean[top : top + size, left : left + size]
+  return crop[:, ::-1] if flip else crop
+
+
+# The crop of the mean image each reference's views lose (the paper does not say; it keeps Caffe's).
+MEAN_SOURCES = {"paper": _caffe_mean, "cuda_convnet2": _cuda_convnet2_mean, "caffe": _caffe_mean}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_recipes_views_lose_its_references_crop_of_the_mean_image(variant):
+  """The ten crops of 6x6 squares cut to 4x4 with the recipe's mean rule, against the reference's
+  rule: the top-left corner (view 0) and its mirror image (view 5) tell the two rules apart."""
+  rng = np.random.default_rng(4)
+  mean = rng.uniform(0, 1, (6, 6, 3)).astype(np.float32)
+  squares = rng.integers(0, 256, (2, 6, 6, 3), dtype=np.uint8)
+  spec = types.SimpleNamespace(
+    mean=mean, mean_crop=_config(variant).input.mean_crop, crop_size=4, eval_crops="ten_crop", std=1.0, model_channels=3
+  )
+  views = np.asarray(augment.eval_views(squares, spec))
+  corner = squares[:, :4, :4] / 255
+  for index, flip in ((0, False), (5, True)):
+    view = corner[:, :, ::-1] if flip else corner
+    np.testing.assert_allclose(views[:, index], view - MEAN_SOURCES[variant](mean, 0, 0, flip, 4), atol=1e-6)
+
+
 def _doc_table() -> str:
   """The table between the markers in docs/paper_and_references.md."""
   with open(os.path.join(REPO, "docs", "paper_and_references.md")) as f:
@@ -172,6 +209,11 @@ def test_the_table_lists_exactly_the_fields_that_differ():
       "config.optimizer.bias_lr_multiplier=0.0 is not allowed: expected a number in (0.0",
     ),
     ("input.train_scale", -1.0, "config.input.train_scale=-1.0 is not allowed: expected a number in (0.0"),
+    (
+      "input.mean_crop",
+      "centre",
+      "config.input.mean_crop='centre' is not allowed: expected one of ('at_view', 'center')",
+    ),
     ("schedule.min_delta", 2.0, "config.schedule.min_delta=2.0 is not allowed: expected a number in [0.0, 1.0]"),
     ("schedule.step_every", -1, "config.schedule.step_every=-1 is not allowed: expected an integer >= 0"),
     ("schedule.name", "step", "config.schedule.step_every=0 must be >= 1 with config.schedule.name='step'"),

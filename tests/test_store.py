@@ -137,6 +137,22 @@ def test_store_views_subtract_the_mean_image_and_add_the_stores_colour_noise(syn
   np.testing.assert_allclose(views, expected, atol=2e-3)  # raw-pixel scale (x 255)
 
 
+def test_the_configs_mean_crop_reaches_the_views(synthetic_store):
+  """``input.mean_crop="center"`` (the ``:cuda_convnet2`` rule) through ``input_spec.build``: a corner
+  view loses the store's mean image's central crop, not its own corner."""
+  config = synthetic_store.copy_and_resolve_references()
+  config.input.mean_crop = "center"
+  spec = input_spec.build(config)
+  assert spec.mean_crop == "center" and spec.mean_image
+  batch = next(loader.train_batches(spec))
+  rows, size = len(batch["image"]), spec.crop_size
+  corner = {"offset": np.zeros((rows, 2), np.int32), "flip": np.zeros(rows, bool), "alpha": np.zeros((rows, 3))}
+  views = np.asarray(augment.train_views(batch["image"], corner, dataclasses.replace(spec, pca_noise_std=0.0)))
+  top = (spec.resize_size - size) // 2
+  centre = spec.mean[top : top + size, top : top + size]
+  np.testing.assert_allclose(views, (batch["image"][:, :size, :size] / 255 - centre) / np.asarray(spec.std), atol=2e-3)
+
+
 # The two commands, as a user runs them.
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -60,6 +60,7 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   number("input.train_scale", 0.0, low_open=True),
   one_of("input.pca_noise_form", data_options.PCA_NOISE_FORMS),
   one_of("input.mean", data_options.MEANS),
+  one_of("input.mean_crop", data_options.MEAN_CROPS),
   boolean("input.use_store"),
   _minus_one_or_at_least_one("eval_max_examples", "all"),
   one_of("optimizer.name", optimizers.OPTIMIZERS),

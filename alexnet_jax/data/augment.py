@@ -13,10 +13,13 @@ central square kept); from them:
   that the noise does not make it larger than the test data; test views are not scaled).
 - test (:func:`eval_views`): the centre patch; or it and its reflection; or the four corner patches,
   the centre patch and the reflections of all five ("ten crops", in that order).
-- both: pixels scaled to [0, 1], the mean subtracted -- per channel, or a mean image (cuda-convnet2's
-  and Caffe's 256x256x3) subtracted from the square before it is cut, so each view loses the mean of
-  its own pixels -- and divided by the std (``subtract_mean``: the paper's centred raw pixels, std
-  1/255); grey images are replicated to RGB when the model reads three channels.
+- both: pixels scaled to [0, 1], the mean subtracted (:func:`centred_views`) -- per channel, or the
+  store's 256x256x3 mean image, of which each view loses one crop (``mean_crop``, :func:`mean_parts`):
+  the crop at the view's own offset, mirrored with it (``"at_view"``, Caffe's rule: the mean image is
+  subtracted from the square before it is cut) or the mean image's central crop, whatever the view
+  (``"center"``, cuda-convnet2's ``data_mean_crop``) -- and divided by the std (``subtract_mean``: the
+  paper's centred raw pixels, std 1/255); grey images are replicated to RGB when the model reads
+  three channels.
 
 The draws (:func:`train_draws`) are a pure function of (seed, step) and of each example's position
 in the global batch: ``fold_in(step key, position)``, so they do not depend on how many processes
@@ -27,6 +30,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from alexnet_jax.data import options
 
 # Separates the augmentation's random stream from the dropout stream of the same seed.
 _AUGMENT_STREAM = 0x617567
@@ -43,7 +48,7 @@ def train_draws(key: jax.Array, batch_size: int, spec) -> dict[str, jax.Array]:
   Example ``j`` draws from ``fold_in(key, j)``. Off switches: ``spec.random_crop`` False takes the
   centre, ``spec.random_flip`` False never mirrors, ``spec.pca_noise_std`` 0 gives zero noise."""
   positions = spec.resize_size - spec.crop_size + 1
-  center = (spec.resize_size - spec.crop_size) // 2
+  center = central_offset(spec.resize_size, spec.crop_size)
 
   def one(index):
     crop_key, flip_key, noise_key = jax.random.split(jax.random.fold_in(key, index), 3)
@@ -58,7 +63,7 @@ def train_draws(key: jax.Array, batch_size: int, spec) -> dict[str, jax.Array]:
 def train_views(squares: jax.Array, draws: dict, spec) -> jax.Array:
   """uint8 squares (B, R, R, C) -> the model's float32 training input (B, S, S, model channels),
   cut, mirrored and coloured as ``draws`` (:func:`train_draws`) say."""
-  views = cut(centred(squares, spec), draws["offset"], draws["flip"], spec.crop_size)
+  views = centred_views(squares, spec, lambda images: cut(images, draws["offset"], draws["flip"], spec.crop_size))
   if spec.pca_noise_std > 0:
     views = views + colour_shift(draws["alpha"], spec.eigenvectors, spec.scales)[:, None, None, :]
   if spec.train_scale != 1.0:
@@ -87,9 +92,32 @@ def colour_shift(alphas: jax.Array, eigenvectors, scales) -> jax.Array:
   return (alphas * jnp.asarray(scales, jnp.float32)) @ jnp.asarray(eigenvectors, jnp.float32).T
 
 
-def centred(squares: jax.Array, spec) -> jax.Array:
-  """uint8 squares -> float32 in [0, 1] minus the mean (per channel, or the mean image pixel by pixel)."""
-  return squares.astype(jnp.float32) / 255.0 - jnp.asarray(spec.mean, jnp.float32)
+def central_offset(square_size: int, crop_size: int) -> int:
+  """Top (and left) of the central crop: half the margin, rounded down (cuda-convnet2's border_size)."""
+  return (square_size - crop_size) // 2
+
+
+def mean_parts(spec) -> tuple[jax.Array | float, jax.Array | float]:
+  """The mean as (what comes off the squares before the views are cut, what comes off every cut view).
+
+  ``spec.mean_crop`` ``"at_view"`` (Caffe): all of it off the squares, so each view loses the mean
+  image's crop at its own offset, mirrored with it. ``"center"`` (cuda-convnet2, convdata.py
+  ``data_mean_crop``): every view, whatever its offset and mirroring, loses the mean image's central
+  ``crop_size`` crop as it is. A channel mean is the same at every pixel: off the squares either way."""
+  mean = jnp.asarray(spec.mean, jnp.float32)
+  if mean.ndim != 3 or spec.mean_crop == options.AT_VIEW:
+    return mean, 0.0
+  if spec.mean_crop != options.CENTER:
+    raise ValueError(f"config.input.mean_crop={spec.mean_crop!r} is not one of {options.MEAN_CROPS}")
+  top, size = central_offset(mean.shape[0], spec.crop_size), spec.crop_size
+  return 0.0, mean[top : top + size, top : top + size]
+
+
+def centred_views(squares: jax.Array, spec, cut_views) -> jax.Array:
+  """``cut_views`` (float32 squares -> views) of the uint8 squares scaled to [0, 1], minus the mean:
+  the one place it is subtracted, for training and test views alike (:func:`mean_parts`)."""
+  before, after = mean_parts(spec)
+  return cut_views(squares.astype(jnp.float32) / 255.0 - before) - after
 
 
 def finish(views: jax.Array, spec) -> jax.Array:
@@ -102,7 +130,7 @@ def finish(views: jax.Array, spec) -> jax.Array:
 
 def view_offsets(crops: str, square_size: int, crop_size: int) -> tuple[tuple[tuple[int, int], bool], ...]:
   """The test views of ``crops`` as ((top, left), mirrored) pairs, in the order :func:`eval_views` stacks them."""
-  far, center = square_size - crop_size, (square_size - crop_size) // 2
+  far, center = square_size - crop_size, central_offset(square_size, crop_size)
   if crops == "center":
     return (((center, center), False),)
   if crops == "center_flip":
@@ -116,10 +144,14 @@ def view_offsets(crops: str, square_size: int, crop_size: int) -> tuple[tuple[tu
 def eval_views(squares: jax.Array, spec) -> jax.Array:
   """uint8 squares (B, R, R, C) -> the normalised test views: (B, S, S, model channels) for the
   centre crop, (B, V, S, S, model channels) for ``center_flip`` (V = 2) and ``ten_crop`` (V = 10)."""
-  images, size = centred(squares, spec), spec.crop_size
-  views = []
-  for (top, left), mirrored in view_offsets(spec.eval_crops, squares.shape[1], size):
+  return finish(centred_views(squares, spec, lambda images: cut_test_views(images, spec)), spec)
+
+
+def cut_test_views(images: jax.Array, spec) -> jax.Array:
+  """The views of ``spec.eval_crops`` cut from (B, R, R, C) images: (B, S, S, C) for one view,
+  else (B, V, S, S, C) in :func:`view_offsets`' order."""
+  size, views = spec.crop_size, []
+  for (top, left), mirrored in view_offsets(spec.eval_crops, images.shape[1], size):
     view = images[:, top : top + size, left : left + size]
     views.append(view[:, :, ::-1] if mirrored else view)
-  stacked = views[0] if len(views) == 1 else jnp.stack(views, axis=1)
-  return finish(stacked, spec)
+  return views[0] if len(views) == 1 else jnp.stack(views, axis=1)

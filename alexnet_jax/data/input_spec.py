@@ -61,6 +61,7 @@ class InputSpec:
   train_scale: float  # multiplies the training views after the colour noise (cuda-convnet2: 1/1.1)
   eval_crops: str
   mean: np.ndarray  # (C,) per channel, or a mean image (R, R, C); [0, 1] pixels
+  mean_crop: str  # which crop of a mean image each view loses (options.MEAN_CROPS; augment.mean_parts)
   std: tuple[float, ...]
   eigenvectors: tuple  # colour noise basis (columns) and per-component scales
   scales: tuple
@@ -85,7 +86,7 @@ class InputSpec:
     return datasets.ImageLabelRecords(self.dataset_dir, split)
 
   def describe(self) -> str:
-    mean = "mean image" if self.mean_image else "channel mean"
+    mean = f"mean image, mean_crop={self.mean_crop}" if self.mean_image else "channel mean"
     return (
       f"{self.dataset}: {self.num_train} train / {self.num_eval} eval examples, {self.num_classes} classes, "
       f"{self.route.value} uint8 squares of {self.resize_size}, views of {self.crop_size} "
@@ -143,6 +144,7 @@ def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> Inpu
     pca_noise_std=float(config.input.pca_noise_std),
     train_scale=float(config.input.train_scale),
     eval_crops=config.input.eval_crops,
+    mean_crop=config.input.mean_crop,
     seed=config.seed,
     **pixel_constants(config, store.builder_stats(builder)),
   )

@@ -38,6 +38,11 @@ CENTER_VIEW = {"center_flip": 0, "ten_crop": 4}
 NORMALIZATIONS = ("standardize", "subtract_mean")  # mean_std
 PCA_NOISE_FORMS = ("cuda_convnet", "fb_resnet")  # augment.pca_scales
 MEANS = ("image", "channel")  # a prepared store's mean image, or one mean per channel
+# Which crop of a mean image each view loses (augment.mean_parts): "at_view" (Caffe: the crop at the
+# view's own offset, mirrored with it) or "center" (cuda-convnet2's convdata.py, data_mean_crop: the
+# mean image's central crop, whatever the view). The same for a channel mean.
+MEAN_CROPS = ("at_view", "center")
+AT_VIEW, CENTER = MEAN_CROPS
 # How an image becomes its square of resize_size (images.central_square): "shorter_side" (the paper and
 # cuda-convnet2: the shorter side resized to it, the central square kept) or "warp" (Caffe: the whole
 # image resized to the square, its aspect ratio lost).
