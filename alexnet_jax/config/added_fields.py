@@ -42,7 +42,7 @@ ADDED_FIELDS = (
   AddedField("optimizer.bias_lr_multiplier", 1.0, "2026-12-06 55b4487"),
   AddedField("schedule.step_every", 0, "2026-12-06 55b4487"),
   AddedField("schedule.min_delta", 0.0, "2026-12-06 55b4487"),  # any lower error was an improvement
-  AddedField("input.mean_crop", "at_view", "2026-12-06 #25"),  # the mean image cut with each view
+  AddedField("input.mean_crop", "at_view", "2026-12-06 44e54bf"),  # the mean image cut with each view
 )
 
 
