@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 
-from alexnet_jax import sweeps, utils
+from alexnet_jax import outputs, sweeps, utils
 from alexnet_jax.train import preemption
 
 SUMMARY_FILE = "summary.json"
@@ -80,7 +80,7 @@ def plan(sweep: sweeps.Sweep, root: str, main_command: Sequence[str] = DEFAULT_M
 
 def write_manifest(sweep: sweeps.Sweep, jobs: Sequence[Job], root: str) -> str:
   """``ROOT/sweep.json``: every run's labels, overrides and workdir, for the report."""
-  os.makedirs(root, exist_ok=True)
+  outputs.make_folder(root)
   manifest = {
     "config": sweep.config,
     "base_overrides": dict(sweep.base_overrides),
@@ -98,7 +98,8 @@ def write_manifest(sweep: sweeps.Sweep, jobs: Sequence[Job], root: str) -> str:
     "convergence_train_loss": sweep.convergence_train_loss,
   }
   path = os.path.join(root, MANIFEST_FILE)
-  utils.write_json_atomically(path, manifest, sort_keys=False)  # label order is the report's column order
+  # The sweep's own files, rewritten by each run of it; label order is the report's column order.
+  outputs.write_json(path, manifest, overwrite=True, sort_keys=False)
   return path
 
 
@@ -195,9 +196,9 @@ def _with_repo_on_path() -> dict[str, str]:
 
 def slurm_array_script(jobs: Sequence[Job], root: str, *, parallel: int = 0, sbatch_options: Sequence[str] = ()) -> str:
   """A SLURM job-array script: task i runs line i of ``ROOT/commands.txt``. Returns its path."""
-  os.makedirs(root, exist_ok=True)
+  outputs.make_folder(root)
   commands_path = os.path.abspath(os.path.join(root, "commands.txt"))
-  utils.write_text_atomically(commands_path, "".join(shlex.join(job.command) + "\n" for job in jobs))
+  outputs.write_text(commands_path, overwrite=True, text="".join(shlex.join(job.command) + "\n" for job in jobs))
   limit = f"%{parallel}" if parallel > 0 else ""
   lines = [
     "#!/bin/bash",
@@ -212,7 +213,7 @@ def slurm_array_script(jobs: Sequence[Job], root: str, *, parallel: int = 0, sba
     'eval "$command"',
   ]
   path = os.path.join(root, "sweep.sbatch")
-  utils.write_text_atomically(path, "\n".join(lines) + "\n")
+  outputs.write_text(path, "\n".join(lines) + "\n", overwrite=True)
   return path
 
 
