@@ -12,11 +12,12 @@ uses it. Pure Python: importing it pulls in no framework.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
-import ml_collections
+from typing import TYPE_CHECKING, Any
 
 from alexnet_jax.config import rules
+
+if TYPE_CHECKING:  # the model and the benchmark import this module; they run without ml_collections
+  import ml_collections
 
 LRN_REGIONS = ("across", "within")
 LRN_POSITIONS = ("after_relu", "before_relu")
@@ -142,6 +143,8 @@ ModelOptions = dataclasses.make_dataclass(
 
 def model_config() -> ml_collections.ConfigDict:
   """``config.model`` with every option at the paper's value; a config then sets what differs."""
+  import ml_collections  # pylint: disable=g-import-not-at-top -- only configs call this
+
   return ml_collections.ConfigDict(defaults())
 
 
