@@ -1,4 +1,4 @@
-"""Reliability under attack (issue 17): two trainers in one workdir, kill -9, flipped bits in a
+"""The trainer under hostile use: two trainers in one workdir, kill -9, flipped bits in a
 checkpoint, signals to a sweep or before training starts, absurd values, broken data and workdir
 files, a full disk. Each case ends in one ``error:`` line (exit 1) or exit 75, and a failed start
 leaves the workdir as it found it. The CLI cases run the real ``alexnet_jax.main`` on a tiny real
