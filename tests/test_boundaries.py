@@ -75,16 +75,19 @@ def test_the_package_has_the_documented_sub_packages():
     assert f"alexnet_jax.{package}" in names
 
 
+@pytest.mark.slow
 def test_model_mesh_and_train_step_import_without_tensorflow():
   loaded = _loaded_after_import(list(TF_FREE), ("tensorflow", "tensorflow_datasets", "torch"))
   assert loaded == {module: [] for module in TF_FREE}
 
 
+@pytest.mark.slow
 def test_the_data_layer_and_inference_import_without_tensorflow():
   loaded = _loaded_after_import(list(TF_FREE_DATA), ("tensorflow", "torch"))
   assert loaded == {module: [] for module in TF_FREE_DATA}
 
 
+@pytest.mark.slow
 def test_no_library_module_but_the_pytorch_yardstick_imports_torch():
   # The input benchmark defines --config as main does: absl allows one per process.
   own_flags = ("alexnet_jax.benchmark_input", "alexnet_jax.yardsticks.input_benchmark")

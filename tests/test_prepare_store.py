@@ -73,6 +73,7 @@ def run_prepare_store(config, *flags):
   return subprocess.run([*command, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_corrupt_image_stops_the_command_with_one_line_or_is_skipped_and_named(tmp_path):
   fake_ilsvrc.write_tars(str(tmp_path / "manual"))
   config = tar_config(tmp_path)
@@ -133,6 +134,7 @@ def _file_size_limit(limit_bytes):
   return apply
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_up_is_one_line_naming_the_shard_and_the_finished_shards_stay(tmp_path):
   fake_ilsvrc.write_tars(str(tmp_path / "manual"))
   config = tar_config(tmp_path)

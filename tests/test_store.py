@@ -177,6 +177,7 @@ def test_benchmark_input_synthetic_prints_one_json_line(tmp_path):
   assert store.is_prepared(os.path.join(tmp_path, "imagenet2012_76", store.VERSION))
 
 
+@pytest.mark.slow
 def test_prepare_store_without_imagenet_says_where_to_put_the_tars(tmp_path):
   args = (f"--config.data_dir={tmp_path}", f"--config.manual_dir={tmp_path / 'manual'}")
   result = run_module("alexnet_jax.data.prepare_store", "--config=experiments/imagenet2012.py", *args)

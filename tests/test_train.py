@@ -67,6 +67,7 @@ def test_a_moving_average_run_evaluates_and_delivers_the_average(mock_data, tmp_
   np.testing.assert_array_equal(np.asarray(trained.params["fc8"]["kernel"]), kernel(saved["params"]))
 
 
+@pytest.mark.slow
 def test_the_moving_average_update_matches_numpy():
   config = fashion_mnist.get_config("smoke")
   config.ema_decay = 0.9
@@ -198,6 +199,7 @@ def _step_on_a_random_batch(config, **step_options):
   return state, step, batch, schedule
 
 
+@pytest.mark.slow
 def test_train_step_is_a_function_of_seed_and_step():
   state, step, batch, schedule = _step_on_a_random_batch(fashion_mnist.get_config("smoke"))
   leaves = lambda s: [np.asarray(x) for x in jax.tree.leaves(s.params)]
@@ -220,6 +222,7 @@ def test_smoothed_loss_matches_numpy():
   np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_label_smoothing_changes_the_update_but_not_the_reported_loss():
   config = fashion_mnist.get_config("smoke")
   state, plain_step, batch, _ = _step_on_a_random_batch(config)
