@@ -171,7 +171,7 @@ def test_the_data_layer_prepares_and_serves_batches_without_tensorflow():
 
 # With TensorFlow made unimportable, a user's whole round: mock datasets prepared, a :smoke run
 # trained (TensorBoard events included), read back, evaluated, a PNG predicted, the figures drawn,
-# the weights exported and the run's curves read as the sweep report reads them.
+# the weights exported, the run's curves read as the sweep report reads them and its HParams written.
 WITHOUT_TENSORFLOW_SCRIPT = """
 import sys
 import json, os, tempfile
@@ -194,9 +194,12 @@ with mock_inputs.mock_data():
   drawn = figures.write_all(run, out, examples=4, queries=2, pool=16)
   exported = export.export(os.path.join(out, "weights.npz"), run.params, run.config, run.step, "npz")
   curves = report.read_curves(workdir)
+  finished = report.RunResult("seed=0", {"seed": 0}, workdir, json.load(open(os.path.join(workdir, "summary.json"))))
+  hparams = report.write_hparams([finished], out)
 assert "tensorflow" not in sys.modules
 print(json.dumps({"count": report_["count"], "predictions": len(predicted[0]["predictions"]),
-                  "figures": len(drawn), "exported": len(exported), "curves": "train_loss" in curves}))
+                  "figures": len(drawn), "exported": len(exported), "curves": "train_loss" in curves,
+                  "hparams": sorted(name.split(".")[0] for name in os.listdir(hparams))}))
 """
 
 
@@ -226,7 +229,8 @@ def test_train_evaluate_predict_figures_export_and_report_run_without_tensorflow
   )
   assert done.returncode == 0, done.stderr[-4000:]
   result = json.loads(done.stdout.splitlines()[-1])
-  assert result == {"count": 64, "predictions": 5, "figures": 3, "exported": 2, "curves": True}
+  expected = {"count": 64, "predictions": 5, "figures": 3, "exported": 2, "curves": True}
+  assert result == {**expected, "hparams": ["events", "seed=0"]}  # the sweep's config and the run's session
 
 
 # ImageNet's store prepared from fake ILSVRC-2012 tars (in the folder given as argv[1]) on two spawned

@@ -245,8 +245,8 @@ def plot_curves(results: Sequence[RunResult], path: str, train_tag: str, eval_ta
 
 def write_hparams(results: Sequence[RunResult], root: str) -> str:
   """TensorBoard HParams: one session per finished run under ``ROOT/hparams/``, metrics from summary.json."""
-  from tensorboard.plugins.hparams import api as hp
-  from tensorboard.plugins.hparams import summary_v2
+  # summary_v2 itself, not hparams.api: the api module imports its Keras callback, i.e. TensorFlow.
+  from tensorboard.plugins.hparams import summary_v2 as hp
 
   from alexnet_jax.train import summaries
 
@@ -256,12 +256,12 @@ def write_hparams(results: Sequence[RunResult], root: str) -> str:
   hparams = [hp.HParam(name) for name in label_names]
   metrics = [hp.Metric(m, display_name=m) for m in METRICS]
   writer = summaries.SummaryWriter(base)
-  writer.write_summary(0, summary_v2.hparams_config_pb(hparams=hparams, metrics=metrics))
+  writer.write_summary(0, hp.hparams_config_pb(hparams=hparams, metrics=metrics))
   writer.close()
   for result in finished:
     writer = summaries.SummaryWriter(os.path.join(base, result.name))
     values = {h: _hparam_value(result.labels[h.name]) for h in hparams if h.name in result.labels}
-    writer.write_summary(0, summary_v2.hparams_pb(values, trial_id=result.name))
+    writer.write_summary(0, hp.hparams_pb(values, trial_id=result.name))
     writer.scalars(int(result.summary.get("step", 0)), {m: result.summary[m] for m in METRICS if m in result.summary})
     writer.close()
   return base
