@@ -215,20 +215,21 @@ def site_packages_without_tensorflow(folder) -> str:
   return str(folder)
 
 
-@pytest.mark.slow
-def test_train_evaluate_predict_figures_export_and_report_run_without_tensorflow(tmp_path):
-  site_dir = site_packages_without_tensorflow(tmp_path)
-  env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, site_dir])}
+def run_without_tensorflow(tmp_path, script: str, *args: str):
+  """Runs ``script`` (``python -S -c``) where TensorFlow is not installed, as in a venv made from
+  requirements.txt (spawned workers inherit it); returns the JSON of its last line of output."""
+  (tmp_path / "site").mkdir()
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, site_packages_without_tensorflow(tmp_path / "site")])}
   done = subprocess.run(
-    [sys.executable, "-S", "-c", WITHOUT_TENSORFLOW_SCRIPT],
-    cwd=REPO,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
+    [sys.executable, "-S", "-c", script, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
   )
   assert done.returncode == 0, done.stderr[-4000:]
-  result = json.loads(done.stdout.splitlines()[-1])
+  return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_train_evaluate_predict_figures_export_and_report_run_without_tensorflow(tmp_path):
+  result = run_without_tensorflow(tmp_path, WITHOUT_TENSORFLOW_SCRIPT)
   expected = {"count": 64, "predictions": 5, "figures": 3, "exported": 2, "curves": True}
   assert result == {**expected, "hparams": ["events", "seed=0"]}  # the sweep's config and the run's session
 
@@ -254,15 +255,7 @@ print(json.dumps({"splits": splits, "loaded": [m for m in ("tensorflow",) if m i
 
 @pytest.mark.slow
 def test_prepare_store_makes_imagenets_store_from_the_tars_without_tensorflow(tmp_path):
-  (tmp_path / "site").mkdir()
-  env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, site_packages_without_tensorflow(tmp_path / "site")])}
-  done = subprocess.run(
-    [sys.executable, "-S", "-c", PREPARE_STORE_SCRIPT, str(tmp_path)],
-    cwd=REPO,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert done.returncode == 0, done.stderr[-4000:]
-  assert json.loads(done.stdout.splitlines()[-1]) == {"splits": {"train": 19, "validation": 5}, "loaded": []}
+  assert run_without_tensorflow(tmp_path, PREPARE_STORE_SCRIPT, str(tmp_path)) == {
+    "splits": {"train": 19, "validation": 5},
+    "loaded": [],
+  }

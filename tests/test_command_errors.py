@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import pytest
 from PIL import Image
-from support import checkpoint_steps
+from support import checkpoint_steps, smoke_run
 
 from alexnet_jax import outputs
 from alexnet_jax.config import flag_errors
@@ -240,10 +240,7 @@ def test_an_unwritable_data_folder_names_the_flag_and_the_variable(tmp_path):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("smoke") / "run")
-  result = on_mock_data(f"--workdir={path}", "--config=experiments/fashion_mnist.py:smoke")
-  assert result.returncode == 0, result.stderr[-3000:]
-  return path
+  return smoke_run.train(tmp_path_factory.mktemp("smoke"))
 
 
 @pytest.mark.slow

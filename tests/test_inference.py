@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from flax import nnx
 from PIL import Image
+from support import smoke_run
 
 from alexnet_jax.config import validation
 from alexnet_jax.data import augment, images
@@ -47,10 +48,7 @@ def run_command(*args, mock=True, timeout=300):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("smoke") / "run")
-  result = run_command(f"--workdir={path}", "--config=experiments/fashion_mnist.py:smoke")
-  assert result.returncode == 0, result.stderr[-3000:]
-  return path
+  return smoke_run.train(tmp_path_factory.mktemp("smoke"))
 
 
 @pytest.mark.slow
