@@ -5,8 +5,6 @@ config to the store's record, the run that reads it, and ``predict``."""
 import dataclasses
 import io
 import os
-import resource
-import signal
 import subprocess
 import sys
 
@@ -123,15 +121,15 @@ def test_a_killed_run_rerun_writes_only_the_missing_shards_and_no_half_shard_rea
     prepare_store.prepare(tar_config(tmp_path, "warp"), workers=1, progress=False)
 
 
-def _file_size_limit(limit_bytes):
-  """For a subprocess: files larger than ``limit_bytes`` fail to write with EFBIG, as on a full disk
-  (root ignores read-only folders; a size limit holds for everyone, and the spawned workers inherit it)."""
-
-  def apply():
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-
-  return apply
+# prepare_store with files limited to argv[1] bytes: writing past it fails with EFBIG, as on a full disk
+# (root ignores read-only folders; the limit holds for everyone, Python ignores SIGXFSZ, and the spawned
+# workers inherit it). Set in the child itself: a preexec_fn would fork this multithreaded process.
+WITH_FILE_SIZE_LIMIT = """
+import resource, runpy, sys
+limit = int(sys.argv.pop(1))
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+runpy.run_module("alexnet_jax.data.prepare_store", run_name="__main__", alter_sys=True)
+"""
 
 
 @pytest.mark.slow
@@ -139,10 +137,8 @@ def test_a_disk_that_fills_up_is_one_line_naming_the_shard_and_the_finished_shar
   fake_ilsvrc.write_tars(str(tmp_path / "manual"))
   config = tar_config(tmp_path)
   args = [f"--config.data_dir={config.data_dir}", f"--config.manual_dir={config.manual_dir}", "--workers=2"]
-  command = [sys.executable, "-m", "alexnet_jax.data.prepare_store", "--config=experiments/imagenet2012.py:smoke"]
-  full = subprocess.run(
-    [*command, *args], cwd=REPO, capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit(20_000)
-  )
+  command = [sys.executable, "-c", WITH_FILE_SIZE_LIMIT, "20000", "--config=experiments/imagenet2012.py:smoke"]
+  full = subprocess.run([*command, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr
   errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "failed" in errors[0] and "rerun the same command to resume" in errors[0], full.stderr
