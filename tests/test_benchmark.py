@@ -94,13 +94,19 @@ def test_tables_show_the_textbook_side_only_when_timed(capsys):
   assert "textbook img/s" in out and "4.00x" in out.splitlines()[-1]
 
 
-def test_bad_option_names_the_flag(capsys):
-  with pytest.raises(SystemExit):
-    benchmark.parse_args(["--input_size", "40"])
-  assert "--input_size" in capsys.readouterr().err
-  with pytest.raises(SystemExit):
-    benchmark.parse_args(["--dtype", "float16"])
-  assert "--dtype" in capsys.readouterr().err
+@pytest.mark.parametrize(
+  "argv,flag",
+  [
+    (["--input_size", "40"], "--input_size"),
+    (["--dtype", "float16"], "--dtype"),
+    (["--batch_size", "0"], "--batch_size"),
+  ],
+)
+def test_a_bad_option_is_one_error_line_naming_the_flag_and_exit_status_1(capsys, argv, flag):
+  with pytest.raises(SystemExit) as exited:
+    benchmark.parse_args(argv)
+  err = capsys.readouterr().err
+  assert exited.value.code == 1 and len(err.splitlines()) == 1 and err.startswith("error: ") and flag in err, err
 
 
 def test_train_flops_per_image_is_the_papers_count():

@@ -61,9 +61,18 @@ PEAK_TFLOPS = {
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+  """argparse with the project's promise for a bad flag: one ``error: ...`` line and exit status 1
+  (argparse's own prints the usage block and exits 2)."""
+
+  def error(self, message: str):
+    print(f"error: {message} (see python -m alexnet_jax.benchmark --help)", file=sys.stderr)
+    sys.exit(1)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-  """Command-line options; invalid values exit with a message naming the option."""
-  parser = argparse.ArgumentParser(
+  """Command-line options; an invalid value is one ``error:`` line naming the option, exit status 1."""
+  parser = _OneLineErrors(
     prog="python -m alexnet_jax.benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
   parser.add_argument(
