@@ -43,8 +43,8 @@ PACKAGE = "alexnet_jax"
 OWN_PACKAGES = (PACKAGE, "experiments", "launch", "tests")
 # Top-level entries a path may start with; such a path must exist from the repository root.
 ROOT_ENTRIES = ("alexnet_jax", "experiments", "launch", "tests", "benchmarks", "docs")
-# Not this repository's files: run directories, and the design notes kept beside the checkout.
-IGNORED_PREFIXES = ("runs/", "shared/")
+# Not this repository's files: run directories.
+IGNORED_PREFIXES = ("runs/",)
 # Extensions of files a path without a known top-level folder must name to be checked.
 FILE_EXTENSIONS = (".py", ".sh", ".sbatch", ".md", ".jsonl", ".png", ".toml", ".cfg")
 # Bare file names (no folder) checked against the repository: code only (others are run outputs).
@@ -465,6 +465,22 @@ def test_every_documented_command_has_a_help_that_names_only_what_exists():
   assert not silent, f"commands whose --help printed (almost) nothing: {silent}"
   problems = [problem for command in commands for problem in check_help_text(command, texts[command])]
   assert not problems, f"{len(problems)} stale references in --help texts:\n" + "\n".join(problems)
+
+
+# The design notes kept beside a checkout, not in it (written in two parts so that this file does not name them).
+NOTES_OUTSIDE = "DESIGN" + ".md"
+# Files read for that name: the repository's text files.
+TEXT_EXTENSIONS = (".py", ".md", ".sh", ".sbatch", ".toml", ".cfg", ".txt", ".json", ".yaml", ".yml")
+
+
+def test_no_file_names_the_design_notes_outside_the_repository():
+  """A clone has no ../shared/: the facts live in docs/ (docs/measurements.md) and comments point there."""
+  naming = []
+  for path in sorted(repo_files()):
+    if path.endswith(TEXT_EXTENSIONS) or os.path.basename(path) == "Makefile":
+      with open(os.path.join(REPO, path), encoding="utf-8", errors="replace") as f:
+        naming += [f"{path}:{n}" for n, line in enumerate(f, 1) if NOTES_OUTSIDE in line]
+  assert not naming, f"files that cite {NOTES_OUTSIDE}, which is not in the repository: {naming}"
 
 
 def test_the_readme_is_a_front_page():
