@@ -5,7 +5,7 @@ jitted step (``data/augment.py``); the host only turns an encoded image into the
 the shorter side resized to ``size`` and the central ``size`` x ``size`` kept, or the whole image warped
 to that square as Caffe did (:func:`central_square`, ``config.input.resize``).
 JPEGs are decoded with libjpeg-turbo (``simplejpeg``, the fastest decoder measured here, see
-``../shared/DESIGN.md``); other formats, and the JPEGs it refuses (CMYK), with PIL.
+``docs/measurements.md``); other formats, and the JPEGs it refuses (CMYK), with PIL.
 """
 
 from __future__ import annotations
