@@ -24,8 +24,8 @@ import enum
 import numpy as np
 from absl import logging
 
-from alexnet_jax.config.rules import ConfigError
 from alexnet_jax.data import datasets, options, store
+from alexnet_jax.rules import ConfigError
 
 IN_MEMORY_LIMIT_BYTES = 2**30  # decoded squares of a train split up to this size are kept in memory
 

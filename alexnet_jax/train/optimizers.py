@@ -40,8 +40,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-OPTIMIZERS = ("sgd", "paper_sgd")
-SCHEDULES = ("constant", "cosine", "piecewise", "step", "plateau")
+from alexnet_jax.train.options import SCHEDULES
 
 if TYPE_CHECKING:  # configs are ml_collections ConfigDicts; the benchmark runs without it
   import ml_collections
