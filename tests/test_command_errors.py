@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -108,6 +109,41 @@ def test_a_symlink_onto_a_run_file_is_refused(run_dir, tmp_path):
 
 def test_beside_a_run_other_names_may_be_written(run_dir):
   assert outputs.write_text(str(run_dir / "eval_test_4.json"), "{}") == str(run_dir / "eval_test_4.json")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "socket"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_only_a_regular_file_is_ever_replaced(tmp_path, kind, overwrite):
+  """`export --overwrite` onto /dev/null replaced the device with a regular file; FIFOs, sockets and
+  links are refused the same way (a device node needs root to make, so its kin stand in for it)."""
+  path = tmp_path / "special"
+  if kind == "fifo":
+    os.mkfifo(path)
+  elif kind == "symlink":
+    (tmp_path / "target").write_bytes(b"kept")
+    path.symlink_to(tmp_path / "target")
+  else:
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+  with pytest.raises(outputs.OutputError, match="not a regular file: it is never replaced"):
+    outputs.write_bytes(str(path), b"x", overwrite=overwrite)
+  assert not path.is_file() or path.is_symlink()
+  if kind == "symlink":
+    assert (tmp_path / "target").read_bytes() == b"kept"
+
+
+def test_a_file_that_appears_while_the_output_is_written_is_not_replaced_without_overwrite(tmp_path):
+  """The race: another writer creates the file after the check; the link-based publish refuses."""
+  path = tmp_path / "out.json"
+
+  def racing_writer(f):
+    path.write_bytes(b"the other writer's")
+    f.write(b"ours")
+
+  with pytest.raises(outputs.OutputError, match="appeared while it was being written"):
+    outputs.write(str(path), racing_writer)
+  assert path.read_bytes() == b"the other writer's"
+  assert os.listdir(tmp_path) == ["out.json"]  # no temporary file left
 
 
 def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path):
