@@ -24,8 +24,7 @@ import pytest
 from PIL import Image
 from support import checkpoint_steps, smoke_run
 
-from alexnet_jax import outputs
-from alexnet_jax.config import flag_errors
+from alexnet_jax import flag_errors, outputs
 from alexnet_jax.data import datasets
 from alexnet_jax.inference import prediction
 from alexnet_jax.train import checkpoints

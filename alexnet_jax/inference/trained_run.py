@@ -21,10 +21,10 @@ from absl import logging
 from flax import nnx
 
 from alexnet_jax import errors, utils
-from alexnet_jax.config import added_fields, validation
+from alexnet_jax.config import added_fields
 from alexnet_jax.data import augment, options
 from alexnet_jax.parallel import sharding
-from alexnet_jax.train import checkpoints, optimizers, run_dir, state, steps
+from alexnet_jax.train import checkpoints, optimizers, run_dir, state, steps, validation
 
 
 class RunError(errors.UserError, RuntimeError):
