@@ -42,6 +42,8 @@ class OutputError(errors.UserError, OSError):
 def check(path: str, *, overwrite: bool = False) -> str:
   """Refuses ``path`` as an output unless it can be written (see the module docstring); makes its
   parent folders; returns ``path``. Cheap: commands call it before their work."""
+  if not path:
+    raise OutputError("the output path is empty; give a file name")
   if os.path.isdir(path):
     raise OutputError(f"{path} is a directory; give a file name")
   owner = owning_run(path)

@@ -136,6 +136,11 @@ def test_only_a_regular_file_is_ever_replaced(tmp_path, kind, overwrite):
     assert (tmp_path / "target").read_bytes() == b"kept"
 
 
+def test_an_empty_output_path_is_refused_before_any_work():
+  with pytest.raises(outputs.OutputError, match="the output path is empty"):
+    outputs.check("")
+
+
 def test_a_file_that_appears_while_the_output_is_written_is_not_replaced_without_overwrite(tmp_path):
   """The race: another writer creates the file after the check; the link-based publish refuses."""
   path = tmp_path / "out.json"
