@@ -50,6 +50,7 @@ def test_the_cli_runs_see_only_their_devices_and_keep_the_other_xla_flags():
   assert env["XLA_FLAGS"].split() == ["--xla_dump_to=/tmp/x", "--xla_force_host_platform_device_count=2"]
   assert env["CUDA_VISIBLE_DEVICES"] == "0,1" and env["PATH"] == "/bin"
   assert base["XLA_FLAGS"].startswith("--xla_force_host_platform_device_count=4")  # the caller's is kept
+  assert gpu_check.device_env({"CUDA_VISIBLE_DEVICES": "3,5,6"}, 2)["CUDA_VISIBLE_DEVICES"] == "3,5"
 
 
 def test_this_process_reads_the_config_the_cli_is_given(tmp_path):

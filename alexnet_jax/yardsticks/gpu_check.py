@@ -42,7 +42,7 @@ import time
 import jax
 import numpy as np
 
-from alexnet_jax import errors, outputs
+from alexnet_jax import errors, flag_errors, outputs
 from alexnet_jax.data import input_spec, loader, prepare_store
 from alexnet_jax.train import state as state_lib
 from alexnet_jax.yardsticks import benchmark, benchmark_jax, benchmark_report, input_benchmark, synthetic_images
@@ -106,11 +106,14 @@ def settings(sizes: Sizes, data_dir: str) -> dict[str, object]:
   }
 
 
-def load_config(sizes: Sizes, fields: dict[str, object]):
-  """``experiments/imagenet2012.py`` (with the variant) and ``fields`` set, as the CLI will read it."""
-  from experiments import imagenet2012  # pylint: disable=g-import-not-at-top -- the repository's configs
+def config_spec(sizes: Sizes) -> str:
+  """The ``--config`` of the CLI runs: ``experiments/imagenet2012.py`` with the sizes' variant."""
+  return os.path.join(REPO, CONFIG_FILE) + (f":{sizes.variant}" if sizes.variant else "")
 
-  config = imagenet2012.get_config(sizes.variant)
+
+def load_config(sizes: Sizes, fields: dict[str, object]):
+  """The config the CLI runs read: :func:`config_spec`'s, with ``fields`` set."""
+  config = flag_errors.load_config_file(config_spec(sizes))
   for path, value in fields.items():
     *parents, name = path.split(".")
     setattr(functools.reduce(getattr, parents, config), name, value)
@@ -152,7 +155,8 @@ def device_env(base_env: dict[str, str], count: int) -> dict[str, str]:
   env = dict(base_env)
   xla_flags = [flag for flag in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in flag]
   env["XLA_FLAGS"] = " ".join([*xla_flags, f"--xla_force_host_platform_device_count={count}"])
-  env["CUDA_VISIBLE_DEVICES"] = ",".join(str(index) for index in range(count))
+  visible = base_env.get("CUDA_VISIBLE_DEVICES") or ",".join(str(index) for index in range(count))
+  env["CUDA_VISIBLE_DEVICES"] = ",".join(visible.split(",")[:count])  # the first of those this process sees
   return env
 
 
@@ -160,9 +164,8 @@ def run_cli(sizes: Sizes, fields: dict[str, object], *, devices: int, log_path: 
   """Trains with ``python -m alexnet_jax.main`` on ``devices`` devices (two towers on two) in a fresh
   workdir; returns its steady throughput, read from what it wrote."""
   workdir = tempfile.mkdtemp(prefix=f"cli_{devices}_", dir=fields["data_dir"])
-  config_file = os.path.join(REPO, CONFIG_FILE) + (f":{sizes.variant}" if sizes.variant else "")
   overrides = {**fields, "tower_parallel": devices}
-  command = [sys.executable, "-m", "alexnet_jax.main", f"--workdir={workdir}", f"--config={config_file}"]
+  command = [sys.executable, "-m", "alexnet_jax.main", f"--workdir={workdir}", f"--config={config_spec(sizes)}"]
   command += [f"--config.{path}={value}" for path, value in overrides.items()]
   start = time.perf_counter()
   with open(log_path, "w", encoding="utf-8") as log:
@@ -224,8 +227,14 @@ def time_stream_alone(config, sizes: Sizes) -> dict:
     "images_per_second": round(images_per_second, 1),
     "cpu_us_per_image": round(cpu_us, 1),
     "timed_images": sizes.stream_batches * sizes.batch_size,
-    "read_threads": loader.READ_THREADS,
+    "read_threads": read_threads(spec),
   }
+
+
+def read_threads(spec: input_spec.InputSpec) -> int:
+  """The streamed route's readers: the spec's (``config.input.read_threads`` resolved) where it holds
+  them, else the loader's fixed count."""
+  return getattr(spec, "read_threads", None) or loader.READ_THREADS
 
 
 def with_mfu(part: dict, flops: float, peak: float | None) -> dict:
