@@ -1,10 +1,13 @@
 """The one training loop: :func:`train_and_evaluate` trains a config in a work directory.
 
-``main.py`` calls it. The pieces it drives are pure and tested on their own: the train state
-(``state.py``), the jitted steps (``steps.py``), the update rules (``optimizers.py``), checkpoints,
-divergence and preemption handling. The input is decided once (``data/input_spec.py``) and read
-by the loader (``data/loader.py``) and by the steps' augmentation (``data/augment.py``).
-"""
+``main.py`` calls it. The loop body is the paper's procedure: for each step, train on the next
+batch; then each cadence hook that is due (``hooks.py``): log, evaluate and apply the plateau rule
+(``optimizers.PlateauRule``), write the learning rate, save a checkpoint with its
+``checkpoints.ResumeRecord``, stop on a signal. The pieces it drives are pure and tested on their
+own: the train state (``state.py``), the jitted steps (``steps.py``), the update rules
+(``optimizers.py``), checkpoints, divergence and preemption handling, the reports (``reports.py``).
+The input is decided once (``data/input_spec.py``) and read by the loader (``data/loader.py``) and by
+the steps' augmentation (``data/augment.py``)."""
 
 from __future__ import annotations
 
@@ -209,7 +212,17 @@ class _Run:
   divergence check runs before the first of them that is due.
   """
 
-  def __init__(self, request: _Request, parts: _Parts, state: TrainState, resumed, *, writer, checkpointer, stop):
+  def __init__(
+    self,
+    request: _Request,
+    parts: _Parts,
+    state: TrainState,
+    resumed: checkpoints.ResumeRecord,
+    *,
+    writer,
+    checkpointer,
+    stop,
+  ):
     self.request, self.parts, self.state, self.step = request, parts, state, int(state.step)
     self.writer, self.checkpointer, self.stop = writer, checkpointer, stop
     self.resumed_wall_seconds = resumed.wall_seconds
