@@ -511,6 +511,22 @@ def test_the_configuration_page_lists_the_declared_model_options():
   )
 
 
+def test_the_configuration_page_lists_every_declared_config_field():
+  """docs/configuration.md holds each table ``python -m alexnet_jax.config.field_tables`` prints: a
+  field added, renamed, or given another default or meaning in its option table shows up there."""
+  from alexnet_jax.config import field_tables  # pylint: disable=g-import-not-at-top
+
+  with open(os.path.join(REPO, "docs", "configuration.md"), encoding="utf-8") as f:
+    page = f.read()
+  stale = [
+    heading for heading, sections in field_tables.TABLES.items() if field_tables.markdown_table(sections) not in page
+  ]
+  assert not stale, (
+    f"docs/configuration.md's tables {stale} are not the fields' declarations: paste in the output of"
+    " `python -m alexnet_jax.config.field_tables`"
+  )
+
+
 def test_the_checks_report_planted_stale_references():
   fake = "\n".join(
     [

@@ -15,9 +15,9 @@ from PIL import Image
 from support import fake_ilsvrc
 
 from alexnet_jax import utils
-from alexnet_jax.config.rules import ConfigError
 from alexnet_jax.data import images, input_spec, loader, prepare_store, store
 from alexnet_jax.inference import export, prediction
+from alexnet_jax.rules import ConfigError
 from experiments import imagenet2012
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

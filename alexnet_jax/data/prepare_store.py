@@ -45,9 +45,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import app, flags, logging
 
-from alexnet_jax import errors, utils
-from alexnet_jax.config import rules
-from alexnet_jax.data import datasets, ilsvrc_tars, images, store
+from alexnet_jax import errors, rules, utils
+from alexnet_jax.data import datasets, ilsvrc_tars, images, input_options, store
 
 SKIPPED_SPLITS = ("test",)  # ImageNet's test split has no labels
 ON_BAD_IMAGE = ("skip", "stop")
@@ -499,11 +498,9 @@ def skipped_summary(path: str) -> str:
 
 def main(argv):
   del argv
-  from alexnet_jax.config import validation  # pylint: disable=g-import-not-at-top
-
   start = time.perf_counter()
   try:
-    validation.validate(flags.FLAGS.config, device_count=1)  # the data fields; devices play no part here
+    input_options.check(flags.FLAGS.config)  # the data fields: the store needs no other
     path = prepare(
       flags.FLAGS.config,
       workers=flags.FLAGS.workers,
@@ -542,6 +539,6 @@ if __name__ == "__main__":
   flags.DEFINE_enum(
     "on_bad_image", "skip", ON_BAD_IMAGE, "An image no decoder reads: skip it (listed in the store) or stop."
   )
-  from alexnet_jax.config import flag_errors  # pylint: disable=g-import-not-at-top
+  from alexnet_jax import flag_errors  # pylint: disable=g-import-not-at-top
 
   app.run(main, flags_parser=flag_errors.parse_flags)

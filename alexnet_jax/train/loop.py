@@ -26,7 +26,6 @@ import ml_collections
 from absl import logging
 
 from alexnet_jax import utils
-from alexnet_jax.config import validation
 from alexnet_jax.parallel import distributed, sharding
 from alexnet_jax.train import (
   checkpoints,
@@ -39,6 +38,7 @@ from alexnet_jax.train import (
   run_dir,
   steps,
   summaries,
+  validation,
 )
 from alexnet_jax.train.state import TrainState, create_train_state
 

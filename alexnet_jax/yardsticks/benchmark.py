@@ -41,7 +41,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from alexnet_jax.config import rules
+from alexnet_jax import rules
 from alexnet_jax.model import alexnet, options
 from alexnet_jax.yardsticks import benchmark_jax, benchmark_report, textbook
 
