@@ -78,6 +78,10 @@ def paper_config() -> ml_collections.ConfigDict:
   # "image": the prepared store's 256x256x3 mean image, as cuda-convnet2 and Caffe subtract (the
   # per-channel mean where no store supplies one); or "channel": one mean per channel.
   config.input.mean = "image"
+  # One mean per channel on 0-255 RGB pixels in place of the dataset's (Caffe's mean pixel, (123, 117,
+  # 104)); () = the dataset's. An imported run's own mean image: a .npy in its workdir ("" = none).
+  config.input.mean_pixel = ()
+  config.input.mean_image_file = ""
   # Which crop of the mean image each view loses: "at_view" (Caffe: the crop at the view's own offset,
   # mirrored with it) or "center" (cuda-convnet2: its central crop, whatever the view). The paper does
   # not say; a channel mean is the same either way.

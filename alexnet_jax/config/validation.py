@@ -60,6 +60,14 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   number("input.train_scale", 0.0, low_open=True),
   one_of("input.pca_noise_form", data_options.PCA_NOISE_FORMS),
   one_of("input.mean", data_options.MEANS),
+  rules.Rule(
+    "input.mean_pixel",
+    lambda v: (
+      isinstance(v, (tuple, list)) and len(v) in (0, 1, 3) and all(rules.is_number(x) and 0 <= x <= 255 for x in v)
+    ),
+    "() for the dataset's mean, or one number in [0, 255] per channel (RGB)",
+  ),
+  string("input.mean_image_file", empty_ok=True),
   one_of("input.mean_crop", data_options.MEAN_CROPS),
   boolean("input.use_store"),
   _minus_one_or_at_least_one("eval_max_examples", "all"),
@@ -131,7 +139,9 @@ def _model_sees_crops(config, device_count):
       f"config.model.input_size={config.model.input_size} must equal config.input.crop_size={config.input.crop_size}"
     )
   try:
-    alexnet.feature_map_sizes(config.model.input_size, config.model.pool_window, config.model.pool_stride)
+    alexnet.feature_map_sizes(
+      config.model.input_size, config.model.pool_window, config.model.pool_stride, config.model.conv1_padding
+    )
   except ValueError as error:
     return f"config.model.input_size: {error}"
   return None
