@@ -43,8 +43,8 @@ ADDED_FIELDS = (
   AddedField("schedule.step_every", 0, "2026-12-06 55b4487"),
   AddedField("schedule.min_delta", 0.0, "2026-12-06 55b4487"),  # any lower error was an improvement
   AddedField("input.mean_crop", "at_view", "2026-12-06 44e54bf"),  # the mean image cut with each view
-  AddedField("input.mean_pixel", (), "2026-12-07 weights"),  # the dataset's mean
-  AddedField("input.mean_image_file", "", "2026-12-07 weights"),  # a store's mean image, or none
+  AddedField("input.mean_pixel", (), "2026-12-07 a2fba51"),  # the dataset's mean
+  AddedField("input.mean_image_file", "", "2026-12-07 a2fba51"),  # a store's mean image, or none
 )
 
 

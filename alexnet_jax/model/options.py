@@ -23,7 +23,7 @@ LRN_REGIONS = ("across", "within")
 LRN_POSITIONS = ("after_relu", "before_relu")
 INIT_SCHEMES = ("paper", "caffe", "he")  # alexnet._init_scheme
 DTYPES = ("float32", "bfloat16", "float16")
-SINCE_REFERENCE_NETS = "2026-12-07 weights"  # the options that hold BVLC's and torchvision's nets
+SINCE_REFERENCE_NETS = "2026-12-07 a2fba51"  # the options that hold BVLC's and torchvision's nets
 
 
 def _channel_counts(field: str, count: int) -> rules.Rule:
