@@ -194,3 +194,16 @@ def test_command_line_import_and_predict(tmp_path, pictures):
   assert [line.split("%")[1].strip() in names for line in predicted.stdout.splitlines()[1:]] == [True] * 5
   refused = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
   assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1].startswith("error: --workdir=")
+
+
+@pytest.mark.slow
+def test_export_of_an_imported_torchvision_run_is_torchvisions_net(torchvision_run, tmp_path):
+  from alexnet_jax.inference import export  # pylint: disable=g-import-not-at-top
+  from alexnet_jax.yardsticks import torch_alexnet  # pylint: disable=g-import-not-at-top
+
+  net, run, _ = torchvision_run
+  exported = torch_alexnet.TorchAlexNet(**export.model_options(run.config)).eval()
+  exported.load_state_dict({k: torch.from_numpy(v) for k, v in torch_alexnet.state_dict_from_jax(run.params).items()})
+  x = torch.randn(2, 3, 224, 224)
+  with torch.no_grad():
+    np.testing.assert_allclose(exported(x).numpy(), net(x).numpy(), rtol=1e-5, atol=1e-4)
