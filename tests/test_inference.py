@@ -18,10 +18,9 @@ from flax import nnx
 from PIL import Image
 from support import smoke_run
 
-from alexnet_jax.config import validation
 from alexnet_jax.data import augment, images
 from alexnet_jax.inference import export, figures, prediction, trained_run
-from alexnet_jax.train import checkpoints, state, steps, summaries
+from alexnet_jax.train import checkpoints, state, steps, summaries, validation
 from experiments import fashion_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

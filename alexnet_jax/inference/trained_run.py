@@ -21,11 +21,11 @@ from absl import logging
 from flax import nnx
 
 from alexnet_jax import errors, utils
-from alexnet_jax.config import added_fields, validation
+from alexnet_jax.config import added_fields
 from alexnet_jax.data import augment, options
 from alexnet_jax.inference import imagenet_classes
 from alexnet_jax.parallel import sharding
-from alexnet_jax.train import checkpoints, optimizers, run_dir, state, steps
+from alexnet_jax.train import checkpoints, optimizers, run_dir, state, steps, validation
 
 
 class RunError(errors.UserError, RuntimeError):
@@ -111,18 +111,10 @@ def _spec_from_config(config: ml_collections.ConfigDict):
     image_size=None,
     image_channels=options.image_channels(config.dataset),
     model_channels=config.model.in_channels,
-    resize_size=config.input.resize_size,
-    resize=config.input.resize,
-    crop_size=config.input.crop_size,
     route=input_spec.Route.STREAMED,
-    random_crop=False,
-    random_flip=False,
-    pca_noise_std=0.0,
-    train_scale=1.0,
-    eval_crops=config.input.eval_crops,
-    mean_crop=config.input.mean_crop,
     seed=config.seed,
     **input_spec.pixel_constants(config, None),
+    **input_spec.spec_inputs(config),
   )
 
 

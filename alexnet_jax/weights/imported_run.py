@@ -24,8 +24,7 @@ import numpy as np
 from flax import nnx
 
 from alexnet_jax import errors, utils
-from alexnet_jax.config import validation
-from alexnet_jax.train import checkpoints, optimizers, run_dir, state
+from alexnet_jax.train import checkpoints, optimizers, run_dir, state, validation
 from alexnet_jax.weights import caffemodel, layouts, references, torch_file
 
 MEAN_IMAGE_FILE = "mean_image.npy"

@@ -21,7 +21,7 @@ import dataclasses
 import os
 from typing import Any
 
-from alexnet_jax.config import flag_errors
+from alexnet_jax import flag_errors
 
 CONFIG_FILE = os.path.join(flag_errors.REPO, "experiments", "imagenet2012.py")
 CAFFE_MEAN_PIXEL_RGB = (123.0, 117.0, 104.0)  # Caffe's classification example: (104, 117, 123) in BGR
