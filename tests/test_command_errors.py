@@ -11,6 +11,7 @@ deletes, image sizes, data folders); the ``slow`` ones attack the command lines 
 import errno
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -26,8 +27,9 @@ from support import checkpoint_steps, smoke_run
 
 from alexnet_jax import flag_errors, outputs
 from alexnet_jax.data import datasets
-from alexnet_jax.inference import prediction
-from alexnet_jax.train import checkpoints
+from alexnet_jax.inference import prediction, trained_run
+from alexnet_jax.train import checkpoints, validation
+from experiments import fashion_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ON_MOCK_DATA = os.path.join(REPO, "tests", "support", "mock_data_main.py")
@@ -132,6 +134,19 @@ def test_only_a_regular_file_is_ever_replaced(tmp_path, kind, overwrite):
   assert not path.is_file() or path.is_symlink()
   if kind == "symlink":
     assert (tmp_path / "target").read_bytes() == b"kept"
+
+
+def test_a_symlink_loop_is_named_as_one(tmp_path):
+  os.symlink(tmp_path / "b", tmp_path / "a")
+  os.symlink(tmp_path / "a", tmp_path / "b")
+  assert outputs.not_a_folder(str(tmp_path / "a")).startswith("is a symlink loop")
+  with pytest.raises(outputs.OutputError, match="is a symlink loop"):
+    outputs.make_folder(str(tmp_path / "a"))
+
+
+def test_an_empty_output_path_is_refused_before_any_work():
+  with pytest.raises(outputs.OutputError, match="the output path is empty"):
+    outputs.check("")
 
 
 def test_a_file_that_appears_while_the_output_is_written_is_not_replaced_without_overwrite(tmp_path):
@@ -300,6 +315,48 @@ def test_an_unwritable_data_folder_names_the_flag_and_the_variable(tmp_path):
 
 
 # --- the command lines ---------------------------------------------------------------------------
+
+
+# --- config.json edited by hand ---------------------------------------------------------------
+
+
+def _recorded(tmp_path, data) -> str:
+  (tmp_path / "checkpoints").mkdir(exist_ok=True)
+  (tmp_path / "config.json").write_text(json.dumps(data))
+  return str(tmp_path)
+
+
+@pytest.mark.parametrize(
+  "data, message",
+  [
+    ([1, 2], "holds a JSON list, not an object of config fields"),
+    ("model", "holds a JSON string, not an object"),
+    (None, "holds a JSON null, not an object"),
+    ({"model": None}, "config.model is a JSON null, expected an object of its fields (dropout_rate, dtype, "),
+    ({"input": [1]}, "config.input is a JSON list, expected an object of its fields"),
+    ({"optimizer": "sgd"}, "config.optimizer is a JSON string, expected an object"),
+  ],
+)
+def test_a_config_json_of_another_shape_is_one_line_naming_the_field(tmp_path, data, message):
+  with pytest.raises(trained_run.RunError, match=re.escape(message)):
+    trained_run.read_config(_recorded(tmp_path, data))
+
+
+def test_unknown_fields_at_any_level_are_left_out_with_one_warning(tmp_path, caplog):
+  config = json.loads(fashion_mnist.get_config("smoke").to_json_best_effort())
+  config["model"]["wings"] = 2  # predict: TypeError ... unexpected keyword argument
+  config["shiny"] = True
+  config["input"]["nested"] = {"deeper": 1}
+  with caplog.at_level(logging.WARNING):
+    read = trained_run.read_config(_recorded(tmp_path, config))
+  assert "wings" not in read.model and "shiny" not in read and "nested" not in read.input
+  [warning] = [r.getMessage() for r in caplog.records if "does not know" in r.getMessage()]
+  assert set(warning.split("left out: ")[1].split(", ")) == {
+    "config.model.wings",
+    "config.shiny",
+    "config.input.nested",
+  }
+  validation.validate(read, device_count=1)
 
 
 @pytest.fixture(scope="module")

@@ -216,3 +216,4 @@ def test_every_problem_is_listed_at_once():
   with pytest.raises(validation.ConfigError) as error:
     validation.validate(config, device_count=1)
   assert "model.dropout_rate=1.0" in str(error.value) and "optimizer.name='adam'" in str(error.value)
+  assert "\n" not in str(error.value)  # one error: line, the problems joined
