@@ -21,7 +21,7 @@ from alexnet_jax.data import images
 from alexnet_jax.inference import imagenet_classes, prediction, trained_run
 from alexnet_jax.model import layers
 from alexnet_jax.train import run_dir
-from alexnet_jax.weights import caffemodel, imported_run, layouts, protobuf_wire, torch_file
+from alexnet_jax.weights import caffemodel, imported_run, layouts, protobuf_wire, references, torch_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = {"square": (300, 300), "exact": (256, 256), "wide": (240, 400), "tall": (500, 261)}
@@ -127,24 +127,51 @@ def test_a_file_that_does_not_fit_names_the_layer_and_writes_nothing(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["bad.pth"]
 
 
-def test_torch_file_refuses_pickled_code(tmp_path):
+# torch.save's two formats: the zip one (PyTorch >= 1.6) and the legacy one (older files, torchvision's own).
+SAVE_FORMATS = {"zip": {}, "legacy": {"_use_new_zipfile_serialization": False}}
+
+
+@pytest.mark.parametrize("save_format", list(SAVE_FORMATS))
+def test_torch_file_refuses_pickled_code(tmp_path, save_format):
   class Code:
     def __reduce__(self):
       return (os.system, ("echo never",))
 
-  torch.save({"weight": Code()}, tmp_path / "code.pth")
+  torch.save({"weight": Code()}, tmp_path / "code.pth", **SAVE_FORMATS[save_format])
   with pytest.raises(torch_file.UnsafeFileError, match="posix.system|os.system"):
     torch_file.read_state_dict(str(tmp_path / "code.pth"))
   assert issubclass(torch_file.UnsafeFileError, pickle.UnpicklingError)
 
 
-def test_torch_file_reads_views_and_dtypes(tmp_path):
+@pytest.mark.parametrize("save_format", list(SAVE_FORMATS))
+def test_torch_file_reads_views_and_dtypes(tmp_path, save_format):
   base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
   tensors = {"t": base.t(), "row": base[2], "half": base.half(), "bf16": base.bfloat16(), "long": torch.arange(5)}
-  torch.save(tensors, tmp_path / "t.pth")
+  torch.save(tensors, tmp_path / "t.pth", **SAVE_FORMATS[save_format])
   read = torch_file.read_state_dict(str(tmp_path / "t.pth"))
   for name, tensor in tensors.items():
     np.testing.assert_array_equal(read[name], tensor.float().numpy() if name == "bf16" else tensor.numpy())
+
+
+def test_a_legacy_torch_file_of_torchvisions_alexnet_reads_as_torch_loads_it(tmp_path):
+  model = reference_nets.torchvision().models.alexnet()
+  torch.save(model.state_dict(), tmp_path / "owt.pth", _use_new_zipfile_serialization=False)
+  read = torch_file.read_state_dict(str(tmp_path / "owt.pth"))
+  loaded = torch.load(tmp_path / "owt.pth", weights_only=True)
+  assert list(read) == list(loaded)
+  for name, tensor in loaded.items():
+    np.testing.assert_array_equal(read[name], tensor.numpy())
+  reference, _, layers = imported_run.read_layers(str(tmp_path / "owt.pth"))  # told from a caffemodel
+  assert reference is references.TORCHVISION and set(layers) == {name.rpartition(".")[0] for name in loaded}
+
+
+@pytest.mark.parametrize("damage", ["cut", "not_torch"])
+def test_a_damaged_legacy_file_is_a_value_error(tmp_path, damage):
+  torch.save({"w": torch.ones(100)}, tmp_path / "w.pth", _use_new_zipfile_serialization=False)
+  data = (tmp_path / "w.pth").read_bytes()
+  (tmp_path / "w.pth").write_bytes(data[:-50] if damage == "cut" else b"plain text, not a torch file")
+  with pytest.raises(ValueError, match="cut off|not a torch file"):
+    torch_file.read_state_dict(str(tmp_path / "w.pth"))
 
 
 def test_caffemodel_reader_reads_both_layouts_and_legacy_dims():

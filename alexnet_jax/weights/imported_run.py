@@ -28,7 +28,6 @@ from alexnet_jax.train import checkpoints, optimizers, run_dir, state, validatio
 from alexnet_jax.weights import caffemodel, layouts, references, torch_file
 
 MEAN_IMAGE_FILE = "mean_image.npy"
-_ZIP_MAGIC = b"PK\x03\x04"
 
 
 class WeightFileError(errors.UserError, ValueError):
@@ -36,10 +35,10 @@ class WeightFileError(errors.UserError, ValueError):
 
 
 def read_layers(path: str) -> tuple[references.Reference, str, dict[str, tuple[np.ndarray, ...]]]:
-  """(the reference, the format in words, layer name -> (weights, bias)) of a ``.pth`` (a zip: torch's
-  format) or a ``.caffemodel`` (anything else), told apart by their first bytes."""
+  """(the reference, the format in words, layer name -> (weights, bias)) of a ``.pth`` (torch's zip or
+  legacy format) or a ``.caffemodel`` (anything else), told apart by their first bytes."""
   try:
-    if _read_bytes(path, 4) == _ZIP_MAGIC:
+    if torch_file.is_torch_file(_read_bytes(path, 16)):
       return references.TORCHVISION, torch_file.FORMAT, _by_layer(torch_file.read_state_dict(path))
     layout, layers = caffemodel.read_layers(_read_bytes(path))
   except (ValueError, pickle.UnpicklingError, EOFError) as error:
