@@ -442,6 +442,7 @@ def test_a_failed_save_stops_with_a_message_and_keeps_the_last_good_checkpoint(
   assert "saving the checkpoint of step 6 in" in message and "No space left on device" in message
   assert "the last complete checkpoint (step 4) is kept" in message
   assert ocp.CheckpointManager(str(workdir / "checkpoints")).all_steps() == [2, 4]
+  assert not list((workdir / "checkpoints").glob("*.orbax-checkpoint-tmp*"))  # the failed save leaves nothing
 
 
 @pytest.mark.slow

@@ -175,6 +175,9 @@ class Checkpointer:
     missing = [s for s in self._started if not os.path.isdir(os.path.join(self._directory, str(s)))]
     step = missing[0] if missing else None
     self._saving.clear()
+    for unfinished in missing:  # orbax's temporary folders of the failed saves: never a checkpoint, only space
+      for folder in glob.glob(os.path.join(self._directory, f"{unfinished}.orbax-checkpoint-tmp*")):
+        shutil.rmtree(folder, ignore_errors=True)
     kept = self.latest_step()
     return SaveError(
       f"saving the checkpoint{f' of step {step}' if step is not None else ''} in {self._directory} failed "
@@ -292,16 +295,17 @@ class Checkpointer:
 
 
 class OrbaxInfoFilter(pylogging.Filter):
-  """A log filter that keeps orbax's warnings and errors but not its several INFO lines per
-  checkpoint, nor the tracebacks of its errors (a failed save): the error: line that follows says
-  what happened; nor its notice that a directory opened read-only (by a command that reads a run) is
-  read only. ``main`` and the commands that use a trained run install it on absl's handler."""
+  """A log filter that keeps orbax's warnings but not its several INFO lines per checkpoint, nor its
+  errors and their tracebacks (a failed save): the error: line that follows says what happened; nor
+  its notice that a directory opened read-only (by a command that reads a run) is read only. ``main`` and the commands that use a trained run install it on absl's handler."""
 
   def filter(self, record):
     if f"{os.sep}orbax{os.sep}" not in record.pathname:
       return True
     record.exc_info, record.exc_text = None, None
-    return record.levelno >= pylogging.WARNING and not _READ_ONLY_NOTICE.search(record.getMessage())
+    # orbax's errors surface as exceptions that the commands turn into their one error: line (SaveError,
+    # CheckpointError); its own ERROR line before it (a full disk's) would say the same twice.
+    return record.levelno == pylogging.WARNING and not _READ_ONLY_NOTICE.search(record.getMessage())
 
 
 class ChecksumError(ValueError):
