@@ -297,7 +297,8 @@ class Checkpointer:
 class OrbaxInfoFilter(pylogging.Filter):
   """A log filter that keeps orbax's warnings but not its several INFO lines per checkpoint, nor its
   errors and their tracebacks (a failed save): the error: line that follows says what happened; nor
-  its notice that a directory opened read-only (by a command that reads a run) is read only. ``main`` and the commands that use a trained run install it on absl's handler."""
+  its notice that a directory opened read-only (by a command that reads a run) is read only. ``main``
+  and the commands that use a trained run install it on absl's handler."""
 
   def filter(self, record):
     if f"{os.sep}orbax{os.sep}" not in record.pathname:
