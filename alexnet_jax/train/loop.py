@@ -227,8 +227,9 @@ def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_conf
                 _report_drop(drop, writer)
             progress.restart(step)
           if is_log or is_eval or is_last:
-            rate = float(optimizers.learning_rate_at(schedule, state.plateau, step))
-            writer.scalars(step, {"schedule/learning_rate": rate})  # the next step's, after any drop
+            rates = [float(rate) for rate in optimizers.rates_of(schedule, state.plateau, step)]
+            # the next step's rates, after any drop
+            writer.scalars(step, dict(zip(("schedule/learning_rate", "schedule/bias_learning_rate"), rates)))
           if is_save or is_last or stop.requested:
             divergence.check_params_finite(step, state.params, last_saved, suspect)
             record = {
