@@ -13,7 +13,7 @@ from flax import nnx
 from alexnet_jax.data import augment, input_spec
 from alexnet_jax.train import optimizers, validation
 from alexnet_jax.train import state as train_state
-from experiments import fashion_mnist, imagenet2012
+from experiments import imagenet2012
 
 CONV_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
@@ -37,12 +37,17 @@ def test_the_imagenet_config_and_its_smoke_variant_validate():
 
 @pytest.mark.parametrize(
   "variant,weight_std,bias_value",
-  [(None, {}, 1.0), ("caffe", {"fc6": 0.005, "fc7": 0.005}, 0.1)],
-  ids=["paper", "caffe"],
+  [
+    (None, {}, 1.0),
+    ("caffe", {"fc6": 0.005, "fc7": 0.005}, 0.1),
+    ("cuda_convnet2", {"conv3": 0.03, "conv4": 0.03, "conv5": 0.03}, 1.0),
+  ],
+  ids=["paper", "caffe", "cuda_convnet2"],
 )
 def test_a_built_model_starts_from_the_recipes_initial_weights(variant, weight_std, bias_value):
   """§5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6 and fc7, 0 in the others.
-  Caffe's bvlc_alexnet: std 0.005 in fc6/fc7 and 0.1 where the paper has 1."""
+  Caffe's bvlc_alexnet: std 0.005 in fc6/fc7 and 0.1 where the paper has 1; cuda-convnet2's two-tower
+  layer-params file: initW=0.03 in conv3-conv5."""
   config = imagenet2012.get_config(":".join(name for name in (variant, "smoke") if name))
   _, params = _built(config)
   for name, layer in _layers(params).items():
@@ -110,17 +115,3 @@ def test_the_colour_noise_moves_pixels_by_a_tenth_of_each_components_std_on_the_
   shifts = np.asarray(augment.colour_shift(draws["alpha"], constants["eigenvectors"], constants["scales"]))
   along = shifts @ eigenvectors  # each shift's component along each eigenvector
   np.testing.assert_allclose(along.std(axis=0), 0.1 * np.sqrt(eigenvalues), rtol=0.03)
-
-
-@pytest.mark.parametrize(
-  "variant,width,in_channels",
-  [("small_data", 0.5, 3), ("", 0.25, 1)],
-  ids=["first_recipe_90.05", "default_recipe_91.19"],
-)
-def test_the_fashion_mnist_recipes_keep_their_measured_values(variant, width, in_channels):
-  """README's Fashion-MNIST runs were measured with these: they must not follow the ImageNet changes."""
-  config = fashion_mnist.get_config(variant or None)
-  assert config.optimizer.decay_biases is True
-  assert (config.input.mean, config.input.pca_noise_std) == ("channel", 0.0)
-  assert config.model.width == width and config.model.in_channels == in_channels
-  assert config.optimizer.bias_lr_multiplier == 1.0 and config.input.train_scale == 1.0

@@ -45,7 +45,7 @@ LRN_OPTIONS = (
 # divides an rnorm's scale by size**2 (a cmrnorm's by size): the literal alpha is 0.001 / 25 = 4e-5.
 CNORM2 = dict(region="within", size=5, k=1.0, alpha=0.001 / 5**2, beta=0.75)
 # The date and commit of the options for cuda-convnet2's two-tower files (per-layer LRN position, cnorm2).
-CUDA_CONVNET2_SINCE = "2026-12-07 SINCE"
+CUDA_CONVNET2_SINCE = "2026-12-07 cde9c2f"
 
 
 def lrn_positions(value: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from alexnet_jax.train import profiling
 OPTIMIZERS = ("sgd", "paper_sgd")
 SCHEDULES = ("constant", "cosine", "piecewise", "step", "plateau", "dexp")
 # The date and commit of the schedule fields for cuda-convnet2's dexp (weights' and biases').
-DEXP_SINCE = "2026-12-07 SINCE"
+DEXP_SINCE = "2026-12-07 cde9c2f"
 # The step counter is an int32 on the device: no run may plan more steps.
 MAX_STEPS = 2**31 - 1
 # Seeds: JAX keys (without x64) and the input pipeline keep a seed's low 32 bits, so a larger seed
