@@ -82,6 +82,37 @@ def test_the_imagenet_models_lrn_is_the_papers_formula_within_each_tower():
   np.testing.assert_allclose(across, _literal_lrn(np.concatenate(towers, -1), k=1.0, alpha=2e-5), rtol=1e-5)
 
 
+def _cuda_convnet2_rnorm(a, size=5, scale=0.001, pow_=0.75, min_div=1.0):
+  """cuda-convnet2's ``rnorm`` as its layer.py and kernels define it: each map divided by (minDiv + scale /
+  size**2 * sum of squares over the size x size window of the same map, clipped at the borders) ** pow."""
+  height, width, half = a.shape[1], a.shape[2], size // 2
+  out = np.empty_like(a, np.float64)
+  for y in range(height):
+    for x in range(width):
+      window = a[:, max(0, y - half) : y + half + 1, max(0, x - half) : x + half + 1].astype(np.float64)
+      out[:, y, x] = a[:, y, x] / (min_div + scale / size**2 * (window**2).sum((1, 2))) ** pow_
+  return out
+
+
+def test_the_cuda_convnet2_model_normalises_conv1_before_its_relu_and_conv2_after_it_then_cnorm2():
+  """layers-imagenet-2gpu-model.cfg: conv1 -> rnorm1 -> ReLU (on pool1); conv2 -> ReLU -> rnorm2 -> cnorm2;
+  each tower on its own. The literal formulas, on maps with negative values so that the orders differ."""
+  rng = np.random.default_rng(5)
+  towers = [rng.normal(0, 40, (2, 6, 6, 6)).astype(np.float32) for _ in range(2)]
+  model, _ = _built(imagenet2012.get_config("cuda_convnet2:smoke"))
+  relu = lambda a: np.maximum(a, 0)  # noqa: E731
+  rnorm = lambda a: _literal_lrn(a, k=2.0, alpha=1e-4 / 5)  # noqa: E731 -- scale=0.0001 / size, minDiv=2
+  want = {
+    "conv1": [relu(rnorm(t)) for t in towers],
+    "conv2": [_cuda_convnet2_rnorm(rnorm(relu(t))) for t in towers],
+  }
+  for name, wanted in want.items():
+    got = model._activate(name, [jnp.asarray(t) for t in towers], None)
+    for tower, normalised in zip(wanted, got):
+      np.testing.assert_allclose(np.asarray(normalised), tower, rtol=1e-5, atol=1e-6, err_msg=name)
+  assert not np.allclose(want["conv1"][0], rnorm(relu(towers[0])), rtol=1e-3)  # the orders differ here
+
+
 def test_the_papers_update_decays_the_weights_and_not_the_biases():
   """One update of the configured rule with zero gradients: every kernel shrinks by eps * wd, no bias
   moves (cuda-convnet2 sets wc on weights only, Caffe decay_mult 0 on biases)."""
