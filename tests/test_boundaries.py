@@ -28,7 +28,7 @@ TF_FREE = (
   "alexnet_jax.train.steps",
   "alexnet_jax.train.state",
   "alexnet_jax.train.optimizers",
-  "alexnet_jax.config.validation",
+  "alexnet_jax.train.validation",
   "alexnet_jax.data.registry",
   "alexnet_jax.data.data_dirs",
   "alexnet_jax.yardsticks.benchmark",

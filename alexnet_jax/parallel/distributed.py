@@ -4,8 +4,10 @@ Every process runs the same program. ``jax.distributed.initialize`` connects the
 coordinator (process 0), after which ``jax.devices()`` lists every process's devices, one mesh
 spans them all and XLA's collectives cross hosts. It must run before anything touches a device.
 
-On SLURM, Open MPI and Cloud TPU VMs JAX finds the coordinator, process count and id by itself;
-elsewhere (or to override) pass them explicitly, as ``launch/local_multiprocess.py`` does.
+On SLURM, Open MPI and Cloud TPU VMs JAX finds the coordinator, process count and id by itself; on
+Kubernetes it does only with ``jax[k8s]`` installed, a service account allowed to read pods, services
+and jobs, and an Indexed Job or JobSet (``launch/k8s/``, docs/scaling_out.md); elsewhere (or to
+override) pass them explicitly, as ``launch/local_multiprocess.py`` does.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def initialize_distributed(
     process_id: this process's index in [0, num_processes) (None: auto-detect).
 
   With all three None, ``jax.distributed.initialize()`` is tried with its cluster detection
-  (SLURM, Open MPI, Cloud TPU, Kubernetes); if it finds no cluster the run is single-process.
+  (SLURM, Open MPI, Cloud TPU; Kubernetes with ``jax[k8s]``); if it finds no cluster the run is single-process.
   """
   if num_processes == 1:
     return
