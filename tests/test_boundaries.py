@@ -103,39 +103,6 @@ def test_no_library_module_but_the_pytorch_yardstick_imports_torch():
   assert _loaded_after_import([TORCH_MODULE], ("torch",))[TORCH_MODULE] == ["torch"]
 
 
-def data_module_imports(source: str) -> set[str]:
-  """The ``alexnet_jax.data`` modules ``source`` imports, anywhere in it (inside functions too)."""
-  found = set()
-  for node in ast.walk(ast.parse(source)):
-    if isinstance(node, ast.ImportFrom) and node.module == "alexnet_jax.data":
-      found |= {alias.name for alias in node.names}
-    elif isinstance(node, (ast.Import, ast.ImportFrom)):
-      names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-      found |= {name.split(".")[2] for name in names if name.startswith("alexnet_jax.data.")}
-  return found
-
-
-def test_the_data_modules_import_each_other_without_a_cycle():
-  """Each data module only imports those below it (the registry names a converter by its module's name)."""
-  graph = {}
-  for path in glob.glob(os.path.join(REPO, "alexnet_jax", "data", "*.py")):
-    with open(path) as f:
-      graph[os.path.basename(path)[:-3]] = data_module_imports(f.read())
-  assert graph["datasets"] >= {"registry", "data_dirs"} and "datasets" not in graph["fashion_mnist_offline"]
-  done, active = set(), []
-
-  def visit(module):
-    assert module not in active, f"import cycle: {' -> '.join([*active, module])}"
-    if module not in done:
-      active.append(module)
-      for imported in sorted(graph.get(module, ())):
-        visit(imported)
-      done.add(active.pop())
-
-  for module in sorted(graph):
-    visit(module)
-
-
 def imports_of_experiments(source: str) -> list[int]:
   """Lines of ``source`` that import the ``experiments`` package: ``import``/``from`` statements, and
   ``importlib.import_module`` or ``__import__`` of a name (an f-string's leading text too) in it."""
