@@ -42,6 +42,8 @@ class OutputError(errors.UserError, OSError):
 def check(path: str, *, overwrite: bool = False) -> str:
   """Refuses ``path`` as an output unless it can be written (see the module docstring); makes its
   parent folders; returns ``path``. Cheap: commands call it before their work."""
+  if not path:
+    raise OutputError("the output path is empty; give a file name")
   if os.path.isdir(path):
     raise OutputError(f"{path} is a directory; give a file name")
   owner = owning_run(path)
@@ -85,8 +87,13 @@ def make_folder(folder: str) -> str:
 
 
 def not_a_folder(path: str) -> str:
-  """What an existing ``path`` that is not a folder is, in words: a file, or a dangling symlink."""
+  """What an existing ``path`` that is not a folder is, in words: a file, a symlink loop or a dangling symlink."""
   if os.path.islink(path) and not os.path.exists(path):
+    try:
+      os.stat(path)
+    except OSError as error:
+      if error.errno == errno.ELOOP:
+        return f"is a symlink loop ({path} -> {os.readlink(path)} leads back to itself)"
     return f"is a symlink to {os.readlink(path)}, which does not exist"
   return "is a file, not a folder"
 

@@ -80,7 +80,7 @@ def check_config(config, field_rules: Iterable[Rule], cross_checks: Iterable[Cro
   if not errors:
     errors = [message for check in cross_checks if (message := check(config, device_count))]
   if errors:
-    raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    raise ConfigError("invalid config: " + "; ".join(errors))  # one line, every problem
 
 
 def lookup(config, dotted: str):

@@ -136,6 +136,19 @@ def test_only_a_regular_file_is_ever_replaced(tmp_path, kind, overwrite):
     assert (tmp_path / "target").read_bytes() == b"kept"
 
 
+def test_a_symlink_loop_is_named_as_one(tmp_path):
+  os.symlink(tmp_path / "b", tmp_path / "a")
+  os.symlink(tmp_path / "a", tmp_path / "b")
+  assert outputs.not_a_folder(str(tmp_path / "a")).startswith("is a symlink loop")
+  with pytest.raises(outputs.OutputError, match="is a symlink loop"):
+    outputs.make_folder(str(tmp_path / "a"))
+
+
+def test_an_empty_output_path_is_refused_before_any_work():
+  with pytest.raises(outputs.OutputError, match="the output path is empty"):
+    outputs.check("")
+
+
 def test_a_file_that_appears_while_the_output_is_written_is_not_replaced_without_overwrite(tmp_path):
   """The race: another writer creates the file after the check; the link-based publish refuses."""
   path = tmp_path / "out.json"
