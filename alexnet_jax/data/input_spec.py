@@ -105,12 +105,13 @@ InputSpec = dataclasses.make_dataclass(
 
 
 def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> InputSpec:
-  """The spec of a validated ``config``: prepares the dataset if needed and reads its metadata.
+  """The spec of a validated ``config``: reads the prepared dataset's metadata (``datasets.prepare``
+  made it readable; this changes nothing on the disk).
 
   Splits that do not exist or hold no examples, a dataset with another number of classes than the
   model's, and a batch larger than the train split are :class:`ConfigError`: the loop calls this
   before it writes anything."""
-  builder = datasets.prepared_builder(config)
+  builder = datasets.prepared(config)
   check_store_resize(config, builder)
   info = builder.info
   num_train = count_examples(builder, config.train_split, "config.train_split")

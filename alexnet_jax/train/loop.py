@@ -83,11 +83,12 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_config_change: bool) -> dict:
-  from alexnet_jax.data import input_spec
+  from alexnet_jax.data import datasets, input_spec
 
   start_time = time.time()
   config_json = json.loads(config.to_json_best_effort())
   must_record_config = run_dir.check_config(workdir, config_json, allow_config_change=allow_config_change)
+  datasets.prepare(config)  # may download or convert it; everything after only reads
   spec = input_spec.build(config)
   plan = Plan.from_config(config, spec.steps_per_epoch)
   checkpoint_dir = checkpoints.checkpoint_dir(workdir)

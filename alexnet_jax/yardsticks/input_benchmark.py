@@ -29,7 +29,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from alexnet_jax import errors, flag_errors, outputs
-from alexnet_jax.data import images, input_spec, loader
+from alexnet_jax.data import datasets, images, input_spec, loader
 from alexnet_jax.train import validation
 
 _CONFIG = config_flags.DEFINE_config_file("config", flag_errors.DEFAULT_CONFIG, lock_config=True)
@@ -140,6 +140,7 @@ def run(config) -> None:
     else:
       print(", ".join(f"{key} {value}" for key, value in result.items()))
     return
+  datasets.prepare(config)
   spec = input_spec.build(config)
   steps_per_epoch = spec.steps_per_epoch
   print(f"{spec.describe()}; batch {spec.batch_size}, {steps_per_epoch} steps per epoch")
