@@ -84,6 +84,8 @@ def paper_config() -> ml_collections.ConfigDict:
   config.input.mean_crop = "at_view"
   # Read the prepared store (``python -m alexnet_jax.data.prepare_store``) when it exists.
   config.input.use_store = True
+  # Batches read and decoded at once by the streamed route's threads; 0: the cores this process may use.
+  config.input.read_threads = 0
   config.input.eval_crops = "ten_crop"  # "center" or "ten_crop" (4 corners + centre, flipped)
   config.eval_max_examples = -1  # -1 = the whole eval split
 

@@ -69,6 +69,7 @@ INVALID = {
   "input.mean": UNKNOWN_NAME.filter(lambda s: s not in ("image", "channel")),
   "input.mean_crop": UNKNOWN_NAME.filter(lambda s: s not in ("at_view", "center")),
   "input.use_store": NOT_A_BOOL,
+  "input.read_threads": int_below(0),
   "input.train_scale": below(0.0, inclusive=True),
   "eval_max_examples": minus_one_or_positive(),
   "model.num_classes": int_below(1),

@@ -43,6 +43,7 @@ ADDED_FIELDS = (
   AddedField("schedule.step_every", 0, "2026-12-06 55b4487"),
   AddedField("schedule.min_delta", 0.0, "2026-12-06 55b4487"),  # any lower error was an improvement
   AddedField("input.mean_crop", "at_view", "2026-12-06 44e54bf"),  # the mean image cut with each view
+  AddedField("input.read_threads", 2, "2026-12-07 c34f63f"),  # loader.READ_THREADS on any host
 )
 
 

@@ -62,6 +62,7 @@ CONFIG_RULES: tuple[rules.Rule, ...] = (
   one_of("input.mean", data_options.MEANS),
   one_of("input.mean_crop", data_options.MEAN_CROPS),
   boolean("input.use_store"),
+  integer("input.read_threads", 0),
   _minus_one_or_at_least_one("eval_max_examples", "all"),
   one_of("optimizer.name", optimizers.OPTIMIZERS),
   number("optimizer.learning_rate", 0.0, low_open=True),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 
 import numpy as np
 from absl import logging
@@ -55,6 +56,7 @@ class InputSpec:
   resize: str  # how an image becomes its square (options.RESIZES; a store's own method)
   crop_size: int  # side of the views the model sees
   route: Route
+  read_threads: int  # streamed route: batches read and decoded at once (config.input.read_threads; 0 resolved)
   random_crop: bool
   random_flip: bool
   pca_noise_std: float
@@ -139,6 +141,7 @@ def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> Inpu
     resize=config.input.resize,
     crop_size=config.input.crop_size,
     route=route,
+    read_threads=config.input.read_threads or usable_cores(),
     random_crop=config.input.random_crop,
     random_flip=config.input.random_flip,
     pca_noise_std=float(config.input.pca_noise_std),
@@ -150,6 +153,12 @@ def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> Inpu
   )
   logging.info("Input: %s", spec.describe())
   return spec
+
+
+def usable_cores() -> int:
+  """The cores this process may run on (its CPU affinity: one under ``taskset -c 0``), what
+  ``config.input.read_threads = 0`` reads with."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: no affinity
 
 
 def check_store_resize(config, builder) -> None:

@@ -39,7 +39,6 @@ from alexnet_jax.data import datasets, images
 from alexnet_jax.data.input_spec import InputSpec, Route
 
 Batch = dict[str, np.ndarray]
-READ_THREADS = 2  # batches decoded at once (streamed); 2 cores here
 PREFETCH_BATCHES = 4
 PARALLEL_DECODE_MIN_IMAGES = 20_000  # an in-memory split this large is decoded by several processes
 _PADDING = -1  # example index of an eval position past the end of the split
@@ -89,7 +88,7 @@ def _batches(spec: InputSpec, split: str, index_batches: grain.MapDataset, *, wi
     threads = 1  # a gather: one thread keeps ahead of any step
   else:
     read = functools.partial(_read_and_decode, source=spec.source(split), spec=spec)
-    threads = READ_THREADS
+    threads = spec.read_threads
   batches = index_batches.map(functools.partial(_with_mask, read=read) if with_mask else read)
   options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=PREFETCH_BATCHES)
   return _reading(iter(batches.to_iter_dataset(options)), spec)

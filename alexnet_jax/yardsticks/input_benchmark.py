@@ -112,7 +112,7 @@ def synthetic_result(config) -> dict:
     "batch_size": config.batch_size,
     "store": bool(config.input.use_store),
     "route": spec.route.value,
-    "read_threads": loader.READ_THREADS,
+    "read_threads": spec.read_threads,
     "source_seconds": round(source_seconds, 1),
     "store_seconds": round(store_seconds, 1),
     "synthetic_images": _SYNTHETIC_IMAGES.value,
