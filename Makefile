@@ -14,8 +14,9 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-prepare.txt
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-prepare.txt requirements-onnx.txt
 	$(PY) -m pip install -q -r requirements-test.txt
+	$(PY) -m pip install -q --no-deps -r requirements-onnx.txt  # the ONNX export's extra (see the file)
 	touch $@
 
 install: $(VENV)/.installed

@@ -2,7 +2,7 @@
 
 from absl import app
 
-from alexnet_jax.config import flag_errors
+from alexnet_jax import flag_errors
 from alexnet_jax.yardsticks.input_benchmark import main
 
 if __name__ == "__main__":

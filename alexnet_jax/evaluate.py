@@ -4,7 +4,8 @@
   python -m alexnet_jax.evaluate --workdir=runs/fm --step=2000 --crops=ten_crop --split=train
 
 Prints top-1/top-5 accuracy, the loss and the accuracy of every class, and writes
-``WORKDIR/eval_<split>_<step>.json`` (``_<crops>`` appended for views other than the centre crop,
+``WORKDIR/eval_<split>_<step>.json`` (the split's slicing spelled out, ``test[:10%]`` as ``test_to10pct``;
+``_<crops>`` appended for views other than the centre crop, ``_max<N>`` for ``--max_examples``,
 ``_trained`` for a moving-average run's trained weights) with the confusion matrix,
 and the matrix as ``..._confusion.png`` next to it; an existing report is replaced only with
 ``--overwrite``. A workdir without checkpoints, a step it does not hold, a split that does not
@@ -50,6 +51,7 @@ def main(argv):
       run.config.eval_split,
       run.step,
       run.config.input.eval_crops,
+      max_examples=FLAGS.max_examples,
       trained_of_averaged=trained_of_averaged,
     )
     evaluation.output_paths(stem, overwrite=FLAGS.overwrite)  # refused before the evaluation, not after

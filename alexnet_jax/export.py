@@ -1,13 +1,16 @@
-"""Command line: export a trained run's weights for PyTorch or any other framework.
+"""Command line: export a trained run's weights for PyTorch or any other framework, or its network as ONNX.
 
   python -m alexnet_jax.export --workdir=runs/fm --format=torch alexnet_fm.pt
   python -m alexnet_jax.export --workdir=runs/fm --format=npz alexnet_fm.npz
+  python -m alexnet_jax.export --workdir=runs/fm --format=onnx alexnet_fm.onnx
 
 ``torch`` writes a state_dict that ``alexnet_jax.yardsticks.torch_alexnet.TorchAlexNet`` loads;
-``npz`` writes plain float32 arrays in the JAX layout. Both also write ``OUT.json`` (the step, the
-model options and the input the network expects). Names and layouts: ``alexnet_jax/inference/export.py``.
-An existing OUT is replaced only with ``--overwrite``; a run's own files never (``alexnet_jax/outputs.py``).
-PyTorch is needed only for ``--format=torch``.
+``npz`` writes plain float32 arrays in the JAX layout; ``onnx`` the eval-mode network as an ONNX
+graph (NHWC ``images`` in, ``logits`` out), checked with onnxruntime before it is written. Each also
+writes ``OUT.json`` (the step, the model options and the input the network expects). Names and
+layouts: ``alexnet_jax/inference/export.py``. An existing OUT is replaced only with ``--overwrite``;
+a run's own files never (``alexnet_jax/outputs.py``). PyTorch is needed only for ``--format=torch``;
+jax2onnx and onnxruntime (``requirements-onnx.txt``) only for ``--format=onnx``.
 """
 
 from absl import flags
@@ -20,16 +23,24 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
   """This command's flags; defined when it runs, not when it is imported (several commands
   share flag names, and absl allows one definition per process)."""
+  from alexnet_jax.inference.export import FORMATS  # pylint: disable=g-import-not-at-top -- imports flax
+
   cli.define_run_flags()
-  flags.DEFINE_enum("format", None, ["torch", "npz"], "torch: a TorchAlexNet state_dict; npz: numpy arrays.")
+  flags.DEFINE_enum(
+    "format",
+    None,
+    list(FORMATS),
+    "torch: a TorchAlexNet state_dict; npz: numpy arrays; onnx: the network's ONNX graph.",
+  )
   flags.mark_flags_as_required(["format"])
   cli.define_overwrite_flag()
 
 
 def main(argv):
-  if len(argv) != 2:
-    cli.fail("give one output file: python -m alexnet_jax.export --workdir=W --format=torch|npz OUT")
   from alexnet_jax.inference import export, trained_run  # pylint: disable=g-import-not-at-top
+
+  if len(argv) != 2:
+    cli.fail(f"give one output file: python -m alexnet_jax.export --workdir=W --format={'|'.join(export.FORMATS)} OUT")
 
   with cli.reporting_user_errors():
     cli.prepare_host(FLAGS.workdir)

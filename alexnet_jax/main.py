@@ -22,8 +22,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import compilation_cache, errors
-from alexnet_jax.config import flag_errors
+from alexnet_jax import compilation_cache, errors, flag_errors
 from alexnet_jax.parallel import distributed
 from alexnet_jax.train import checkpoints, loop
 

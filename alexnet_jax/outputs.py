@@ -4,9 +4,13 @@ Every output goes through :func:`check` before the command spends time computing
 :func:`write` once it is ready:
 
 - its parent folders are made; a folder that cannot be made is one line;
-- it is never a directory, and never a file a training run owns (``config.json``, ``summary.json``,
-  the trainer's lock and log, TensorBoard events, anything under ``checkpoints/``): refused;
-- an existing file is replaced only when the command was given ``--overwrite``;
+- it is nothing but a regular file or a new name (never a directory, a device, a FIFO, a socket or a
+  symlink: replacing one would destroy what it is), and never a file a training run owns
+  (``config.json``, ``summary.json``, the trainer's lock and log, TensorBoard events, anything under
+  ``checkpoints/``): refused;
+- an existing file is replaced only when the command was given ``--overwrite``, and without it a file
+  that appears while the output is computed (another writer racing this one) is not replaced either:
+  the output is published with a hard link, which fails where a file exists;
 - it is written atomically (a temporary file beside it, fsync, rename): a full or read-only disk,
   or a kill, leaves the old file or none, never half of one, and the failure is one line naming the path.
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -37,15 +42,35 @@ class OutputError(errors.UserError, OSError):
 def check(path: str, *, overwrite: bool = False) -> str:
   """Refuses ``path`` as an output unless it can be written (see the module docstring); makes its
   parent folders; returns ``path``. Cheap: commands call it before their work."""
+  if not path:
+    raise OutputError("the output path is empty; give a file name")
   if os.path.isdir(path):
     raise OutputError(f"{path} is a directory; give a file name")
   owner = owning_run(path)
   if owner is not None:
     raise OutputError(f"{path} belongs to the training run in {owner}; write elsewhere")
-  if os.path.lexists(path) and not overwrite:
-    raise OutputError(f"{path} exists; {OVERWRITE_HINT}")
+  if os.path.lexists(path):
+    kind = not_a_regular_file(path)
+    if kind:
+      raise OutputError(f"{path} is {kind}, not a regular file: it is never replaced; give another path")
+    if not overwrite:
+      raise OutputError(f"{path} exists; {OVERWRITE_HINT}")
   make_folder(os.path.dirname(path) or ".")
   return path
+
+
+def not_a_regular_file(path: str) -> str | None:
+  """What an existing ``path`` is, in words, when it is not a regular file (None when it is one)."""
+  mode = os.lstat(path).st_mode
+  kinds = (
+    (stat.S_ISLNK, "a symlink"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+  )
+  return next((words for test, words in kinds if test(mode)), None)
 
 
 def make_folder(folder: str) -> str:
@@ -62,17 +87,25 @@ def make_folder(folder: str) -> str:
 
 
 def not_a_folder(path: str) -> str:
-  """What an existing ``path`` that is not a folder is, in words: a file, or a dangling symlink."""
+  """What an existing ``path`` that is not a folder is, in words: a file, a symlink loop or a dangling symlink."""
   if os.path.islink(path) and not os.path.exists(path):
+    try:
+      os.stat(path)
+    except OSError as error:
+      if error.errno == errno.ELOOP:
+        return f"is a symlink loop ({path} -> {os.readlink(path)} leads back to itself)"
     return f"is a symlink to {os.readlink(path)}, which does not exist"
   return "is a file, not a folder"
 
 
 def write(path: str, write_fn: Callable[[BinaryIO], None], *, overwrite: bool = False) -> str:
-  """Writes ``path`` atomically with ``write_fn(file)`` after :func:`check`; returns ``path``."""
+  """Writes ``path`` atomically with ``write_fn(file)`` after :func:`check`; returns ``path``. Without
+  ``overwrite`` a file that appeared meanwhile is kept, and the write refused in one line."""
   check(path, overwrite=overwrite)
   try:
-    utils.write_atomically(path, write_fn)
+    utils.write_atomically(path, write_fn, replace=overwrite)
+  except FileExistsError as error:
+    raise OutputError(f"{path} appeared while it was being written (another writer?); {OVERWRITE_HINT}") from error
   except OSError as error:
     raise OutputError(f"writing {path} failed: {_reason(error)}; nothing was written there") from error
   return path

@@ -2,26 +2,47 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 
-def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> None:
+def write_atomically(path: str, write: Callable[[BinaryIO], None], *, replace: bool = True) -> None:
   """Calls ``write(file)`` on a temporary file beside ``path``, then fsync and a rename: a reader (or a
   run killed mid-write) sees the old file or the new one, never half of one; on any failure (a full
-  disk, a writer that raised) the temporary file is removed and the error raised."""
+  disk, a writer that raised) the temporary file is removed and the error raised.
+
+  ``replace=False`` publishes the file with a hard link instead of the rename, which fails with
+  ``FileExistsError`` if ``path`` exists at that moment: no writer racing this one is ever replaced.
+  (On a file system without hard links, a rename after a last look: atomic only where links are.)"""
   tmp = f"{path}.tmp.{os.getpid()}"
   try:
     with open(tmp, "wb") as f:
       write(f)
       f.flush()
       os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _publish(tmp, path, replace)
   finally:
     if os.path.lexists(tmp):
       os.remove(tmp)
+
+
+def _publish(tmp: str, path: str, replace: bool) -> None:
+  if replace:
+    os.replace(tmp, path)
+    return
+  try:
+    os.link(tmp, path)  # EEXIST when path exists, however recently it appeared
+  except FileExistsError:
+    raise
+  except OSError as error:
+    if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+      raise
+    if os.path.lexists(path):
+      raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path) from error
+    os.replace(tmp, path)
 
 
 def write_bytes_atomically(path: str, data: bytes) -> None:

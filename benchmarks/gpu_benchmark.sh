@@ -31,8 +31,8 @@ if [[ -n "${RESULTS:-}" ]]; then
   "$PYTHON" -m alexnet_jax.benchmark "${common[@]}" --json | tee "$RESULTS"
   "$PYTHON" - "$RESULTS" <<'PY'
 import json, sys
-from alexnet_jax import benchmark
-benchmark.print_summary([json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")])
+from alexnet_jax.yardsticks import benchmark_report
+benchmark_report.print_summary([json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")])
 PY
 else
   "$PYTHON" -m alexnet_jax.benchmark "${common[@]}"

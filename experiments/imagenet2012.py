@@ -31,7 +31,7 @@ Prepare the store of 256x256 squares once (all cores; docs/imagenet.md), then tr
 
 import ml_collections
 
-from alexnet_jax.model import options as model_options
+from alexnet_jax.train import run_config
 from experiments import common
 
 
@@ -50,88 +50,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def paper_config() -> ml_collections.ConfigDict:
-  """Every field, at the paper's value; the other configs change only what differs."""
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-
-  # Data (tfds name and splits; see alexnet_jax/data/input_spec.py and loader.py).
-  config.dataset = "imagenet2012"
-  config.data_dir = ""  # tfds data_dir; "" = TFDS_DATA_DIR or ~/tensorflow_datasets
-  config.manual_dir = ""  # where manually downloaded archives live (imagenet2012)
-  config.train_split = "train"
-  config.eval_split = "validation"
-  config.input = ml_collections.ConfigDict()
-  config.input.resize_size = 256  # shorter side, then the central square ...
-  # How an image becomes that square: "shorter_side" (the paper, cuda-convnet2: the shorter side to
-  # resize_size, the central square kept) or "warp" (Caffe: the whole image resized to the square,
-  # its aspect ratio lost). A prepared store records its method; a run refuses a store made the other way.
-  config.input.resize = "shorter_side"
-  config.input.crop_size = 227  # ... then random crops of the model's input size
-  config.input.random_crop = True
-  config.input.random_flip = True
-  config.input.pca_noise_std = 0.1  # the paper's colour augmentation
-  # "cuda_convnet": the authors' code, alpha_i * sigma_i (sigma: each component's std); or
-  # "fb_resnet": fb.resnet.torch's alpha_i * eigenvalue_i (2.2x / 7.7x / 17x weaker).
-  config.input.pca_noise_form = "cuda_convnet"
-  config.input.train_scale = 1.0  # multiplies the training views after the noise (cuda-convnet2: 1/1.1)
-  config.input.normalization = "subtract_mean"  # the paper: mean-centred raw RGB; or "standardize"
-  # "image": the prepared store's 256x256x3 mean image, as cuda-convnet2 and Caffe subtract (the
-  # per-channel mean where no store supplies one); or "channel": one mean per channel.
-  config.input.mean = "image"
-  # Which crop of the mean image each view loses: "at_view" (Caffe: the crop at the view's own offset,
-  # mirrored with it) or "center" (cuda-convnet2: its central crop, whatever the view). The paper does
-  # not say; a channel mean is the same either way.
-  config.input.mean_crop = "at_view"
-  # Read the prepared store (``python -m alexnet_jax.data.prepare_store``) when it exists.
-  config.input.use_store = True
-  # Batches read and decoded at once by the streamed route's threads; 0: the cores this process may use.
-  config.input.read_threads = 0
-  config.input.eval_crops = "ten_crop"  # "center" or "ten_crop" (4 corners + centre, flipped)
-  config.eval_max_examples = -1  # -1 = the whole eval split
-
-  # Model: every option of alexnet_jax/model/options.py at the paper's value (LRN k=2, n=5, alpha=1e-4,
-  # beta=0.75 after the ReLU, 3/2 pooling, dropout 0.5, the paper's init, two towers).
-  config.model = model_options.model_config()
-  config.model.input_size = config.input.get_ref("crop_size")
-
-  # Optimiser: "paper_sgd" (the paper's rule, LR inside the momentum trace) or optax "sgd".
-  config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = "paper_sgd"
-  config.optimizer.learning_rate = 0.01
-  config.optimizer.momentum = 0.9
-  config.optimizer.weight_decay = 5e-4
-  config.optimizer.decay_biases = False  # cuda-convnet2 (wc) and Caffe (decay_mult: 0) decay weights only
-  config.optimizer.bias_lr_multiplier = 1.0  # the biases' learning rate / the weights' (the paper: the same)
-  config.schedule = ml_collections.ConfigDict()
-  config.schedule.name = "plateau"  # "constant", "cosine", "piecewise", "step" or "plateau"
-  config.schedule.warmup_steps = 0
-  config.schedule.boundaries = ()  # piecewise: fractions of training where LR is multiplied
-  config.schedule.step_every = 0  # step: multiply the LR every this many steps (0: not a step schedule)
-  config.schedule.decay_factor = 0.1  # piecewise, step and plateau
-  # The paper gives no patience; per-epoch validation is noisy, so wait two epochs.
-  config.schedule.plateau_patience = 2
-  # An improvement must lower the top-1 error by more than this: 0.1 point, 50 of the 50,000
-  # validation images, about the noise between two evaluations of a plateaued run (docs/training.md).
-  config.schedule.min_delta = 0.001
-  config.schedule.max_drops = 3  # the paper divided the LR by 10 three times (plateau and step)
-
-  config.label_smoothing = 0.0  # the paper: plain cross-entropy (smoothing came in 2016)
-  # > 0: also keep an exponential moving average of the weights; evaluations and inference use it.
-  config.ema_decay = 0.0
-  config.batch_size = 128
-  config.num_epochs = 90.0
-  config.num_train_steps = -1  # > 0 overrides num_epochs
-  config.log_every_steps = 100
-  config.eval_every_steps = -1  # -1 = once per epoch: the plateau rule watches it
-  config.checkpoint_every_steps = 2_000
-  config.keep_checkpoints = 3
-  config.profile_steps = ""  # "A:B": a jax.profiler trace of steps A..B-1 in WORKDIR/profile; "" = off
-
-  # Parallelism: devices on the mesh's "tower" axis (1 = pure data parallelism). The paper's two
-  # GPUs hold one tower each: set 2 on two (or 2k) accelerators.
-  config.tower_parallel = 1
-  config.parallelism = "towers"  # "towers" (2012: every layer split) or "weird_trick" (2014: FC only)
-  return config
+  """Every field at the paper's value: each section starts from the option table of the package that
+  implements it (``alexnet_jax/train/run_config.py``; the tables give each value's source), and
+  ``model.input_size`` follows ``input.crop_size``. The other configs change only what differs."""
+  return run_config.default_config()
 
 
 def cuda_convnet2_config() -> ml_collections.ConfigDict:

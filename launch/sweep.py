@@ -24,8 +24,7 @@ import sys
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from alexnet_jax import errors, outputs  # noqa: E402
-from alexnet_jax.config import flag_errors  # noqa: E402
+from alexnet_jax import errors, flag_errors, outputs  # noqa: E402
 from alexnet_jax.sweeps import report, runner  # noqa: E402
 
 FLAGS = flags.FLAGS

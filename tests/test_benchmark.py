@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from alexnet_jax.model import alexnet
-from alexnet_jax.yardsticks import benchmark, torch_alexnet
+from alexnet_jax.yardsticks import benchmark, benchmark_report, torch_alexnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Run the CLI with TensorFlow and ml_collections made unimportable: the GPU machines lack both.
@@ -77,18 +77,20 @@ def test_tables_show_the_textbook_side_only_when_timed(capsys):
   args = benchmark.parse_args(["--input_size", "67", "--baseline"])
   assert args.baseline and not benchmark.parse_args([]).baseline
   args = argparse.Namespace(**{**vars(args), "dtype": "float32", "batch_size": 2})  # as main() does
-  side = lambda name, seconds: benchmark.Side(name, 1.0, [seconds] * 3, [seconds] * 3, 100.0)
-  plain = benchmark.summarize(args, [side("jax", 0.1), side("torch", 0.1)], [1.0], {})
-  with_textbook = benchmark.summarize(args, [side("jax", 0.1), side("textbook", 0.4), side("torch", 0.1)], [1.0], {})
+  side = lambda name, seconds: benchmark_report.Side(name, 1.0, [seconds] * 3, [seconds] * 3, 100.0)
+  plain = benchmark_report.summarize(args, [side("jax", 0.1), side("torch", 0.1)], [1.0], {})
+  with_textbook = benchmark_report.summarize(
+    args, [side("jax", 0.1), side("textbook", 0.4), side("torch", 0.1)], [1.0], {}
+  )
   assert "speedup_vs_textbook" not in plain and "textbook_ratio" not in plain
   assert with_textbook["speedup_vs_textbook"] == pytest.approx(4.0)
   assert with_textbook["textbook_ratio"] == pytest.approx(0.25)
 
-  benchmark.print_table(plain)
-  benchmark.print_summary([plain])
+  benchmark_report.print_table(plain)
+  benchmark_report.print_summary([plain])
   assert "textbook" not in capsys.readouterr().out
-  benchmark.print_table(with_textbook)
-  benchmark.print_summary([plain, with_textbook])
+  benchmark_report.print_table(with_textbook)
+  benchmark_report.print_summary([plain, with_textbook])
   out = capsys.readouterr().out
   assert "jax/textbook 4.00x" in out and "textbook/torch 0.250" in out
   assert "textbook img/s" in out and "4.00x" in out.splitlines()[-1]
@@ -111,8 +113,8 @@ def test_a_bad_option_is_one_error_line_naming_the_flag_and_exit_status_1(capsys
 
 def test_train_flops_per_image_is_the_papers_count():
   # 724.4M multiply-adds per 227x227 image for the grouped net; x2 FLOP, x3 for fwd + bwd.
-  assert benchmark.train_flops_per_image(227, towers=2) == pytest.approx(4.35e9, rel=1e-3)
-  assert benchmark.train_flops_per_image(227, towers=1) > benchmark.train_flops_per_image(227, towers=2)
+  assert benchmark_report.train_flops_per_image(227, towers=2) == pytest.approx(4.35e9, rel=1e-3)
+  assert benchmark_report.train_flops_per_image(227, towers=1) > benchmark_report.train_flops_per_image(227, towers=2)
 
 
 @pytest.mark.parametrize("input_size,width,in_channels,towers", [(227, 1.0, 3, 2), (67, 0.25, 1, 2), (99, 0.5, 3, 1)])
@@ -129,7 +131,7 @@ def test_train_flops_per_image_counts_the_models_own_kernels(input_size, width, 
     sizes[layer.name] ** 2 * np.prod(conv.kernel.shape) for layer, conv in zip(alexnet.CONV_LAYERS, model.convs)
   )
   macs += sum(np.prod(fc.kernel.shape) for fc in (model.fc6, model.fc7, model.fc8))
-  assert benchmark.train_flops_per_image(input_size, towers, 10, width, in_channels) == 6 * macs
+  assert benchmark_report.train_flops_per_image(input_size, towers, 10, width, in_channels) == 6 * macs
 
 
 @pytest.mark.parametrize("towers", [1, 2])
@@ -150,3 +152,18 @@ def test_torch_reference_output_shape_at_a_small_input():
   assert net(torch.zeros(2, 3, 67, 67)).shape == (2, 10)
   with pytest.raises(ValueError, match="input_size=40"):
     torch_alexnet.TorchAlexNet(input_size=40)
+
+
+def test_the_model_flags_are_the_model_options_with_their_defaults_and_rules(capsys):
+  from alexnet_jax.model import options  # pylint: disable=import-outside-toplevel
+
+  args = benchmark.parse_args([])
+  declared = {option.name: option for option in options.OPTIONS}
+  assert {name: getattr(args, name) for name in benchmark.MODEL_FLAGS} == {
+    name: declared[name].default for name in benchmark.MODEL_FLAGS
+  }
+  for name in benchmark.MODEL_FLAGS:
+    with pytest.raises(SystemExit):
+      benchmark.parse_args([f"--{name}", "0"])  # 0 breaks the rule of each of them
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: argument --{name}: '0' is not allowed: expected {declared[name].rule.expected}"), err

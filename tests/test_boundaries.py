@@ -25,7 +25,7 @@ TF_FREE = (
   "alexnet_jax.train.steps",
   "alexnet_jax.train.state",
   "alexnet_jax.train.optimizers",
-  "alexnet_jax.config.validation",
+  "alexnet_jax.train.validation",
   "alexnet_jax.yardsticks.benchmark",
   "alexnet_jax.inference.trained_run",
   "alexnet_jax.inference.export",

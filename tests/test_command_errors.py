@@ -9,9 +9,13 @@ deletes, image sizes, data folders); the ``slow`` ones attack the command lines 
 """
 
 import errno
+import io
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -21,11 +25,11 @@ import pytest
 from PIL import Image
 from support import checkpoint_steps, smoke_run
 
-from alexnet_jax import outputs
-from alexnet_jax.config import flag_errors
+from alexnet_jax import flag_errors, outputs
 from alexnet_jax.data import datasets
-from alexnet_jax.inference import prediction
-from alexnet_jax.train import checkpoints
+from alexnet_jax.inference import prediction, trained_run
+from alexnet_jax.train import checkpoints, validation
+from experiments import fashion_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ON_MOCK_DATA = os.path.join(REPO, "tests", "support", "mock_data_main.py")
@@ -109,6 +113,54 @@ def test_a_symlink_onto_a_run_file_is_refused(run_dir, tmp_path):
 
 def test_beside_a_run_other_names_may_be_written(run_dir):
   assert outputs.write_text(str(run_dir / "eval_test_4.json"), "{}") == str(run_dir / "eval_test_4.json")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "socket"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_only_a_regular_file_is_ever_replaced(tmp_path, kind, overwrite):
+  """`export --overwrite` onto /dev/null replaced the device with a regular file; FIFOs, sockets and
+  links are refused the same way (a device node needs root to make, so its kin stand in for it)."""
+  path = tmp_path / "special"
+  if kind == "fifo":
+    os.mkfifo(path)
+  elif kind == "symlink":
+    (tmp_path / "target").write_bytes(b"kept")
+    path.symlink_to(tmp_path / "target")
+  else:
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+  with pytest.raises(outputs.OutputError, match="not a regular file: it is never replaced"):
+    outputs.write_bytes(str(path), b"x", overwrite=overwrite)
+  assert not path.is_file() or path.is_symlink()
+  if kind == "symlink":
+    assert (tmp_path / "target").read_bytes() == b"kept"
+
+
+def test_a_symlink_loop_is_named_as_one(tmp_path):
+  os.symlink(tmp_path / "b", tmp_path / "a")
+  os.symlink(tmp_path / "a", tmp_path / "b")
+  assert outputs.not_a_folder(str(tmp_path / "a")).startswith("is a symlink loop")
+  with pytest.raises(outputs.OutputError, match="is a symlink loop"):
+    outputs.make_folder(str(tmp_path / "a"))
+
+
+def test_an_empty_output_path_is_refused_before_any_work():
+  with pytest.raises(outputs.OutputError, match="the output path is empty"):
+    outputs.check("")
+
+
+def test_a_file_that_appears_while_the_output_is_written_is_not_replaced_without_overwrite(tmp_path):
+  """The race: another writer creates the file after the check; the link-based publish refuses."""
+  path = tmp_path / "out.json"
+
+  def racing_writer(f):
+    path.write_bytes(b"the other writer's")
+    f.write(b"ours")
+
+  with pytest.raises(outputs.OutputError, match="appeared while it was being written"):
+    outputs.write(str(path), racing_writer)
+  assert path.read_bytes() == b"the other writer's"
+  assert os.listdir(tmp_path) == ["out.json"]  # no temporary file left
 
 
 def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path):
@@ -225,6 +277,33 @@ def test_images_are_size_checked_before_decoding(tmp_path, monkeypatch):
   assert reduced.shape == (75, 100, 3) and reduced.size <= 3 * prediction.MAX_PIXELS
 
 
+def test_image_files_are_read_with_bounds(tmp_path, monkeypatch):
+  """Not a regular file: refused before reading (/dev/zero grew to 5 GB; a FIFO with no writer hung). Too large,
+  or no image in its first bytes: refused after at most the header (a 3 GB non-image was read whole)."""
+  os.mkfifo(tmp_path / "fifo")
+  with open(tmp_path / "sparse.bin", "wb") as f:
+    f.truncate(2 * 2**30)  # 2 GB that take no disk
+  (tmp_path / "junk.png").write_bytes(b"\0" * (2 * prediction.HEADER_BYTES))
+  reads, real_fdopen = [], os.fdopen
+
+  class CountedReads(io.BufferedReader):
+    def read(self, size=-1):
+      reads.append(size)
+      return super().read(size)
+
+  monkeypatch.setattr(os, "fdopen", lambda fd, mode: CountedReads(real_fdopen(fd, mode, buffering=0)))
+  for name, why in [
+    ("/dev/zero", "not a regular file (a character device)"),
+    (tmp_path / "fifo", "not a regular file (a FIFO)"),
+    (tmp_path, "not a regular file (a directory)"),
+    (tmp_path / "sparse.bin", f"2,147,483,648 bytes, more than the {prediction.MAX_FILE_BYTES:,}"),
+    (tmp_path / "junk.png", "not a readable image"),
+  ]:
+    with pytest.raises(prediction.ImageError, match=re.escape(f"{name}: {why}")):
+      prediction.read_image_file(str(name))
+  assert reads == [prediction.HEADER_BYTES]  # the junk file's header only
+
+
 def test_an_unwritable_data_folder_names_the_flag_and_the_variable(tmp_path):
   (tmp_path / "home").mkdir()
   with ReadOnly(tmp_path / "home") as home:
@@ -236,6 +315,48 @@ def test_an_unwritable_data_folder_names_the_flag_and_the_variable(tmp_path):
 
 
 # --- the command lines ---------------------------------------------------------------------------
+
+
+# --- config.json edited by hand ---------------------------------------------------------------
+
+
+def _recorded(tmp_path, data) -> str:
+  (tmp_path / "checkpoints").mkdir(exist_ok=True)
+  (tmp_path / "config.json").write_text(json.dumps(data))
+  return str(tmp_path)
+
+
+@pytest.mark.parametrize(
+  "data, message",
+  [
+    ([1, 2], "holds a JSON list, not an object of config fields"),
+    ("model", "holds a JSON string, not an object"),
+    (None, "holds a JSON null, not an object"),
+    ({"model": None}, "config.model is a JSON null, expected an object of its fields (dropout_rate, dtype, "),
+    ({"input": [1]}, "config.input is a JSON list, expected an object of its fields"),
+    ({"optimizer": "sgd"}, "config.optimizer is a JSON string, expected an object"),
+  ],
+)
+def test_a_config_json_of_another_shape_is_one_line_naming_the_field(tmp_path, data, message):
+  with pytest.raises(trained_run.RunError, match=re.escape(message)):
+    trained_run.read_config(_recorded(tmp_path, data))
+
+
+def test_unknown_fields_at_any_level_are_left_out_with_one_warning(tmp_path, caplog):
+  config = json.loads(fashion_mnist.get_config("smoke").to_json_best_effort())
+  config["model"]["wings"] = 2  # predict: TypeError ... unexpected keyword argument
+  config["shiny"] = True
+  config["input"]["nested"] = {"deeper": 1}
+  with caplog.at_level(logging.WARNING):
+    read = trained_run.read_config(_recorded(tmp_path, config))
+  assert "wings" not in read.model and "shiny" not in read and "nested" not in read.input
+  [warning] = [r.getMessage() for r in caplog.records if "does not know" in r.getMessage()]
+  assert set(warning.split("left out: ")[1].split(", ")) == {
+    "config.model.wings",
+    "config.shiny",
+    "config.input.nested",
+  }
+  validation.validate(read, device_count=1)
 
 
 @pytest.fixture(scope="module")
@@ -295,9 +416,13 @@ def test_figures_refuse_a_file_as_out_and_unbounded_counts(workdir, tmp_path):
 def test_predict_refuses_a_huge_image_and_still_predicts_the_others(workdir, tmp_path):
   Image.new("1", (9000, 8000)).save(tmp_path / "huge.png")  # 72 million pixels in a few KB
   Image.new("L", (40, 30), 128).save(tmp_path / "small.png")
-  result = on_mock_data("predict", f"--workdir={workdir}", str(tmp_path / "huge.png"), str(tmp_path / "small.png"))
+  os.mkfifo(tmp_path / "fifo")  # no writer: reading it would wait forever
+  files = [tmp_path / "huge.png", "/dev/zero", tmp_path / "fifo", tmp_path / "small.png"]
+  result = on_mock_data("predict", f"--workdir={workdir}", *map(str, files))
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert f"error: {tmp_path / 'huge.png'}: 9000x8000 pixels" in result.stderr
+  assert "error: /dev/zero: not a regular file (a character device)" in result.stderr
+  assert f"error: {tmp_path / 'fifo'}: not a regular file (a FIFO)" in result.stderr
   assert str(tmp_path / "small.png") in result.stdout
 
 

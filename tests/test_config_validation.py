@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alexnet_jax.config import validation
 from alexnet_jax.data import options as data_options
+from alexnet_jax.train import validation
 from experiments import cifar10, fashion_mnist, imagenet2012
 
 NOT_A_NUMBER = st.one_of(st.text(max_size=5), st.none(), st.booleans(), st.lists(st.integers(), max_size=2))
@@ -104,6 +104,7 @@ INVALID = {
   "schedule.max_drops": int_below(0),
   "schedule.step_every": int_below(0),
   "schedule.min_delta": outside_unit(zero_ok=True, one_ok=True),
+  "schedule.boundaries": st.one_of(st.integers(), st.floats(allow_nan=False), st.text(max_size=5), st.none()),
   "label_smoothing": outside_unit(zero_ok=True, one_ok=False),
   "ema_decay": outside_unit(zero_ok=True, one_ok=False),
   "batch_size": int_below(1),
@@ -201,3 +202,4 @@ def test_every_problem_is_listed_at_once():
   with pytest.raises(validation.ConfigError) as error:
     validation.validate(config, device_count=1)
   assert "model.dropout_rate=1.0" in str(error.value) and "optimizer.name='adam'" in str(error.value)
+  assert "\n" not in str(error.value)  # one error: line, the problems joined

@@ -14,7 +14,9 @@ Reads README.md, docs/*.md, experiments/README.md and benchmarks/README.md and c
 - every config field (``--config.model.lrn``, ``config.input.eval_crops``, ``model.in_channels``)
   exists in the config of ``experiments/imagenet2012.py`` or ``experiments/fashion_mnist.py``;
 - every paragraph's backticks pair up (else the spans above would be read wrongly);
-- README.md stays a front page (at most 250 lines) and links every page under docs/.
+- README.md stays a front page (at most 250 lines) and links every page under docs/;
+- every command the docs name (``python -m alexnet_jax.X``, ``python launch/X.py``) has a ``--help``
+  that names only modules, names and files that exist (all of them run in one process: slow).
 
 A section whose heading contains "history" is a record of code that no longer exists: only its
 links are checked. A failure lists every stale reference as ``FILE:LINE: what``. The last test
@@ -27,9 +29,13 @@ import ast
 import functools
 import glob
 import importlib.util
+import json
 import os
 import re
+import subprocess
 import sys
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "alexnet_jax"
@@ -37,8 +43,8 @@ PACKAGE = "alexnet_jax"
 OWN_PACKAGES = (PACKAGE, "experiments", "launch", "tests")
 # Top-level entries a path may start with; such a path must exist from the repository root.
 ROOT_ENTRIES = ("alexnet_jax", "experiments", "launch", "tests", "benchmarks", "docs")
-# Not this repository's files: run directories, and the design notes kept beside the checkout.
-IGNORED_PREFIXES = ("runs/", "shared/")
+# Not this repository's files: run directories.
+IGNORED_PREFIXES = ("runs/",)
 # Extensions of files a path without a known top-level folder must name to be checked.
 FILE_EXTENSIONS = (".py", ".sh", ".sbatch", ".md", ".jsonl", ".png", ".toml", ".cfg")
 # Bare file names (no folder) checked against the repository: code only (others are run outputs).
@@ -404,6 +410,31 @@ def check_text(text: str, name: str) -> list[str]:
   return [f"{name}:{line}: {what}" for line, what in sorted(problems)]
 
 
+# Scripts of the repository that the docs run as `python PATH`.
+SCRIPT_PATTERN = r"python3? ((?:launch|experiments|tests)/[\w/]+\.py)\b"
+
+
+def documented_commands() -> list[str]:
+  """Every command the docs run: ``python -m X`` of the repository's own modules, ``python PATH.py`` of its scripts."""
+  commands = set()
+  for name in doc_files():
+    with open(os.path.join(REPO, name), encoding="utf-8") as f:
+      page = Page(f.read(), name)
+    for _, m in page.everywhere(r"python3? -m ([A-Za-z_][\w.]*)"):
+      module = m.group(1).rstrip(".")
+      if module.split(".")[0] in OWN_PACKAGES and module_exists(module):
+        commands.add(module)
+    commands.update(
+      m.group(1) for _, m in page.everywhere(SCRIPT_PATTERN) if os.path.isfile(os.path.join(REPO, m.group(1)))
+    )
+  return sorted(commands)
+
+
+def check_help_text(command: str, text: str) -> list[str]:
+  """Every stale reference of a command's ``--help``: the whole text is read as code (no Markdown there)."""
+  return check_text(f"```\n{text}\n```", f"{command} --help")
+
+
 # --- the tests --------------------------------------------------------------------------------------
 
 
@@ -413,6 +444,43 @@ def test_the_docs_name_only_what_exists():
     with open(os.path.join(REPO, name), encoding="utf-8") as f:
       problems += check_text(f.read(), name)
   assert not problems, f"{len(problems)} stale references in the docs:\n" + "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_every_documented_command_has_a_help_that_names_only_what_exists():
+  commands = documented_commands()
+  assert "alexnet_jax.main" in commands and "launch/sweep.py" in commands, commands
+  done = subprocess.run(
+    [sys.executable, os.path.join("tests", "support", "command_help.py"), *commands],
+    cwd=REPO,
+    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "120"},
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  texts = json.loads(done.stdout.strip().splitlines()[-1])
+  silent = [command for command in commands if len(texts[command].strip()) < 40]
+  assert not silent, f"commands whose --help printed (almost) nothing: {silent}"
+  problems = [problem for command in commands for problem in check_help_text(command, texts[command])]
+  assert not problems, f"{len(problems)} stale references in --help texts:\n" + "\n".join(problems)
+
+
+# The design notes kept beside a checkout, not in it (written in two parts so that this file does not name them).
+NOTES_OUTSIDE = "DESIGN" + ".md"
+# Files read for that name: the repository's text files.
+TEXT_EXTENSIONS = (".py", ".md", ".sh", ".sbatch", ".toml", ".cfg", ".txt", ".json", ".yaml", ".yml")
+
+
+def test_no_file_names_the_design_notes_outside_the_repository():
+  """A clone has no ../shared/: the facts live in docs/ (docs/measurements.md) and comments point there."""
+  naming = []
+  for path in sorted(repo_files()):
+    if path.endswith(TEXT_EXTENSIONS) or os.path.basename(path) == "Makefile":
+      with open(os.path.join(REPO, path), encoding="utf-8", errors="replace") as f:
+        naming += [f"{path}:{n}" for n, line in enumerate(f, 1) if NOTES_OUTSIDE in line]
+  assert not naming, f"files that cite {NOTES_OUTSIDE}, which is not in the repository: {naming}"
 
 
 def test_the_readme_is_a_front_page():
@@ -440,6 +508,22 @@ def test_the_configuration_page_lists_the_declared_model_options():
   assert page.count(options.markdown_table()) == 1, (
     "docs/configuration.md's model table is not the options' declarations: paste in the output of"
     " `python -m alexnet_jax.model.options`"
+  )
+
+
+def test_the_configuration_page_lists_every_declared_config_field():
+  """docs/configuration.md holds each table ``python -m alexnet_jax.config.field_tables`` prints: a
+  field added, renamed, or given another default or meaning in its option table shows up there."""
+  from alexnet_jax.config import field_tables  # pylint: disable=g-import-not-at-top
+
+  with open(os.path.join(REPO, "docs", "configuration.md"), encoding="utf-8") as f:
+    page = f.read()
+  stale = [
+    heading for heading, sections in field_tables.TABLES.items() if field_tables.markdown_table(sections) not in page
+  ]
+  assert not stale, (
+    f"docs/configuration.md's tables {stale} are not the fields' declarations: paste in the output of"
+    " `python -m alexnet_jax.config.field_tables`"
   )
 
 
@@ -485,3 +569,18 @@ def test_the_checks_report_planted_stale_references():
     assert any(stale in r for r in reported), (stale, reported)
   # What exists is not reported: only the planted names (line 2's twice: a module and a dotted name).
   assert len(reported) == len(expected) + 4, reported
+
+
+def test_the_help_check_reports_planted_stale_names():
+  """A help text is plain text: a stale file or module is reported wherever it stands, not only in backticks."""
+  planted = (
+    "  --baseline  also time the textbook Flax AlexNet (textbook_model.py), the 'before'\n"
+    "  --config    e.g. experiments/no_such_config.py; see alexnet_jax.no_such_module and yardsticks/textbook.py\n"
+    "Run python -m alexnet_jax.no_such_command; the report is summary.json in --workdir (model.in_chanels)."
+  )
+  reported = check_help_text("python -m alexnet_jax.benchmark", planted)
+  for stale in ("textbook_model.py", "experiments/no_such_config.py", "alexnet_jax.no_such_module"):
+    assert any(stale in r for r in reported), (stale, reported)
+  assert any("`python -m alexnet_jax.no_such_command`" in r for r in reported), reported
+  assert any("in_chanels" in r for r in reported), reported
+  assert not any("yardsticks/textbook.py" in r or "summary.json" in r for r in reported), reported

@@ -2,7 +2,7 @@
 
 One ``:smoke`` run is trained once for the module (mock data, ``tests/support/mock_data_main.py``); each
 command runs on its work directory as a user would run it. The export's parity with the PyTorch
-AlexNet is checked in-process for two towers and one.
+AlexNet is checked in-process for two towers and one; the ONNX variants in ``tests/test_onnx_export.py``.
 """
 
 import json
@@ -18,10 +18,9 @@ from flax import nnx
 from PIL import Image
 from support import smoke_run
 
-from alexnet_jax.config import validation
 from alexnet_jax.data import augment, images
 from alexnet_jax.inference import export, figures, prediction, trained_run
-from alexnet_jax.train import checkpoints, state, steps, summaries
+from alexnet_jax.train import checkpoints, state, steps, summaries, validation
 from experiments import fashion_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -192,6 +191,25 @@ def test_exported_torch_model_gives_the_runs_logits(workdir, tmp_path):
   images = np.random.default_rng(0).standard_normal((4, 67, 67, channels)).astype(np.float32)
   log_probs = steps.eval_log_probs(run.params, images, model_def=run.model_def, mesh=run.mesh)
   _assert_same_logits(torch, model, np.exp(log_probs), images, softmax=True)
+
+
+@pytest.mark.slow
+def test_exported_onnx_graph_gives_the_runs_logits(workdir, tmp_path):
+  onnxruntime = pytest.importorskip("onnxruntime")
+  pytest.importorskip("jax2onnx")
+  path = str(tmp_path / "alexnet.onnx")
+  result = run_command("export", f"--workdir={workdir}", "--format=onnx", path, mock=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "WARNING" not in result.stderr  # jax2onnx's noise about example plugins is kept quiet
+  with open(f"{path}.json") as f:
+    description = json.load(f)
+  assert (description["format"], description["step"], description["input"]["layout"]) == ("onnx", 4, "NHWC")
+  run = trained_run.load(workdir)
+  images = np.random.default_rng(3).standard_normal((5, 67, 67, run.config.model.in_channels)).astype(np.float32)
+  expected = np.asarray(run.model_def.eval_model(run.params)(images))  # eval mode: dropout off
+  session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+  (actual,) = session.run([description["onnx"]["output"]], {description["onnx"]["input"]: images})
+  np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("towers,in_channels", [(2, 1), (1, 3)])

@@ -93,7 +93,7 @@ def test_the_command_is_a_valid_invocation_of_the_cli_for_the_devices_it_asks_fo
   assert command[:3] == ["python", "-m", "alexnet_jax.main"]
   devices = job_spec["parallelism"] * int(container["resources"]["limits"]["nvidia.com/gpu"])
   check = (
-    "import os, sys; from alexnet_jax import main; from alexnet_jax.config import flag_errors, validation\n"
+    "import os, sys; from alexnet_jax import flag_errors, main; from alexnet_jax.train import validation\n"
     "flag_errors.parse_flags(sys.argv)\n"
     "validation.validate(main.FLAGS.config, device_count=int(os.environ['DEVICES']))\n"
     "print('valid', main.FLAGS.workdir)\n"

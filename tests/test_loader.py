@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_jax.config import validation
 from alexnet_jax.data import images, input_spec, loader
+from alexnet_jax.train import validation
 from experiments import fashion_mnist, imagenet2012
 
 BATCH = 8

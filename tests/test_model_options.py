@@ -11,10 +11,11 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from alexnet_jax import utils
-from alexnet_jax.config import added_fields, rules, validation
+from alexnet_jax import rules, utils
+from alexnet_jax.config import added_fields
 from alexnet_jax.inference import trained_run
 from alexnet_jax.model import alexnet, layers, options
+from alexnet_jax.train import validation
 from experiments import cifar10, fashion_mnist, imagenet2012
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

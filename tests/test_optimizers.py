@@ -87,7 +87,7 @@ def test_sgd_matches_optax_form_and_differs_from_paper_after_the_drop():
 
 
 def test_paper_sgd_rejects_missing_params():
-  tx = optimizers.paper_sgd(0.01)
+  tx = optimizers.paper_sgd(optimizers.SgdOptions(0.01))
   params = {"w": jnp.ones(2)}
   with pytest.raises(ValueError, match="parameters"):
     tx.update(params, tx.init(params))
@@ -211,13 +211,13 @@ def test_bias_lr_multiplier_scales_the_bias_steps_in_both_rules(name):
 def test_a_bias_lr_multiplier_of_one_leaves_the_optimizer_state_as_before():
   """Runs saved before the option existed restore: the default adds no stage to the optax chain."""
   params, _ = _bias_tree()
-  plain = optimizers.sgd(0.01)
-  assert jax.tree.structure(optimizers.sgd(0.01, bias_lr_multiplier=1.0).init(params)) == jax.tree.structure(
-    plain.init(params)
-  )
-  assert jax.tree.structure(optimizers.sgd(0.01, bias_lr_multiplier=2.0).init(params)) != jax.tree.structure(
-    plain.init(params)
-  )
+  plain = optimizers.sgd(optimizers.SgdOptions(0.01))
+  assert jax.tree.structure(
+    optimizers.sgd(optimizers.SgdOptions(0.01, bias_lr_multiplier=1.0)).init(params)
+  ) == jax.tree.structure(plain.init(params))
+  assert jax.tree.structure(
+    optimizers.sgd(optimizers.SgdOptions(0.01, bias_lr_multiplier=2.0)).init(params)
+  ) != jax.tree.structure(plain.init(params))
 
 
 def test_step_schedule_multiplies_every_step_every_steps_at_most_max_drops_times():

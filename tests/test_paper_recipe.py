@@ -10,9 +10,8 @@ import optax
 import pytest
 from flax import nnx
 
-from alexnet_jax.config import validation
 from alexnet_jax.data import augment, input_spec
-from alexnet_jax.train import optimizers
+from alexnet_jax.train import optimizers, validation
 from alexnet_jax.train import state as train_state
 from experiments import fashion_mnist, imagenet2012
 

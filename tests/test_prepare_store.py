@@ -15,9 +15,9 @@ from PIL import Image
 from support import fake_ilsvrc
 
 from alexnet_jax import utils
-from alexnet_jax.config.rules import ConfigError
 from alexnet_jax.data import images, input_spec, loader, prepare_store, store
 from alexnet_jax.inference import export, prediction
+from alexnet_jax.rules import ConfigError
 from experiments import imagenet2012
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,6 +119,40 @@ def test_a_killed_run_rerun_writes_only_the_missing_shards_and_no_half_shard_rea
   assert store.load(path).info.splits["train"].num_examples == 20
   with pytest.raises(prepare_store.StoreError, match="made with resize='shorter_side'"):
     prepare_store.prepare(tar_config(tmp_path, "warp"), workers=1, progress=False)
+
+
+@pytest.mark.parametrize(
+  "settings, flag",
+  [
+    ({"images_per_shard": -5}, "--images_per_shard=-5"),  # range(0, n, -5) dropped the validation split
+    ({"images_per_shard": 0}, "--images_per_shard=0"),
+    ({"workers": -3}, "--workers=-3"),
+    ({"quality": 500}, "--quality=500"),  # was recorded in store_info.json, then blocked the corrected command
+    ({"quality": 0}, "--quality=0"),
+    ({"on_bad_image": "ignore"}, "--on_bad_image='ignore'"),
+  ],
+)
+def test_every_setting_is_checked_before_anything_is_written(tmp_path, settings, flag):
+  fake_ilsvrc.write_tars(str(tmp_path / "manual"), corrupt=False)
+  config = tar_config(tmp_path)
+  with pytest.raises(prepare_store.StoreError, match=f"^{flag} is not allowed: expected"):
+    prepare_store.prepare(config, progress=False, **settings)
+  assert not os.path.exists(config.data_dir)
+
+
+def test_a_failed_start_does_not_block_the_corrected_command_and_a_complete_store_keeps_its_settings(tmp_path):
+  fake_ilsvrc.write_tars(str(tmp_path / "manual"))
+  config = tar_config(tmp_path)
+  with pytest.raises(prepare_store.BadImageError):  # stops in the first shard: nothing finished
+    prepare_store.prepare(config, workers=1, quality=80, images_per_shard=2, on_bad_image="stop", progress=False)
+  fake_ilsvrc.write_tars(str(tmp_path / "manual"), corrupt=False)
+  path = prepare_store.prepare(config, workers=1, quality=90, images_per_shard=4, progress=False)
+  assert store.read_info(path)["quality"] == 90
+  assert set(store.load(path).info.splits) == {"train", "validation"}
+  for other in ({"quality": 80}, {"images_per_shard": 2}):
+    with pytest.raises(prepare_store.StoreError, match=f"is complete, made with {next(iter(other))}="):
+      prepare_store.prepare(config, workers=1, progress=False, **{"quality": 90, "images_per_shard": 4, **other})
+  assert prepare_store.prepare(config, workers=1, quality=90, images_per_shard=4, progress=False) == path
 
 
 # prepare_store with files limited to argv[1] bytes: writing past it fails with EFBIG, as on a full disk

@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import pytest
 from support import mock_inputs
 
-from alexnet_jax.config import validation
-from alexnet_jax.train import loop, profiling, run_dir
+from alexnet_jax.train import loop, profiling, run_dir, validation
 from experiments import fashion_mnist
 
 

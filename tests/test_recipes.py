@@ -17,10 +17,10 @@ import numpy as np
 import optax
 import pytest
 
-from alexnet_jax.config import recipes, validation
+from alexnet_jax.config import recipes
 from alexnet_jax.data import augment
 from alexnet_jax.model import layers
-from alexnet_jax.train import optimizers
+from alexnet_jax.train import optimizers, validation
 from experiments import imagenet2012
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

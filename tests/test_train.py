@@ -9,10 +9,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from alexnet_jax.config import validation
 from alexnet_jax.data import input_spec
 from alexnet_jax.parallel import sharding
-from alexnet_jax.train import loop, optimizers, steps
+from alexnet_jax.train import loop, optimizers, steps, validation
 from alexnet_jax.train import state as state_lib
 from experiments import cifar10, fashion_mnist, imagenet2012
 

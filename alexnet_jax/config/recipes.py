@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numbers
 
-from alexnet_jax import utils
-from alexnet_jax.config import flag_errors
+from alexnet_jax import flag_errors, utils
 
 # The config file the columns are variants of, loaded as --config loads it (the library imports no config).
 CONFIG_FILE = "experiments/imagenet2012.py"

@@ -5,7 +5,7 @@ jitted step (``data/augment.py``); the host only turns an encoded image into the
 the shorter side resized to ``size`` and the central ``size`` x ``size`` kept, or the whole image warped
 to that square as Caffe did (:func:`central_square`, ``config.input.resize``).
 JPEGs are decoded with libjpeg-turbo (``simplejpeg``, the fastest decoder measured here, see
-``../shared/DESIGN.md``); other formats, and the JPEGs it refuses (CMYK), with PIL.
+``docs/measurements.md``); other formats, and the JPEGs it refuses (CMYK), with PIL.
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ class ImageDecodeError(errors.UserError, ValueError):
 def decode(data: bytes, channels: int, *, out: np.ndarray | None = None) -> np.ndarray:
   """uint8 (H, W, ``channels``) pixels of an encoded image (1: grey, 3: RGB; alpha dropped).
 
-  ``out``: a C-contiguous uint8 array of exactly the decoded shape to write into (saves a copy).
+  Every pixel format maps to 8 bits by its real range (:func:`eight_bit`): 16-bit integers by
+  0..65535, 32-bit integers by their type's range, floats by 0..1; what cannot be mapped is an
+  :class:`ImageDecodeError`. ``out``: a C-contiguous uint8 array of exactly the decoded shape to write
+  into (saves a copy).
   """
   if data[:2] == _JPEG_MAGIC:
     try:
@@ -41,12 +44,58 @@ def decode(data: bytes, channels: int, *, out: np.ndarray | None = None) -> np.n
     except ValueError:  # CMYK and other JPEGs libjpeg-turbo's RGB path refuses: PIL converts them
       pass
   with _pil_image(data) as image:
-    pixels = np.asarray(image.convert(_PIL_MODES[channels]))  # alpha dropped, grey <-> RGB (ITU-R 601)
-  pixels = pixels.reshape(*pixels.shape[:2], channels)
+    pixels = eight_bit(image, channels)
   if out is None:
     return pixels
   out[...] = pixels
   return out
+
+
+# PIL's modes of 16-bit integer pixels (PNG's and TIFF's 16-bit grey), read by their range 0..65535.
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_TIFF_SAMPLE_FORMAT, _TIFF_SIGNED = 339, 2
+
+
+def eight_bit(image: Image.Image, channels: int) -> np.ndarray:
+  """uint8 (H, W, ``channels``) of a PIL image of any mode, each format's real range onto 0..255.
+
+  8-bit modes (grey, RGB, palette, CMYK, YCbCr, LAB, bilevel, with or without alpha) through PIL's
+  conversions (alpha dropped as torchvision's loader drops it; grey from RGB by ITU-R 601 luma; grey
+  replicated to RGB). Deeper grey: 16-bit integers (``I;16*``) by 0..65535; 32-bit integers (``I``) by
+  their type's range, signed or unsigned as a TIFF says (-2**31..2**31-1 or 0..2**32-1); floats (``F``)
+  by 0..1, the float images' convention, values outside clipped. A value no range holds (NaN,
+  infinity) or a mode PIL cannot convert is an :class:`ImageDecodeError`."""
+  try:
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
+      grey = _deep_grey(image)
+      return np.repeat(grey[..., None], channels, axis=-1)
+    pixels = np.asarray(image.convert(_PIL_MODES[channels]))
+  except (OSError, ValueError) as error:
+    raise ImageDecodeError(f"not a readable image ({error})") from error
+  return pixels.reshape(*pixels.shape[:2], channels)
+
+
+def _deep_grey(image: Image.Image) -> np.ndarray:
+  """uint8 (H, W) of a grey image deeper than 8 bits, its range (:func:`eight_bit`) onto 0..255."""
+  values = np.asarray(image)
+  if image.mode == "F":
+    if not np.isfinite(values).all():
+      raise ImageDecodeError("not a readable image (float pixels that are NaN or infinite)")
+    low, high = 0.0, 1.0
+  elif image.mode == "I" and _tiff_tag(image, _TIFF_SAMPLE_FORMAT) == _TIFF_SIGNED:
+    low, high = -(2.0**31), 2.0**31 - 1
+  elif image.mode == "I":  # PIL holds unsigned 32-bit samples in int32: read the same bits unsigned
+    values, low, high = values.astype(np.int32).view(np.uint32), 0.0, 2.0**32 - 1
+  else:
+    low, high = 0.0, 65535.0
+  scaled = (np.clip(values.astype(np.float64), low, high) - low) * (255.0 / (high - low))
+  return np.rint(scaled).astype(np.uint8)
+
+
+def _tiff_tag(image: Image.Image, tag: int):
+  """A TIFF tag's value (the first sample's where it has one per sample); None elsewhere."""
+  value = getattr(image, "tag_v2", {}).get(tag)
+  return value[0] if isinstance(value, tuple) and value else value
 
 
 def encoded_size(data: bytes) -> tuple[int, int]:

@@ -25,8 +25,8 @@ import os
 import numpy as np
 from absl import logging
 
-from alexnet_jax.config.rules import ConfigError
-from alexnet_jax.data import datasets, options, store
+from alexnet_jax.data import datasets, input_options, options, store
+from alexnet_jax.rules import ConfigError
 
 IN_MEMORY_LIMIT_BYTES = 2**30  # decoded squares of a train split up to this size are kept in memory
 
@@ -37,8 +37,9 @@ class Route(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class InputSpec:
-  """Everything the input side of a run needs, derived once (see the module docstring)."""
+class _DerivedSpec:
+  """What the config does not hold as such: counts and sizes of the prepared dataset, and the pixel
+  statistics and colour noise basis that ``config.input``'s resolved options select."""
 
   dataset: str
   dataset_dir: str  # the prepared TFDS dataset (its version directory): a store's, or the source's
@@ -52,22 +53,17 @@ class InputSpec:
   image_size: tuple[int, int] | None  # (height, width) of every stored image; None: they vary
   image_channels: int  # of the stored images (1: grey)
   model_channels: int  # what conv1 reads (grey replicated to RGB when 3)
-  resize_size: int  # side of the central squares the host sends
-  resize: str  # how an image becomes its square (options.RESIZES; a store's own method)
-  crop_size: int  # side of the views the model sees
   route: Route
   read_threads: int  # streamed route: batches read and decoded at once (config.input.read_threads; 0 resolved)
-  random_crop: bool
-  random_flip: bool
-  pca_noise_std: float
-  train_scale: float  # multiplies the training views after the colour noise (cuda-convnet2: 1/1.1)
-  eval_crops: str
   mean: np.ndarray  # (C,) per channel, or a mean image (R, R, C); [0, 1] pixels
-  mean_crop: str  # which crop of a mean image each view loses (options.MEAN_CROPS; augment.mean_parts)
   std: tuple[float, ...]
   eigenvectors: tuple  # colour noise basis (columns) and per-component scales
   scales: tuple
   seed: int
+
+
+class _SpecMethods:
+  """What a spec says beyond its fields (see :class:`InputSpec`)."""
 
   @property
   def steps_per_epoch(self) -> int:
@@ -94,6 +90,20 @@ class InputSpec:
       f"{self.route.value} uint8 squares of {self.resize_size}, views of {self.crop_size} "
       f"({self.image_channels}->{self.model_channels} channels, {mean}, test views {self.eval_crops})"
     )
+
+
+InputSpec = dataclasses.make_dataclass(
+  "InputSpec",
+  [(option.name, type(option.default)) for option in input_options.SPEC_OPTIONS],
+  bases=(_DerivedSpec, _SpecMethods),
+  frozen=True,
+  eq=False,
+  namespace={
+    "__doc__": "Everything the input side of a run needs, derived once (see the module docstring): the "
+    "dataset's counts and pixel statistics, and every option of ``input_options.SPEC_OPTIONS`` as configured.",
+    "__module__": __name__,
+  },
+)
 
 
 def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> InputSpec:
@@ -137,19 +147,11 @@ def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> Inpu
     image_size=tuple(image_shape[:2]) if fixed_size else None,
     image_channels=image_shape[-1],
     model_channels=config.model.in_channels,
-    resize_size=size,
-    resize=config.input.resize,
-    crop_size=config.input.crop_size,
     route=route,
     read_threads=config.input.read_threads or usable_cores(),
-    random_crop=config.input.random_crop,
-    random_flip=config.input.random_flip,
-    pca_noise_std=float(config.input.pca_noise_std),
-    train_scale=float(config.input.train_scale),
-    eval_crops=config.input.eval_crops,
-    mean_crop=config.input.mean_crop,
     seed=config.seed,
     **pixel_constants(config, store.builder_stats(builder)),
+    **spec_inputs(config),
   )
   logging.info("Input: %s", spec.describe())
   return spec
@@ -159,6 +161,12 @@ def usable_cores() -> int:
   """The cores this process may run on (its CPU affinity: one under ``taskset -c 0``), what
   ``config.input.read_threads = 0`` reads with."""
   return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: no affinity
+
+
+def spec_inputs(config) -> dict:
+  """Every option of ``input_options.SPEC_OPTIONS`` as ``config.input`` sets it, of its default's type
+  (an integer noise std becomes a float)."""
+  return {option.name: type(option.default)(config.input[option.name]) for option in input_options.SPEC_OPTIONS}
 
 
 def check_store_resize(config, builder) -> None:

@@ -19,7 +19,7 @@ Routes (``InputSpec.route``): ``IN_MEMORY`` gathers a batch from the split's squ
 (:func:`squares_in_memory`); ``STREAMED`` reads each batch's records and decodes them into one uint8
 array (``images.decode``, libjpeg-turbo for JPEGs), with grain's read-ahead threads doing several
 batches at once (the decoder releases the GIL; threads cost half the CPU of worker processes here:
-``../shared/DESIGN.md``). No TensorFlow anywhere.
+``docs/measurements.md``). No TensorFlow anywhere.
 """
 
 from __future__ import annotations

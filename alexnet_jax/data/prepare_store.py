@@ -45,8 +45,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import app, flags, logging
 
-from alexnet_jax import errors, utils
-from alexnet_jax.data import datasets, ilsvrc_tars, images, store
+from alexnet_jax import errors, rules, utils
+from alexnet_jax.data import datasets, ilsvrc_tars, images, input_options, store
 
 SKIPPED_SPLITS = ("test",)  # ImageNet's test split has no labels
 ON_BAD_IMAGE = ("skip", "stop")
@@ -83,17 +83,20 @@ def prepare(
   on_bad_image: str = "skip",
   progress: bool = True,
 ) -> str:
-  """Writes (or completes) the store of ``config.dataset`` at ``config.input.resize_size``; returns its path."""
-  if on_bad_image not in ON_BAD_IMAGE:
-    raise StoreError(f"--on_bad_image={on_bad_image!r}: expected one of {', '.join(ON_BAD_IMAGE)}")
+  """Writes (or completes) the store of ``config.dataset`` at ``config.input.resize_size``; returns its path.
+
+  Every setting is checked before anything is written (:func:`check_settings`); a complete store is
+  kept as it is, and asking it for other settings is refused (:func:`_check_finished`)."""
+  check_settings(workers=workers, quality=quality, images_per_shard=images_per_shard, on_bad_image=on_bad_image)
   root = datasets.data_root(config)
   size, resize = config.input.resize_size, config.input.resize
   path = store.directory(root, config.dataset, size)
   if store.is_prepared(path):
-    _check_resize(path, resize)
+    _check_finished(path, {"resize": resize, "quality": quality, "images_per_shard": images_per_shard})
     logging.info("The store %s is already complete", path)
     return path
   source = _source(config, root, images_per_shard)
+  _check_every_split_has_shards(source)
   plan = {"source": source.kind, "resize": resize, "quality": quality, "images_per_shard": images_per_shard}
   _begin(path, plan)
   tasks = _tasks(source, path, plan, size=size, on_bad_image=on_bad_image)
@@ -102,22 +105,58 @@ def prepare(
   return path
 
 
-def _check_resize(path: str, resize: str) -> None:
-  made = store.resize_method(path)
-  if made != resize:
+def _check_every_split_has_shards(source: Source) -> None:
+  """A store is complete only with every split its source holds: one without a shard is refused up front."""
+  empty = [split for split, readers in source.shards.items() if not readers]
+  if empty:
+    raise StoreError(f"{source.name} gives no image of its {' and '.join(empty)} split: nothing was written")
+
+
+# The command's own flags' rules. JPEG qualities are 1..100; workers None means all cores.
+SETTING_RULES = (
+  rules.integer("workers", 1),
+  rules.integer("quality", 1, 100),
+  rules.integer("images_per_shard", 1),
+  rules.one_of("on_bad_image", ON_BAD_IMAGE),
+)
+
+
+def check_settings(**values) -> None:
+  """A :class:`StoreError` naming every flag whose value breaks its rule (:data:`SETTING_RULES`)."""
+  problems = [
+    problem
+    for rule in SETTING_RULES
+    if not (rule.field == "workers" and values[rule.field] is None)
+    and (problem := rule.problem(values[rule.field], prefix="--"))
+  ]
+  if problems:
+    raise StoreError("; ".join(problems))
+
+
+def _check_finished(path: str, settings: dict) -> None:
+  """A complete store asked for settings other than those it was made with is refused, naming both."""
+  recorded = store.read_info(path)
+  made = {"resize": store.resize_method(path)} | {
+    k: recorded[k] for k in ("quality", "images_per_shard") if k in recorded
+  }
+  differ = [key for key in made if settings[key] != made[key]]
+  if differ:
+    tag = "-".join(f"{made[key]}" for key in differ)
     raise StoreError(
-      f"the store {path} is complete, made with resize={made!r}, not config.input.resize={resize!r}: "
-      f"move it away (mv {path} {path}-{made}) and rerun to prepare one with {resize!r}"
+      f"the store {path} is complete, made with {', '.join(f'{k}={made[k]!r}' for k in differ)}, not this run's "
+      f"{', '.join(f'{k}={settings[k]!r}' for k in differ)}: rerun with those, or move it away "
+      f"(mv {path} {path}-{tag}) and rerun to prepare one with these"
     )
 
 
 def _begin(path: str, plan: dict) -> None:
-  """Creates the store's directory and records ``plan``; a store begun with another plan is refused.
-  Leftovers of a killed run (shards still being written) are removed."""
+  """Creates the store's directory and records ``plan``. A store begun with another plan is refused once it
+  holds a finished shard (mixing them would corrupt it); before that nothing of it is kept, so a failed
+  start never blocks the corrected command. Leftovers of a killed run (shards being written) are removed."""
   info_path = os.path.join(path, store.INFO_FILE)
   if os.path.isdir(path) and os.listdir(path):
     begun = utils.read_json_object(info_path) if os.path.isfile(info_path) else {}
-    if {key: begun.get(key) for key in plan} != plan:
+    if {key: begun.get(key) for key in plan} != plan and _finished_shards(path):
       raise StoreError(
         f"the unfinished store {path} was begun with other settings ({begun or 'none recorded'}) than this "
         f"run's {plan}: rerun with those, or move it away (mv {path} {path}-unfinished) to start again"
@@ -127,6 +166,10 @@ def _begin(path: str, plan: dict) -> None:
         os.remove(os.path.join(path, name))
   os.makedirs(os.path.join(path, "shard_stats"), exist_ok=True)
   utils.write_json_atomically(info_path, plan)
+
+
+def _finished_shards(path: str) -> list[str]:
+  return [name for name in os.listdir(path) if ".array_record-" in name and not name.endswith(TEMPORARY)]
 
 
 def _source(config, root: str, images_per_shard: int) -> Source:
@@ -455,11 +498,9 @@ def skipped_summary(path: str) -> str:
 
 def main(argv):
   del argv
-  from alexnet_jax.config import validation  # pylint: disable=g-import-not-at-top
-
   start = time.perf_counter()
   try:
-    validation.validate(flags.FLAGS.config, device_count=1)  # the data fields; devices play no part here
+    input_options.check(flags.FLAGS.config)  # the data fields: the store needs no other
     path = prepare(
       flags.FLAGS.config,
       workers=flags.FLAGS.workers,
@@ -498,6 +539,6 @@ if __name__ == "__main__":
   flags.DEFINE_enum(
     "on_bad_image", "skip", ON_BAD_IMAGE, "An image no decoder reads: skip it (listed in the store) or stop."
   )
-  from alexnet_jax.config import flag_errors  # pylint: disable=g-import-not-at-top
+  from alexnet_jax import flag_errors  # pylint: disable=g-import-not-at-top
 
   app.run(main, flags_parser=flag_errors.parse_flags)

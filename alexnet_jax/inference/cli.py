@@ -13,8 +13,7 @@ import sys
 
 from absl import app, flags, logging
 
-from alexnet_jax import compilation_cache, errors
-from alexnet_jax.config import flag_errors
+from alexnet_jax import compilation_cache, errors, flag_errors
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 
 import numpy as np
 
@@ -69,13 +68,28 @@ def evaluate(run: TrainedRun) -> dict:
   }
 
 
-def output_stem(workdir: str, split: str, step: int, crops: str, *, trained_of_averaged: bool = False) -> str:
-  """``W/eval_<split>_<step>``, then ``_<crops>`` for views other than the centre crop and ``_trained``
-  for the trained weights of a run that averages them; the split's slicing characters
-  (``test[:10%]``) become underscores."""
-  name = re.sub(r"[^A-Za-z0-9]+", "_", split).strip("_")
-  suffix = ("" if crops == "center" else f"_{crops}") + ("_trained" if trained_of_averaged else "")
-  return os.path.join(workdir, f"eval_{name}_{step}{suffix}")
+def output_stem(
+  workdir: str, split: str, step: int, crops: str, *, max_examples: int | None = None, trained_of_averaged: bool = False
+) -> str:
+  """``W/eval_<split>_<step>``, then ``_<crops>`` for views other than the centre crop, ``_max<N>`` (``_all``
+  for -1) when ``--max_examples`` was given, and ``_trained`` for the trained weights of a run that
+  averages them. The split's slicing is spelled out (:func:`split_name`), so no two splits share a name."""
+  suffix = "" if crops == "center" else f"_{crops}"
+  if max_examples is not None:
+    suffix += "_all" if max_examples == -1 else f"_max{max_examples}"
+  suffix += "_trained" if trained_of_averaged else ""
+  return os.path.join(workdir, f"eval_{split_name(split)}_{step}{suffix}")
+
+
+# How a split's slicing characters are spelled in a file name: test[:5%] -> test_to5pct, test[-5%:] -> test_m5pctto.
+_SPLIT_SPELLING = {"[": "_", "]": "", ":": "to", "%": "pct", "-": "m", "+": "_plus_", ".": "p"}
+
+
+def split_name(split: str) -> str:
+  """``split`` as a file-name part, one-to-one: letters, digits and ``_`` kept, slicing spelled out, any other
+  character as ``x<hex code>``."""
+  spelled = (c if c.isascii() and (c.isalnum() or c == "_") else _SPLIT_SPELLING.get(c, f"x{ord(c):x}") for c in split)
+  return "".join(spelled)
 
 
 def output_paths(stem: str, *, overwrite: bool = False) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""Exporting a run's weights: a PyTorch state_dict, or plain numpy arrays for any other framework.
+"""Exporting a run: a PyTorch state_dict, plain numpy arrays for any other framework, or an ONNX graph.
 
 ``torch`` (:func:`write_torch`): ``torch.save`` of the state_dict of
 ``alexnet_jax.yardsticks.torch_alexnet.TorchAlexNet`` (layers ``conv1`` ... ``fc8``, PyTorch layouts:
@@ -28,14 +28,21 @@ array                          shape                        meaning
 ``fc6.bias`` ... ``fc8.bias``  (T, out/T)
 =============================  ===========================  ===============================================
 
+``onnx`` (:func:`write_onnx`): the eval-mode network as an ONNX graph (``inference/onnx_export.py``):
+input ``images`` (batch, size, size, channels) float32 NHWC, output ``logits`` (batch, classes); run it
+with onnxruntime, no JAX or PyTorch needed. Written only after onnxruntime reproduced the JAX logits.
+
 Convolutions are stride/padding as in ``model/alexnet.CONV_LAYERS``; each is followed by ReLU, conv1
 and conv2 by LRN (when ``lrn``; ``lrn_alpha`` is the paper's literal alpha, per tower when
 ``lrn_per_tower``) and max-pooling ``pool_window``/``pool_stride``.
 
-Both formats also write ``OUT.json``: the step, ``model_options`` (``TorchAlexNet``'s keyword
-arguments, a subset of ``AlexNet``'s) and the input the network expects (side, how the square was
-made: ``config.input.resize``, per-channel mean and std of [0, 1] pixels, and ``channels``: grey
-images are replicated to RGB unless the model reads one). PyTorch is imported only by :func:`write_torch`.
+Every format also writes ``OUT.json``: the step; ``model_options`` (for ``torch``
+``TorchAlexNet``'s keyword arguments, a subset of ``AlexNet``'s; for ``npz`` the run's ``AlexNet``
+options; for ``onnx`` those the graph was traced with, float32); for ``onnx`` the graph's input and
+output names and opset; and the input the network expects (side, how the square was made:
+``config.input.resize``, per-channel mean and std of [0, 1] pixels, and ``channels``: grey images are
+replicated to RGB unless the model reads one). PyTorch is imported only by :func:`write_torch`, the
+ONNX converter and runtime only by :func:`write_onnx`.
 """
 
 from __future__ import annotations
@@ -44,10 +51,11 @@ import numpy as np
 
 from alexnet_jax import errors, outputs
 from alexnet_jax.data import options
+from alexnet_jax.inference import onnx_export  # imports no converter: onnx_export.graph_bytes does
 from alexnet_jax.model import alexnet
 from alexnet_jax.model.options import OPTIONS
 
-FORMATS = ("torch", "npz")
+FORMATS = ("torch", "npz", "onnx")
 # The AlexNet options TorchAlexNet has no argument for: the initialisation (the weights come from the
 # run), the computation's dtype, and the LRN region (only "across" exports; model_options checks it).
 NOT_IN_TORCH = ("lrn_region", "init", "fc8_zero_init", "dtype")
@@ -99,6 +107,11 @@ def write_npz(path: str, params, *, overwrite: bool = False) -> None:
   outputs.write(path, lambda f: np.savez(f, **jax_arrays(params)), overwrite=overwrite)
 
 
+def write_onnx(path: str, params, config, *, overwrite: bool = False) -> None:
+  """The ONNX graph of the eval-mode network (``onnx_export.graph_bytes``), checked before it is written."""
+  outputs.write_bytes(path, onnx_export.graph_bytes(params, config), overwrite=overwrite)
+
+
 # How the square of resize_size was made (config.input.resize), in the description's words.
 RESIZE_WORDS = {
   "shorter_side": "shorter side resized to resize_size, central square",
@@ -107,17 +120,18 @@ RESIZE_WORDS = {
 
 
 def description(config, step: int, export_format: str) -> dict:
-  """What ``OUT.json`` holds: the format, step, model options and the expected input."""
+  """What ``OUT.json`` holds: the format, step, model options and the expected input (and, for
+  ``onnx``, the graph's input and output names and opset)."""
   mean, std = options.mean_std(config)
   return {
     "format": export_format,
     "step": step,
-    "model_options": model_options(config) if export_format == "torch" else config.model.to_dict(),
+    "model_options": _described_options(config, export_format),
     "input": {
       "size": config.input.crop_size,
       "resize_size": config.input.resize_size,
       "resize": config.input.resize,
-      "layout": "NHWC" if export_format == "npz" else "NCHW",
+      "layout": "NCHW" if export_format == "torch" else "NHWC",
       "pixels": (
         f"{RESIZE_WORDS[config.input.resize]}, central size x size crop; pixels in [0, 1]; "
         "(x - mean) / std per channel" + _grey_note(config)
@@ -127,7 +141,22 @@ def description(config, step: int, export_format: str) -> dict:
       "std": list(std),
       "dataset": config.dataset,
     },
-  }
+  } | (_onnx_names() if export_format == "onnx" else {})
+
+
+def _described_options(config, export_format: str) -> dict:
+  """``TorchAlexNet``'s arguments for ``torch``, the options the graph was traced with for ``onnx``
+  (float32), the run's AlexNet options for ``npz``."""
+  if export_format == "torch":
+    return model_options(config)
+  if export_format == "onnx":
+    return onnx_export.graph_options(config)
+  return config.model.to_dict()
+
+
+def _onnx_names() -> dict:
+  """The ONNX graph's input and output names and its opset, for ``OUT.json``."""
+  return {"onnx": {"input": onnx_export.INPUT_NAME, "output": onnx_export.OUTPUT_NAME, "opset": onnx_export.OPSET}}
 
 
 def _grey_note(config) -> str:
@@ -153,6 +182,8 @@ def export(path: str, params, config, step: int, export_format: str, *, overwrit
   paths = output_paths(path, overwrite=overwrite)
   if export_format == "torch":
     write_torch(path, params, config, overwrite=overwrite)
+  elif export_format == "onnx":
+    write_onnx(path, params, config, overwrite=overwrite)
   else:
     write_npz(path, params, overwrite=overwrite)
   outputs.write_json(paths[1], description(config, step, export_format), overwrite=overwrite)

@@ -11,6 +11,8 @@ its mirror or the ten crops, normalisation) follow. No TensorFlow.
 from __future__ import annotations
 
 import math
+import os
+import stat
 
 import numpy as np
 import simplejpeg
@@ -30,16 +32,11 @@ class ImageError(errors.UserError, ValueError):
 def load_image(path: str, channels: int) -> np.ndarray:
   """The uint8 (H, W, ``channels``) pixels of the image file at ``path``; ImageError if unreadable.
 
-  The size is read from the header before any decoding: a JPEG of more than :data:`MAX_PIXELS` is
-  decoded at a reduced scale (libjpeg's DCT scaling, 1/2 to 1/8) that fits under it, any other image
-  that large is refused in one line, so one file never takes more than a few hundred MB."""
-  try:
-    with open(path, "rb") as f:
-      data = f.read()
-  except FileNotFoundError as error:
-    raise ImageError(f"{path}: no such file") from error
-  except OSError as error:
-    raise ImageError(f"{path}: cannot be read ({error.strerror or error})") from error
+  Reads are bounded by design (:func:`read_image_file`). The size is read from the header before any
+  decoding: a JPEG of more than :data:`MAX_PIXELS` is decoded at a reduced scale (libjpeg's DCT
+  scaling, 1/2 to 1/8) that fits under it, any other image that large is refused in one line, so one
+  file never takes more than a few hundred MB."""
+  data = read_image_file(path)
   try:
     height, width = images.encoded_size(data)
     if height * width <= MAX_PIXELS:
@@ -47,6 +44,50 @@ def load_image(path: str, channels: int) -> np.ndarray:
     return _reduced_jpeg(data, channels, height, width)
   except images.ImageDecodeError as error:
     raise ImageError(f"{path}: {error}") from error
+
+
+MAX_FILE_BYTES = 256 * 2**20  # no image this command decodes is larger as a file
+HEADER_BYTES = 64 * 2**10  # what is read first: every format's size is in it (a JPEG's unless EXIF is larger)
+
+
+def read_image_file(path: str) -> bytes:
+  """The bytes of the image file at ``path``, read with bounds: opened without blocking (a FIFO with no
+  writer does not hang), refused unless a regular file of at most :data:`MAX_FILE_BYTES`, and refused
+  after its first :data:`HEADER_BYTES` when they name no image format; only then read whole."""
+  try:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+  except FileNotFoundError as error:
+    raise ImageError(f"{path}: no such file") from error
+  except OSError as error:
+    raise ImageError(f"{path}: cannot be read ({error.strerror or error})") from error
+  info = os.fstat(fd)
+  if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+    os.close(fd)
+    if not stat.S_ISREG(info.st_mode):
+      raise ImageError(f"{path}: not a regular file ({_file_kind(info.st_mode)}); give an image file")
+    raise ImageError(f"{path}: {info.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} an image file may have")
+  with os.fdopen(fd, "rb") as f:
+    try:
+      head = f.read(HEADER_BYTES)
+      _check_header(path, head, info.st_size)
+      return head + f.read(MAX_FILE_BYTES - len(head))
+    except OSError as error:
+      raise ImageError(f"{path}: cannot be read ({error.strerror or error})") from error
+
+
+def _check_header(path: str, head: bytes, size: int) -> None:
+  """Refuses a file whose first bytes are no image's (its size unreadable there), unless it is longer:
+  a JPEG's size may follow EXIF blocks larger than the head."""
+  try:
+    images.encoded_size(head)
+  except images.ImageDecodeError as error:
+    if size <= len(head) or head[:2] != images._JPEG_MAGIC:
+      raise ImageError(f"{path}: {error}") from error
+
+
+def _file_kind(mode: int) -> str:
+  kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"))
+  return next((words for test, words in kinds if test(mode)), "a device or socket")
 
 
 def _reduced_jpeg(data: bytes, channels: int, height: int, width: int) -> np.ndarray:

@@ -21,10 +21,10 @@ from absl import logging
 from flax import nnx
 
 from alexnet_jax import errors, utils
-from alexnet_jax.config import added_fields, validation
+from alexnet_jax.config import added_fields
 from alexnet_jax.data import augment, options
 from alexnet_jax.parallel import sharding
-from alexnet_jax.train import checkpoints, optimizers, run_dir, state, steps
+from alexnet_jax.train import checkpoints, optimizers, run_config, run_dir, state, steps, validation
 
 
 class RunError(errors.UserError, RuntimeError):
@@ -95,7 +95,45 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     raise RunError(f"--workdir={workdir} holds no run: there is no {path} (train one with alexnet_jax.main)") from error
   except (OSError, ValueError) as error:
     raise RunError(f"cannot read the run's config {path}: {error}") from error
-  return ml_collections.ConfigDict(with_new_fields(recorded, added_fields.values_before()))
+  known = run_config.default_config().to_dict()
+  return ml_collections.ConfigDict(with_new_fields(known_fields(recorded, known, path), added_fields.values_before()))
+
+
+def known_fields(recorded, known: dict, path: str) -> dict:
+  """``recorded`` (a config.json's data, perhaps edited by hand) with the fields this code knows: a JSON
+  value that is not an object, or a section (``model``, ``input``, ...) that is not one, is a RunError naming
+  it; a field the code does not know is left out, with one warning naming every such field."""
+  if not isinstance(recorded, dict):
+    raise RunError(f"{path} holds a JSON {_json_kind(recorded)}, not an object of config fields")
+  unknown: list[str] = []
+  kept = _known_part(recorded, known, "", path, unknown)
+  if unknown:
+    logging.warning("%s has fields this code does not know, left out: %s", path, ", ".join(unknown))
+  return kept
+
+
+def _known_part(recorded: dict, known: dict, prefix: str, path: str, unknown: list[str]) -> dict:
+  kept = {}
+  for key, value in recorded.items():
+    name = f"config.{prefix}{key}"
+    if key not in known:
+      unknown.append(name)
+    elif isinstance(known[key], dict):
+      if not isinstance(value, dict):
+        fields = ", ".join(known[key])
+        raise RunError(f"{path}: {name} is a JSON {_json_kind(value)}, expected an object of its fields ({fields})")
+      kept[key] = _known_part(value, known[key], f"{prefix}{key}.", path, unknown)
+    else:
+      kept[key] = value
+  return kept
+
+
+def _json_kind(value) -> str:
+  """The JSON type of a value read from JSON, in words."""
+  if value is None:
+    return "null"
+  kinds = ((bool, "boolean"), (dict, "object"), (list, "list"), (str, "string"), ((int, float), "number"))
+  return next(words for types, words in kinds if isinstance(value, types))
 
 
 def with_new_fields(recorded: dict, values_before: dict) -> dict:

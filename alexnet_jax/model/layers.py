@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from alexnet_jax.config import rules
+from alexnet_jax import rules
 from alexnet_jax.model.options import LRN_OPTIONS
 
 # The one rule for LRN's hyper-parameters, declared with AlexNet's lrn_* options (``model/options.py``).

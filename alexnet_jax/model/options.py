@@ -5,8 +5,8 @@ built from it (each value checked against its rule), the config validator report
 ``config.model.<option>``, the configs start ``config.model`` from :func:`model_config`, the table of
 docs/configuration.md is :func:`markdown_table` (``python -m alexnet_jax.model.options`` prints it; a
 test keeps the page equal to it), and a run recorded before an option existed reads back with its
-default (``config/added_fields.py``). Adding an option is one :class:`Option` here and the code that
-uses it. Pure Python: importing it pulls in no framework.
+default (``config/added_fields.py``). Adding an option is one :class:`~alexnet_jax.option_tables.Option`
+here and the code that uses it. Pure Python: importing it pulls in no framework.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from alexnet_jax.config import rules
+from alexnet_jax import option_tables, rules
+from alexnet_jax.option_tables import Option
 
 if TYPE_CHECKING:  # the model and the benchmark import this module; they run without ml_collections
   import ml_collections
@@ -23,28 +24,6 @@ LRN_REGIONS = ("across", "within")
 LRN_POSITIONS = ("after_relu", "before_relu")
 INIT_SCHEMES = ("paper", "caffe", "he")  # alexnet._init_scheme
 DTYPES = ("float32", "bfloat16", "float16")
-
-
-@dataclasses.dataclass(frozen=True)
-class Option:
-  """One option: ``rule`` names it and says what it allows; ``default`` is the paper's value.
-
-  ``since`` ("DATE COMMIT") marks an option added after runs began recording their config: a run
-  recorded before it trained with ``default``, which is therefore the network as it was before.
-  """
-
-  rule: rules.Rule
-  default: Any
-  meaning: str
-  since: str | None = None
-
-  @property
-  def name(self) -> str:
-    return self.rule.field
-
-
-def _prefixed(prefix: str, option: Option) -> Option:
-  return dataclasses.replace(option, rule=dataclasses.replace(option.rule, field=prefix + option.name))
 
 
 # The LRN layer's own hyper-parameters (``layers.LocalResponseNorm`` checks them); AlexNet's lrn_*
@@ -79,7 +58,7 @@ OPTIONS = (
     since="2026-12-01 64f4ac8",
   ),
   Option(rules.boolean("lrn"), True, "False removes both LRN layers (after conv1 and conv2)"),
-  *(_prefixed("lrn_", option) for option in LRN_OPTIONS),
+  *(option_tables.prefixed("lrn_", option) for option in LRN_OPTIONS),
   Option(
     rules.one_of("lrn_position", LRN_POSITIONS),
     "after_relu",
@@ -121,7 +100,7 @@ RULES = tuple(option.rule for option in OPTIONS)
 
 def defaults() -> dict[str, Any]:
   """Every option's name -> the paper's value, in :data:`OPTIONS`' order."""
-  return {option.name: option.default for option in OPTIONS}
+  return option_tables.defaults(OPTIONS)
 
 
 def _check(self) -> None:
@@ -143,17 +122,14 @@ ModelOptions = dataclasses.make_dataclass(
 
 def model_config() -> ml_collections.ConfigDict:
   """``config.model`` with every option at the paper's value; a config then sets what differs."""
-  import ml_collections  # pylint: disable=g-import-not-at-top -- only configs call this
-
-  return ml_collections.ConfigDict(defaults())
+  return option_tables.section_config(OPTIONS)
 
 
 def markdown_table() -> str:
   """The options as docs/configuration.md's table: option, default, meaning."""
   rows = ["| option | default | meaning |", "| --- | --- | --- |"]
   for option in OPTIONS:
-    default = f'`"{option.default}"`' if isinstance(option.default, str) else repr(option.default)
-    rows.append(f"| `{option.name}` | {default} | {option.meaning} |")
+    rows.append(f"| `{option.name}` | {option_tables.format_value(option.default)} | {option.meaning} |")
   return "\n".join(rows)
 
 

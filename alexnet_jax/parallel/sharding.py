@@ -36,10 +36,10 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from alexnet_jax.model import towers
+from alexnet_jax.parallel.options import PARALLELISMS
 
 DATA_AXIS = "data"
 TOWER_AXIS = "tower"
-PARALLELISMS = ("towers", "weird_trick")
 
 
 def create_mesh(tower_parallel: int = 1, devices=None) -> Mesh:

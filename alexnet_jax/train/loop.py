@@ -22,9 +22,18 @@ import numpy as np
 from absl import logging
 
 from alexnet_jax import utils
-from alexnet_jax.config import validation
 from alexnet_jax.parallel import distributed, sharding
-from alexnet_jax.train import checkpoints, divergence, optimizers, preemption, profiling, run_dir, steps, summaries
+from alexnet_jax.train import (
+  checkpoints,
+  divergence,
+  optimizers,
+  preemption,
+  profiling,
+  run_dir,
+  steps,
+  summaries,
+  validation,
+)
 from alexnet_jax.train.state import TrainState, create_train_state
 
 

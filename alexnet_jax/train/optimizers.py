@@ -32,7 +32,6 @@ checkpointed with the rest of the optimizer state.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -40,8 +39,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-OPTIMIZERS = ("sgd", "paper_sgd")
-SCHEDULES = ("constant", "cosine", "piecewise", "step", "plateau")
+from alexnet_jax.train.options import SCHEDULES
 
 if TYPE_CHECKING:  # configs are ml_collections ConfigDicts; the benchmark runs without it
   import ml_collections
@@ -75,14 +73,21 @@ def lr_multipliers(params, bias_lr_multiplier: float) -> optax.Params:
   return jax.tree.map(lambda bias: bias_lr_multiplier if bias else 1.0, is_bias(params))
 
 
-def paper_sgd(
-  learning_rate: float,
-  momentum: float = 0.9,
-  weight_decay: float = 5e-4,
-  *,
-  decay_biases: bool = True,
-  bias_lr_multiplier: float = 1.0,
-) -> optax.GradientTransformation:
+class SgdOptions(NamedTuple):
+  """The hyper-parameters of both update rules. ``learning_rate``, ``momentum`` and ``weight_decay``
+  are :data:`TRACED`: :func:`make_optimizer` keeps them in the optimizer state; the bias treatment is fixed."""
+
+  learning_rate: float
+  momentum: float = 0.9
+  weight_decay: float = 5e-4
+  decay_biases: bool = True
+  bias_lr_multiplier: float = 1.0
+
+
+TRACED = ("learning_rate", "momentum", "weight_decay")
+
+
+def paper_sgd(options: SgdOptions) -> optax.GradientTransformation:
   """The paper's update: ``v <- m v - wd eps w - eps g``; the update applied to ``w`` is ``v``.
 
   ``decay_biases=False`` drops the ``wd eps w`` term for the biases; ``bias_lr_multiplier`` r makes
@@ -94,39 +99,32 @@ def paper_sgd(
   def update_fn(grads, state, params=None):
     if params is None:
       raise ValueError("paper_sgd needs the parameters for its weight decay term")
-    decayed = jax.tree.map(lambda _: True, params) if decay_biases else is_decayed(params)
+    decayed = jax.tree.map(lambda _: True, params) if options.decay_biases else is_decayed(params)
     velocity = jax.tree.map(
-      lambda v, g, w, d, r: momentum * v - r * learning_rate * (weight_decay * w * d + g),
+      lambda v, g, w, d, r: options.momentum * v - r * options.learning_rate * (options.weight_decay * w * d + g),
       state.velocity,
       grads,
       params,
       decayed,
-      lr_multipliers(params, bias_lr_multiplier),
+      lr_multipliers(params, options.bias_lr_multiplier),
     )
     return velocity, PaperSgdState(velocity=velocity)
 
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def sgd(
-  learning_rate: float,
-  momentum: float = 0.9,
-  weight_decay: float = 5e-4,
-  *,
-  decay_biases: bool = True,
-  bias_lr_multiplier: float = 1.0,
-) -> optax.GradientTransformation:
+def sgd(options: SgdOptions) -> optax.GradientTransformation:
   """optax's SGD with momentum and coupled L2 weight decay (``g + wd w`` enters the trace; with
   ``decay_biases=False`` only for the weights); the biases' update ``-eps t`` times ``bias_lr_multiplier``.
 
   With the multiplier at 1 the chain has no scaling stage, so its state is what it was before the
   option existed (older checkpoints restore)."""
   stages = [
-    optax.add_decayed_weights(weight_decay, mask=decay_mask(decay_biases)),
-    optax.sgd(learning_rate, momentum=momentum),
+    optax.add_decayed_weights(options.weight_decay, mask=decay_mask(options.decay_biases)),
+    optax.sgd(options.learning_rate, momentum=options.momentum),
   ]
-  if bias_lr_multiplier != 1.0:
-    stages.append(optax.masked(optax.scale(bias_lr_multiplier), is_bias))
+  if options.bias_lr_multiplier != 1.0:
+    stages.append(optax.masked(optax.scale(options.bias_lr_multiplier), is_bias))
   return optax.chain(*stages)
 
 
@@ -135,33 +133,20 @@ _RULES = {"sgd": sgd, "paper_sgd": paper_sgd}
 
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """The configured update rule (``config.optimizer``)."""
-  return make_optimizer(
-    config.optimizer.name,
-    learning_rate=config.optimizer.learning_rate,
-    momentum=config.optimizer.momentum,
-    weight_decay=config.optimizer.weight_decay,
-    decay_biases=config.optimizer.decay_biases,
-    bias_lr_multiplier=config.optimizer.bias_lr_multiplier,
-  )
+  return make_optimizer(config.optimizer.name, **{field: config.optimizer[field] for field in SgdOptions._fields})
 
 
-def make_optimizer(
-  name: str,
-  *,
-  learning_rate: float,
-  momentum: float,
-  weight_decay: float,
-  decay_biases: bool = True,
-  bias_lr_multiplier: float = 1.0,
-) -> optax.GradientTransformation:
-  """Update rule ``name`` with its hyper-parameters stored in the optimizer state, where the train
-  step sets each step's learning rate (:func:`set_learning_rate`). ``decay_biases`` and
-  ``bias_lr_multiplier`` are fixed, not stored."""
-  rule = functools.partial(_RULES[name], decay_biases=decay_biases, bias_lr_multiplier=bias_lr_multiplier)
-  # Static: numbers in the rule's own keywords would otherwise become traced hyper-parameters too
-  # (and enter the checkpointed state, which older checkpoints do not hold).
-  injected = optax.inject_hyperparams(rule, static_args=("decay_biases", "bias_lr_multiplier"))
-  return injected(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
+def make_optimizer(name: str, **hyperparameters) -> optax.GradientTransformation:
+  """Update rule ``name`` with ``hyperparameters`` (:class:`SgdOptions`' fields); the :data:`TRACED` ones
+  are stored in the optimizer state, where the train step sets each step's learning rate
+  (:func:`set_learning_rate`), the others are fixed."""
+  update_rule, fixed = _RULES[name], SgdOptions(**hyperparameters)
+
+  # inject_hyperparams traces the factory's numeric arguments: these three, by name, as before.
+  def rule(learning_rate, momentum, weight_decay):
+    return update_rule(fixed._replace(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay))
+
+  return optax.inject_hyperparams(rule)(**{field: getattr(fixed, field) for field in TRACED})
 
 
 def set_learning_rate(opt_state: optax.OptState, learning_rate: jax.Array) -> optax.OptState:

@@ -28,9 +28,9 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from alexnet_jax import errors, outputs
-from alexnet_jax.config import flag_errors, validation
+from alexnet_jax import errors, flag_errors, outputs
 from alexnet_jax.data import images, input_spec, loader
+from alexnet_jax.train import validation
 
 _CONFIG = config_flags.DEFINE_config_file("config", flag_errors.DEFAULT_CONFIG, lock_config=True)
 _EPOCHS = flags.DEFINE_integer("epochs", 2, "Training epochs to time, one at a time.", lower_bound=1)

@@ -20,7 +20,7 @@ preemption.exit_on_signals()  # as main does, before the slow imports
 
 from absl import app  # pylint: disable=g-import-not-at-top
 
-from alexnet_jax.config import flag_errors  # pylint: disable=g-import-not-at-top
+from alexnet_jax import flag_errors  # pylint: disable=g-import-not-at-top
 from support import mock_inputs  # pylint: disable=g-import-not-at-top
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from absl import flags
 
 from alexnet_jax import errors
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "experiments", "fashion_mnist.py")
 
 

@@ -1,9 +1,10 @@
 """The predicates every option check is written with, shared by the config validator and the model.
 
 A :class:`Rule` names one option, a predicate, and the words that say what is allowed. The model
-checks its own keyword arguments with these rules (``alexnet_jax/model/alexnet.py``); the config
-validator checks the other fields with them and turns the model's :class:`OptionError` into a
-message about ``config.model.<option>``. Pure Python: importing it pulls in no framework.
+checks its own keyword arguments with these rules (``alexnet_jax/model/alexnet.py``); a config is
+checked with :func:`check_config`: every field's rule, then the checks between fields, in one
+:class:`ConfigError` (``train/validation.py`` runs every package's; ``prepare_store`` the data's).
+The bottom layer of the package: pure Python, importing it pulls in no framework.
 """
 
 from __future__ import annotations
@@ -57,6 +58,39 @@ def check_options(owner: str, rules: Iterable[Rule], values: Mapping[str, Any]) 
   ]
   if problems:
     raise OptionError(owner, problems)
+
+
+# A check between fields: (config, device count) -> None, or the problem in one line.
+CrossCheck = Callable[[Any, int], "str | None"]
+
+
+def check_config(config, field_rules: Iterable[Rule], cross_checks: Iterable[CrossCheck] = (), device_count: int = 1):
+  """Raises :class:`ConfigError` listing every rule of ``field_rules`` that ``config`` breaks (a missing
+  field too); when every field is there and allowed, every problem that ``cross_checks`` find instead
+  (they assume well-typed fields). Returns None if ``config`` is fine."""
+  errors = []
+  for rule in field_rules:
+    try:
+      value = lookup(config, rule.field)
+    except KeyError:
+      errors.append(f"config.{rule.field} is missing")
+      continue
+    if not rule.check(value):
+      errors.append(f"config.{rule.field}={value!r} is not allowed: expected {rule.expected}")
+  if not errors:
+    errors = [message for check in cross_checks if (message := check(config, device_count))]
+  if errors:
+    raise ConfigError("invalid config: " + "; ".join(errors))  # one line, every problem
+
+
+def lookup(config, dotted: str):
+  """``config``'s value at the dotted field name; KeyError if it has none."""
+  value = config
+  for key in dotted.split("."):
+    if key not in value:
+      raise KeyError(dotted)
+    value = value[key]
+  return value
 
 
 def one_of(field: str, allowed) -> Rule:
