@@ -12,7 +12,12 @@ prepares its store through ``prepare_store`` (when ``config.input.use_store``), 
 training stream streaming from disk as it would on the full dataset (the ``STREAMED`` route, nothing
 kept in memory). In the same run it times the bare decode of the same stored JPEGs with the loader's
 own decoder (``images.decode``, one thread): ``decode_cpu_us_per_image``, the floor the stream's
-``cpu_us_per_image`` is compared with. ``--json`` prints one JSON line instead of the text report.
+``cpu_us_per_image`` is compared with. It also times the stream with 1, 2, 4, ... read threads up to
+the usable cores (``images_per_second_by_readers``; ``read_threads`` is the default the config
+resolves to) and the stream's CPU-us per image besides the decode (``reader_overhead_us_per_image``:
+the decode replaced by a copy of a decoded square), the Python work that holds the GIL, whose
+``1e6 / reader_overhead_us_per_image`` images/s no number of threads passes. ``--json`` prints one
+JSON line instead of the text report.
 
   python -m alexnet_jax.benchmark_input --config=experiments/fashion_mnist.py --epochs=2
   python -m alexnet_jax.benchmark_input --config=experiments/imagenet2012.py --synthetic --json
@@ -102,8 +107,9 @@ def copy_of(square: np.ndarray) -> loader.Square:
 
 
 def reader_figures(spec: input_spec.InputSpec, steps: int) -> dict:
-  """The stream's images/s by the number of read threads, and its CPU-us per image besides decoding
-  (the JPEG decode replaced by copying an already-decoded square, at the resolved read threads)."""
+  """The stream's images/s by the number of read threads, and its CPU-us per image besides decoding:
+  the JPEG decode replaced by copying an already-decoded square, read by one thread (with more, threads
+  that do nothing but Python work queue for the GIL, and the queueing would be counted as the work)."""
   by_readers = {
     str(count): round(time_stream(dataclasses.replace(spec, read_threads=count), steps)[0], 1)
     for count in reader_counts(input_spec.usable_cores())
@@ -111,7 +117,7 @@ def reader_figures(spec: input_spec.InputSpec, steps: int) -> dict:
   record = spec.source(spec.train_split)[0]
   square = np.empty((spec.resize_size, spec.resize_size, spec.image_channels), np.uint8)
   loader.square_into(record["image"], square, spec)
-  _, overhead_us = time_stream(spec, steps, square=copy_of(square))
+  _, overhead_us = time_stream(dataclasses.replace(spec, read_threads=1), steps, square=copy_of(square))
   return {"images_per_second_by_readers": by_readers, "reader_overhead_us_per_image": round(overhead_us, 1)}
 
 
