@@ -6,7 +6,7 @@ WORKDIR ?= runs/fashion_mnist
 CONFIG ?= experiments/fashion_mnist.py
 FASHION_MNIST_FILES ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: train test test-fast lint install install-test data clean-venv
+.PHONY: train test test-fast lint install install-test data clean-venv gpu-wheels
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,3 +53,19 @@ test-fast: install-test
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The wheels a GPU host lacks (no network there), for its CPython 3.12 on x86-64, into .whl/ (ignored; it
+# travels with the working tree): GPU_HOST_PACKAGES at requirements.txt's versions, then
+# requirements-gpu-host.txt (what they need that the host lacks); sdist-only ones are built into wheels.
+GPU_HOST_PACKAGES := tensorflow-datasets grain array-record simplejpeg ml-collections importlib_resources
+WHEEL_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 \
+  manylinux2014_x86_64 manylinux1_x86_64
+gpu-wheels:
+	rm -rf .whl && mkdir .whl
+	for name in $(GPU_HOST_PACKAGES); do grep -x "$$name==[^ ]*" requirements.txt || exit 1; done >.whl/wanted.txt
+	grep -v -e '^#' -e 'sdist only' requirements-gpu-host.txt >>.whl/wanted.txt
+	grep 'sdist only' requirements-gpu-host.txt | sed 's/ *#.*//' >.whl/built.txt
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) -d .whl -r .whl/wanted.txt
+	$(PYTHON) -m pip wheel -q --no-deps --no-binary=:all: -w .whl -r .whl/built.txt
+	@echo "$$(ls .whl/*.whl | wc -l) wheels, $$(du -sh .whl | cut -f1) in .whl/"

@@ -68,6 +68,13 @@ INVALID = {
   "input.pca_noise_form": UNKNOWN_NAME.filter(lambda s: s not in ("cuda_convnet", "fb_resnet")),
   "input.mean": UNKNOWN_NAME.filter(lambda s: s not in ("image", "channel")),
   "input.mean_crop": UNKNOWN_NAME.filter(lambda s: s not in ("at_view", "center")),
+  "input.mean_pixel": st.one_of(
+    st.lists(st.floats(0, 255), min_size=2, max_size=2),  # neither () nor one per channel
+    st.lists(st.floats(min_value=255, exclude_min=True, allow_nan=False), min_size=3, max_size=3),
+    st.lists(st.floats(max_value=0, exclude_max=True, allow_nan=False), min_size=1, max_size=1),
+    NOT_A_NUMBER.filter(lambda v: not isinstance(v, (list, tuple))),
+  ),
+  "input.mean_image_file": NOT_A_STRING,
   "input.use_store": NOT_A_BOOL,
   "input.read_threads": int_below(0),
   "input.train_scale": below(0.0, inclusive=True),
@@ -75,6 +82,14 @@ INVALID = {
   "model.num_classes": int_below(1),
   "model.towers": st.one_of(st.integers().filter(lambda t: t not in (1, 2)), st.text(max_size=3)),
   "model.width": below(0.0, inclusive=True),
+  "model.channels": st.one_of(
+    st.lists(st.integers(1, 512), min_size=4, max_size=4),
+    st.lists(st.integers(max_value=0), min_size=5, max_size=5),
+    NOT_AN_INT,
+  ),
+  "model.fc_width": int_below(1),
+  "model.conv1_padding": int_below(0),
+  "model.adaptive_pool": int_below(0),
   "model.input_size": int_below(1),
   "model.in_channels": int_below(1),
   "model.lrn": NOT_A_BOOL,

@@ -230,17 +230,40 @@ def test_step_schedule_multiplies_every_step_every_steps_at_most_max_drops_times
 
 
 def _drive_plateau(errors, **rule):
-  """Feeds ``errors`` to the plateau rule one evaluation at a time (every 10 steps, 100 per epoch);
-  returns the drops it records and the rates after each evaluation."""
+  """Feeds ``errors`` to the plateau rule one evaluation at a time (every 10 steps, 100 per epoch),
+  through its one call as the loop makes it; returns the drops it records and the rates after each."""
   schedule = optax.constant_schedule(0.01)
+  plateau_rule = optimizers.PlateauRule(schedule, **rule)
   state, drops, rates = optimizers.init_plateau(), [], []
   for index, error in enumerate(errors):
     step = 10 * (index + 1)
-    before, state = state, optimizers.update_plateau(state, error, **rule)
-    drop = optimizers.plateau_drop(before, state, schedule=schedule, step=step, epoch=step / 100, eval_error=error)
+    state, drop = plateau_rule.after_eval(state, error, step=step, epoch=step / 100)
     drops += [drop] if drop else []
     rates.append(float(optimizers.learning_rate_at(schedule, state, step)))
   return drops, rates
+
+
+def test_the_plateau_rule_is_update_plateau_then_plateau_drop_and_off_for_other_schedules():
+  """after_eval (jitted) gives the record and the drop the plain functions give; the config picks
+  the rule's numbers; a rule of another schedule leaves the record as it is and drops nothing."""
+  config = _config("paper_sgd")
+  config.schedule.name, config.schedule.plateau_patience, config.schedule.max_drops = "plateau", 1, 2
+  config.schedule.decay_factor, config.schedule.min_delta = 0.1, 0.01
+  schedule = optax.constant_schedule(0.01)
+  rule = optimizers.PlateauRule.from_config(config, schedule)
+  assert (rule.patience, rule.factor, rule.max_drops, rule.min_delta, rule.enabled) == (1, 0.1, 2, 0.01, True)
+  numbers = dict(patience=1, factor=0.1, max_drops=2, min_delta=0.01)
+  state = want = optimizers.init_plateau()
+  for step, error in [(5, 0.5), (10, 0.495), (15, 0.4), (20, 0.41)]:
+    before, want = want, optimizers.update_plateau(want, error, **numbers)
+    want_drop = optimizers.plateau_drop(before, want, schedule=schedule, step=step, epoch=step / 10, eval_error=error)
+    state, drop = rule.after_eval(state, error, step=step, epoch=step / 10)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state), jax.device_get(want))
+    assert drop == want_drop
+  assert int(state.drops) == 2
+  config.schedule.name = "cosine"
+  off = optimizers.PlateauRule.from_config(config, schedule)
+  assert off.after_eval(state, 0.9, step=30, epoch=3.0) == (state, None)
 
 
 def test_plateau_drops_are_recorded_with_step_epoch_error_and_rates():

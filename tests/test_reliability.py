@@ -196,6 +196,28 @@ def test_a_half_written_checkpoint_is_never_a_step(tmp_path):
   checkpointer.close()
 
 
+def test_the_resume_record_round_trips_and_reads_older_records_with_defaults(tmp_path):
+  record = checkpoints.ResumeRecord(
+    input_position=6,
+    eval_history=({"step": 3, "top1_error": 0.5}, {"step": 6, "top1_error": 0.25}),
+    lr_drops=({"drop": 1, "step": 6},),
+    wall_seconds=12.5,
+    train_metrics={"loss": 0.75},
+  )
+  directory = str(tmp_path / "checkpoints")
+  checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
+  checkpointer.save(6, {"w": np.zeros(4, np.float32)}, record.to_dict())
+  checkpointer.close()
+  _, meta = checkpoints.Checkpointer(directory, keep=5, every_steps=1).restore_latest({"w": jax.numpy.zeros(4)})
+  assert checkpoints.ResumeRecord.from_dict(meta, step=6) == record
+  # A record saved before these fields existed: the input position is the step, the rest empty.
+  older = checkpoints.ResumeRecord.from_dict({"wall_seconds": 3.0}, step=4)
+  assert older == checkpoints.ResumeRecord(input_position=4, wall_seconds=3.0)
+  assert older.to_dict() == {
+    "input_position": 4, "eval_history": [], "lr_drops": [], "wall_seconds": 3.0, "train_metrics": {}
+  }  # fmt: skip
+
+
 def test_no_readable_checkpoint_over_an_existing_run_is_an_error_not_a_fresh_start(tmp_path):
   directory = str(tmp_path / "checkpoints")
   checkpoint_steps.save_steps(directory, [1, 2])

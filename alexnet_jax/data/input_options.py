@@ -81,6 +81,26 @@ INPUT_OPTIONS = (
     before="channel",  # no store, so no mean image
   ),
   Option(
+    rules.Rule(
+      "mean_pixel",
+      lambda v: (
+        isinstance(v, (tuple, list)) and len(v) in (0, 1, 3) and all(rules.is_number(x) and 0 <= x <= 255 for x in v)
+      ),
+      "() for the dataset's mean, or one number in [0, 255] per channel (RGB)",
+    ),
+    (),
+    "one mean per channel on 0-255 RGB pixels in place of the dataset's (Caffe's mean pixel: (123, 117, 104));"
+    " `()` = the dataset's ([pretrained.md](pretrained.md))",
+    since="2026-12-07 a2fba51",
+  ),
+  Option(
+    rules.string("mean_image_file", empty_ok=True),
+    "",
+    'with `mean` `"image"`: an imported run\'s own mean image (0-255 RGB `.npy`, relative to its workdir) in place'
+    ' of a store\'s; `""` = none ([pretrained.md](pretrained.md))',
+    since="2026-12-07 a2fba51",
+  ),
+  Option(
     rules.one_of("mean_crop", options.MEAN_CROPS),
     "at_view",
     "which crop of the mean image each view loses: the crop at the view's own offset, mirrored with it (Caffe),"
@@ -115,7 +135,9 @@ INPUT_OPTIONS = (
 # The input options InputSpec does not carry as set: build resolves them into the dataset directory,
 # the mean (a store's mean image or one per channel), the std, the colour noise's basis and the number
 # of read threads.
-RESOLVED = frozenset({"normalization", "pca_noise_form", "mean", "use_store", "read_threads"})
+RESOLVED = frozenset(
+  {"normalization", "pca_noise_form", "mean", "mean_pixel", "mean_image_file", "use_store", "read_threads"}
+)
 SPEC_OPTIONS = tuple(option for option in INPUT_OPTIONS if option.name not in RESOLVED)
 
 

@@ -189,7 +189,9 @@ def pixel_constants(config, stats: dict | None) -> dict:
   mean, std = options.mean_std(config)
   mean = np.asarray(mean, np.float32)
   if config.input.mean == "image":
-    if stats is None:
+    if config.input.get("mean_image_file"):  # an imported run's own (0-255 RGB, as the reference subtracted it)
+      mean = np.load(config.input.mean_image_file).astype(np.float32) / 255.0
+    elif stats is None:
       logging.warning("No prepared store of %s: subtracting the per-channel mean, not a mean image", config.dataset)
     else:
       mean = stats["mean_image"].astype(np.float32)

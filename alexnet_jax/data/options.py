@@ -84,8 +84,11 @@ def image_channels(dataset: str) -> int:
 
 def mean_std(config) -> tuple[tuple[float, ...], tuple[float, ...]]:
   """What the pipeline normalises with. ``standardize``: the dataset's mean and std.
-  ``subtract_mean``: the paper's centred raw pixels, (x - mean) * 255, i.e. std = 1/255."""
+  ``subtract_mean``: the paper's centred raw pixels, (x - mean) * 255, i.e. std = 1/255. A
+  ``config.input.mean_pixel`` (0-255) replaces the dataset's mean."""
   mean, std = pixel_stats(config.dataset)
+  if config.input.get("mean_pixel"):
+    mean = tuple(value / 255 for value in config.input.mean_pixel)
   if config.input.normalization == "subtract_mean":
     std = (1 / 255,) * len(mean)
   return mean, std

@@ -111,7 +111,7 @@ def _reduced_jpeg(data: bytes, channels: int, height: int, width: int) -> np.nda
 def predict_files(run: TrainedRun, paths: list[str]) -> list[dict]:
   """One result per path, in order: ``{"file", "predictions": [{"label", "name", "probability"}] }``
   with the top-5 classes, or ``{"file", "error"}`` for a file that could not be read."""
-  names, spec = run.label_names(), run.spec
+  names, spec = run.label_names(), run.view_spec
   results, squares = [], []
   for path in paths:
     try:

@@ -23,6 +23,7 @@ from flax import nnx
 from alexnet_jax import errors, utils
 from alexnet_jax.config import added_fields
 from alexnet_jax.data import augment, options
+from alexnet_jax.inference import imagenet_classes
 from alexnet_jax.parallel import sharding
 from alexnet_jax.train import checkpoints, optimizers, run_config, run_dir, state, steps, validation
 
@@ -42,6 +43,7 @@ class TrainedRun:
   params: nnx.State
   mesh: jax.sharding.Mesh
   averaged: bool = False  # params are the moving average of the trained weights (config.ema_decay)
+  imported: bool = False  # weights imported from a reference's file (alexnet_jax.import_weights), not trained here
 
   @functools.cached_property
   def spec(self):
@@ -51,9 +53,15 @@ class TrainedRun:
     return input_spec.build(self.config)
 
   @functools.cached_property
+  def view_spec(self):
+    """The spec that makes test views of squares: :attr:`spec`, except for an imported run, whose
+    preprocessing is all in its config: then without the dataset (``predict`` needs no ImageNet)."""
+    return _spec_from_config(self.config) if self.imported else self.spec
+
+  @functools.cached_property
   def _log_probs_fn(self):
     def log_probs(params, squares):
-      views = augment.eval_views(squares, self.spec)
+      views = augment.eval_views(squares, self.view_spec)
       return steps.eval_log_probs(
         params, views, model_def=self.model_def, mesh=self.mesh, parallelism=self.config.parallelism
       )
@@ -63,9 +71,9 @@ class TrainedRun:
   @functools.cached_property
   def _fc7_fn(self):
     def fc7(params, squares):
-      views = augment.eval_views(squares, self.spec)
+      views = augment.eval_views(squares, self.view_spec)
       if views.ndim == 5:
-        views = views[:, options.CENTER_VIEW[self.spec.eval_crops]]
+        views = views[:, options.CENTER_VIEW[self.view_spec.eval_crops]]
       return self.model_def.eval_model(params).fc7_features(views)
 
     return jax.jit(fc7)
@@ -81,8 +89,33 @@ class TrainedRun:
     return in_batches(lambda batch: self._fc7_fn(self.params, batch), squares, self.config.batch_size)
 
   def label_names(self) -> list[str]:
-    """The dataset's class names, index = label."""
-    return list(self.spec.label_names)
+    """The dataset's class names, index = label (ImageNet's by name, not WordNet id)."""
+    names = imagenet_classes.names_for(self.config.dataset, self.config.model.num_classes)
+    return list(names if names is not None else self.spec.label_names)
+
+
+def _spec_from_config(config: ml_collections.ConfigDict):
+  """An input spec of the test views from ``config`` alone (no dataset opened: no counts, no store)."""
+  from alexnet_jax.data import input_spec  # pylint: disable=g-import-not-at-top -- reads the dataset's metadata
+
+  return input_spec.InputSpec(
+    dataset=config.dataset,
+    dataset_dir="",
+    train_split=config.train_split,
+    eval_split=config.eval_split,
+    num_train=0,
+    num_eval=0,
+    num_classes=config.model.num_classes,
+    label_names=(),
+    batch_size=config.batch_size,
+    image_size=None,
+    image_channels=options.image_channels(config.dataset),
+    model_channels=config.model.in_channels,
+    route=input_spec.Route.STREAMED,
+    seed=config.seed,
+    **input_spec.pixel_constants(config, None),
+    **input_spec.spec_inputs(config),
+  )
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
@@ -180,6 +213,8 @@ def load(workdir: str, step: int | None = None, overrides: dict | None = None, *
   """
   config = check_workdir(workdir)
   config.tower_parallel = 1
+  if config.input.mean_image_file:  # recorded relative to the run's directory
+    config.input.mean_image_file = os.path.join(workdir, config.input.mean_image_file)
   for name, value in (overrides or {}).items():
     _set_field(config, name, value)
   validation.validate(config, device_count=1)
@@ -193,8 +228,16 @@ def load(workdir: str, step: int | None = None, overrides: dict | None = None, *
   finally:
     checkpointer.close()
   params = restored.delivered_params if average else restored.params
+  imported = os.path.exists(os.path.join(workdir, run_dir.IMPORTED_FILE))
   return TrainedRun(
-    workdir, config, int(restored.step), model_def, params, mesh, averaged=params is restored.ema_params
+    workdir,
+    config,
+    int(restored.step),
+    model_def,
+    params,
+    mesh,
+    averaged=params is restored.ema_params,
+    imported=imported,
   )
 
 

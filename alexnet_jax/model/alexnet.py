@@ -18,7 +18,10 @@ fc8    num_classes                                across        (softmax in the 
 
 The tower split itself (tower layers and the exchange) is in ``towers.py``, LRN and max-pooling in
 ``layers.py``. With ``towers=2`` and 1000 classes the network has 60,965,224 parameters;
-``towers=1`` is the fully connected variant (62,378,344).
+``towers=1`` is the fully connected variant (62,378,344). The options ``channels``, ``fc_width``,
+``conv1_padding`` and ``adaptive_pool`` change the table's counts and what stands between pool5 and
+fc6, so that the same class holds torchvision's 2014 net (64-192-384-256-256, conv1 padding 2, no LRN,
+an adaptive 6x6 average pool, one tower: 61,100,840 parameters) for imported weights.
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ class AlexNet(nnx.Module):
   def __init__(self, num_classes: int = options.defaults()["num_classes"], *, rngs: nnx.Rngs | None = None, **kwargs):
     rngs = nnx.Rngs(0) if rngs is None else rngs
     opt = options.ModelOptions(num_classes=num_classes, **kwargs)
-    self.feature_sizes = feature_map_sizes(opt.input_size, opt.pool_window, opt.pool_stride)
+    self.feature_sizes = feature_map_sizes(opt.input_size, opt.pool_window, opt.pool_stride, opt.conv1_padding)
     self.lrn = (
       layers.LocalResponseNorm(
         size=opt.lrn_size, k=opt.lrn_k, alpha=opt.lrn_alpha, beta=opt.lrn_beta, region=opt.lrn_region
@@ -112,10 +115,11 @@ class AlexNet(nnx.Module):
 
     scheme = _init_scheme(init)
     std = lambda name: scheme.weight_std.get(name, 0.01) if init != "he" else None
-    channels = [scaled_channels(layer.channels, width, towers) for layer in CONV_LAYERS]
+    self.conv_layers = conv_layers(opt.channels, opt.conv1_padding)
+    channels = [scaled_channels(layer.channels, width, towers) for layer in self.conv_layers]
     self.convs = nnx.List()
     in_features = opt.in_channels
-    for layer, out in zip(CONV_LAYERS, channels):
+    for layer, out in zip(self.conv_layers, channels):
       self.convs.append(
         TowerConv(
           in_features,
@@ -132,8 +136,9 @@ class AlexNet(nnx.Module):
         )
       )
       in_features = out
-    fc_width = scaled_channels(FC_WIDTH, width, towers)
-    flat = self.feature_sizes["pool5"] ** 2 * channels[-1]
+    fc_width = scaled_channels(opt.fc_width, width, towers)
+    self.adaptive_pool = opt.adaptive_pool
+    flat = (opt.adaptive_pool or self.feature_sizes["pool5"]) ** 2 * channels[-1]
     self.fc6 = TowerDense(
       flat, fc_width, towers=towers, weight_std=std("fc6"), bias=scheme.bias.get("fc6", 0.0), dtype=dtype, rngs=rngs
     )
@@ -162,7 +167,7 @@ class AlexNet(nnx.Module):
     data-parallel and only the FC layers across towers (see ``sharding.py``).
     """
     x = images
-    for layer, conv in zip(CONV_LAYERS, self.convs):
+    for layer, conv in zip(self.conv_layers, self.convs):
       if not layer.within_tower:
         x = exchange(x, tower_axis) if isinstance(x, list) else x
       x = conv(x)
@@ -173,6 +178,8 @@ class AlexNet(nnx.Module):
         x = self._normalize(x, tower_axis)
       if layer.pool:
         x = [layers.max_pool(p, self.pool_window, self.pool_stride) for p in x]
+    if self.adaptive_pool:
+      x = [layers.adaptive_avg_pool(p, self.adaptive_pool) for p in x]
     flat = exchange(x, tower_axis)
     return flat.reshape(flat.shape[0], -1)
 
@@ -212,11 +219,21 @@ class AlexNet(nnx.Module):
     return [jax.lax.dynamic_slice_in_dim(full, (first + t) * width, width, axis=-1) for t in range(len(parts))]
 
 
-def feature_map_sizes(input_size: int, pool_window: int = 3, pool_stride: int = 2) -> dict:
+def conv_layers(channels=tuple(layer.channels for layer in CONV_LAYERS), conv1_padding: int = 0) -> tuple:
+  """:data:`CONV_LAYERS` with the kernel counts ``channels`` and conv1's ``conv1_padding`` (the
+  options ``channels`` and ``conv1_padding``; their defaults give the paper's table itself)."""
+  table = [dataclasses.replace(layer, channels=int(count)) for layer, count in zip(CONV_LAYERS, channels)]
+  table[0] = dataclasses.replace(table[0], padding=conv1_padding)
+  return tuple(table)
+
+
+def feature_map_sizes(input_size: int, pool_window: int = 3, pool_stride: int = 2, conv1_padding: int = 0) -> dict:
   """Spatial side of every feature map for a square input; raises if pool5 would vanish."""
-  sizes = _feature_map_sizes(input_size, pool_window, pool_stride)
+  sizes = _feature_map_sizes(input_size, pool_window, pool_stride, conv1_padding)
   if min(sizes.values()) < 1:
-    smallest = next(s for s in range(1, 10_000) if min(_feature_map_sizes(s, pool_window, pool_stride).values()) >= 1)
+    smallest = next(
+      s for s in range(1, 10_000) if min(_feature_map_sizes(s, pool_window, pool_stride, conv1_padding).values()) >= 1
+    )
     raise ValueError(
       f"AlexNet option input_size={input_size} is too small for pool {pool_window}/{pool_stride}: "
       f"feature maps would be {sizes}; pool5 must be at least 1x1, so input_size >= {smallest}"
@@ -224,9 +241,9 @@ def feature_map_sizes(input_size: int, pool_window: int = 3, pool_stride: int = 
   return sizes
 
 
-def _feature_map_sizes(input_size: int, pool_window: int, pool_stride: int) -> dict:
+def _feature_map_sizes(input_size: int, pool_window: int, pool_stride: int, conv1_padding: int) -> dict:
   sizes, side = {}, input_size
-  for layer in CONV_LAYERS:
+  for layer in conv_layers(conv1_padding=conv1_padding):
     side = (side + 2 * layer.padding - layer.kernel) // layer.stride + 1
     sizes[layer.name] = side
     if layer.pool:

@@ -227,3 +227,23 @@ def _strided_max_pool_bwd(window, stride, residuals, grad_out):
 
 
 _strided_max_pool.defvjp(_strided_max_pool_fwd, _strided_max_pool_bwd)
+
+
+def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
+  """PyTorch's ``AdaptiveAvgPool2d(size)`` on NHWC ``x``: output cell i averages input rows
+  ``floor(i * H / size)`` to ``ceil((i + 1) * H / size) - 1`` (and likewise columns). A map already of
+  ``size`` x ``size`` is returned as it is (torchvision's AlexNet at 224 pixels: pool5 is 6x6)."""
+  height, width = x.shape[1:3]
+  if (height, width) == (size, size):
+    return x
+  rows, columns = _averaging_matrix(height, size), _averaging_matrix(width, size)
+  return jnp.einsum("oh,nhwc,pw->nopc", jnp.asarray(rows, x.dtype), x, jnp.asarray(columns, x.dtype))
+
+
+def _averaging_matrix(length: int, size: int) -> np.ndarray:
+  """(size, length): row i holds 1/n over the n inputs that output cell i averages."""
+  matrix = np.zeros((size, length), np.float32)
+  for i in range(size):
+    start, end = (i * length) // size, -(-((i + 1) * length) // size)
+    matrix[i, start:end] = 1.0 / (end - start)
+  return matrix

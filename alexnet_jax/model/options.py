@@ -24,6 +24,18 @@ LRN_REGIONS = ("across", "within")
 LRN_POSITIONS = ("after_relu", "before_relu")
 INIT_SCHEMES = ("paper", "caffe", "he")  # alexnet._init_scheme
 DTYPES = ("float32", "bfloat16", "float16")
+SINCE_REFERENCE_NETS = "2026-12-07 a2fba51"  # the options that hold BVLC's and torchvision's nets
+
+
+def _channel_counts(field: str, count: int) -> rules.Rule:
+  """``count`` positive integers (a tuple, or a list as a recorded config.json holds it)."""
+  return rules.Rule(
+    field,
+    lambda value: (
+      isinstance(value, (tuple, list)) and len(value) == count and all(rules.is_int(c) and c >= 1 for c in value)
+    ),
+    f"{count} positive integers, conv1's to conv5's kernel counts",
+  )
 
 
 # The LRN layer's own hyper-parameters (``layers.LocalResponseNorm`` checks them); AlexNet's lrn_*
@@ -44,6 +56,26 @@ OPTIONS = (
   Option(rules.integer("num_classes", 1), 1000, "fc8's outputs: the dataset's classes"),
   Option(rules.one_of("towers", (1, 2)), 2, "2: the paper's two towers; 1: full connectivity between all maps"),
   Option(rules.number("width", 0.0, low_open=True), 1.0, "multiplies every layer's channel count"),
+  Option(
+    _channel_counts("channels", 5),
+    (96, 256, 384, 384, 256),
+    "conv1's to conv5's kernel counts (before `width`); torchvision's net: (64, 192, 384, 256, 256)",
+    since=SINCE_REFERENCE_NETS,
+  ),
+  Option(rules.integer("fc_width", 1), 4096, "fc6's and fc7's outputs (before `width`)", since=SINCE_REFERENCE_NETS),
+  Option(
+    rules.integer("conv1_padding", 0),
+    0,
+    "zeros around the input before conv1 (the paper and Caffe: 0; torchvision: 2)",
+    since=SINCE_REFERENCE_NETS,
+  ),
+  Option(
+    rules.integer("adaptive_pool", 0),
+    0,
+    "what stands between pool5 and fc6: 0 nothing (the paper), n an adaptive average pool to n x n"
+    " (torchvision's `AdaptiveAvgPool2d(6)`: fc6 then reads n x n maps whatever the input size)",
+    since=SINCE_REFERENCE_NETS,
+  ),
   Option(
     rules.integer("input_size", 1),
     227,

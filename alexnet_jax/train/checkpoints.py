@@ -4,8 +4,9 @@ Each checkpoint holds two items:
 
 * ``state`` -- the train state pytree (step, parameters, optimizer state with the learning rate
   in use, the plateau record, the dropout RNG key), restored onto the same shardings it had;
-* ``meta`` -- JSON bookkeeping: the input position (the number of batches consumed, from which the
-  deterministic input pipeline restarts), the accumulated wall time and the evaluation history.
+* ``meta`` -- JSON bookkeeping, a :class:`ResumeRecord`: the input position (the number of batches
+  consumed, from which the deterministic input pipeline restarts), the accumulated wall time, the
+  evaluation history, the plateau rule's drops and the last training metrics.
 
 Saving is asynchronous; :meth:`Checkpointer.close` waits for the last save before the process exits.
 A save that fails (a full disk, a directory made read-only) raises :class:`CheckpointError` at the
@@ -29,6 +30,7 @@ checkpoint unreadable. Checkpoints without the file (saved by an older version) 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import glob
 import hashlib
 import logging as pylogging
@@ -37,6 +39,7 @@ import re
 import shutil
 import sys
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -56,6 +59,45 @@ _READ_ONLY_NOTICE = re.compile(r"read[ _]only", re.IGNORECASE)  # orbax on a dir
 def checkpoint_dir(workdir: str) -> str:
   """Where a run in ``workdir`` keeps its checkpoints."""
   return os.path.join(workdir, CHECKPOINT_DIR)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumeRecord:
+  """What a resume needs besides the train state: the checkpoint's ``meta`` item, typed.
+
+  ``input_position`` is the number of batches consumed (the input pipeline restarts there);
+  ``wall_seconds`` the training time spent up to the save; ``eval_history`` and ``lr_drops`` the
+  evaluations and plateau drops so far (``summary.json`` lists them whole); ``train_metrics`` the last
+  logged training averages (the summary's ``train_*`` when the run ends without logging again).
+  """
+
+  input_position: int
+  eval_history: tuple[dict, ...] = ()
+  lr_drops: tuple[dict, ...] = ()
+  wall_seconds: float = 0.0
+  train_metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def from_dict(cls, meta: Mapping[str, Any], *, step: int) -> ResumeRecord:
+    """The record stored as ``meta`` in the checkpoint of ``step``; the keys an older version did not
+    store take their defaults (the input position: ``step``, one batch per step)."""
+    return cls(
+      input_position=int(meta.get("input_position", step)),
+      eval_history=tuple(meta.get("eval_history", ())),
+      lr_drops=tuple(meta.get("lr_drops", ())),
+      wall_seconds=float(meta.get("wall_seconds", 0.0)),
+      train_metrics=dict(meta.get("train_metrics", {})),
+    )
+
+  def to_dict(self) -> dict[str, Any]:
+    """The JSON data stored as the checkpoint's ``meta`` item."""
+    return {
+      "input_position": self.input_position,
+      "eval_history": list(self.eval_history),
+      "lr_drops": list(self.lr_drops),
+      "wall_seconds": self.wall_seconds,
+      "train_metrics": dict(self.train_metrics),
+    }
 
 
 class CheckpointError(errors.UserError, RuntimeError):

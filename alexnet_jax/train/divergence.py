@@ -8,6 +8,7 @@ update of the last step may overflow while its loss (computed before the update)
 A divergence before the first save after resuming may instead come from the checkpoint resumed
 from (a file corrupted in a way its checksums missed, e.g. before they were written): the
 message then names that checkpoint as the suspect, and how to fall back to the one before it.
+:class:`Guard` keeps that bookkeeping for the loop.
 """
 
 from __future__ import annotations
@@ -55,6 +56,28 @@ def _all_finite(tree) -> jax.Array:
 def check_params_finite(step: int, params, last_saved_step: int | None, resumed_from: int | None = None) -> None:
   if not bool(_all_finite(params)):
     raise DivergedError(_message(f"the parameters hold NaN or Inf after step {step}", last_saved_step, resumed_from))
+
+
+class Guard:
+  """A run's divergence checks and what their message names: the losses not yet checked, the last
+  checkpoint saved, and the checkpoint resumed from until the first save after it (the suspect)."""
+
+  def __init__(self, resumed_step: int):
+    self._losses = LossWatch()
+    self._last_saved = self._suspect = resumed_step or None
+
+  def add_loss(self, step: int, loss: jax.Array) -> None:
+    self._losses.add(step, loss)
+
+  def check_losses(self) -> None:
+    self._losses.check(self._last_saved, self._suspect)
+
+  def check_params(self, step: int, params) -> None:
+    check_params_finite(step, params, self._last_saved, self._suspect)
+
+  def saved(self, step: int) -> None:
+    """Records the save of ``step``: the new last good checkpoint; nothing is suspect any more."""
+    self._last_saved, self._suspect = step, None
 
 
 def _message(what: str, last_saved_step: int | None, resumed_from: int | None = None) -> str:

@@ -27,11 +27,13 @@ The learning rate of step ``t`` is ``schedule(t) * lr_scale`` (:func:`learning_r
 depends only on the step (constant, cosine, piecewise, step; each with linear warm-up) and
 ``lr_scale`` is the plateau state's multiplier (1 for the other schedules). The train step writes that value into the
 optimizer state's ``hyperparams`` (see :func:`set_learning_rate`), so the rate in use is
-checkpointed with the rest of the optimizer state.
+checkpointed with the rest of the optimizer state. A run applies the plateau rule through one call,
+:meth:`PlateauRule.after_eval`, after each evaluation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -253,3 +255,53 @@ def plateau_drop(
     "old_learning_rate": float(learning_rate_at(schedule, before, step)),
     "new_learning_rate": float(learning_rate_at(schedule, after, step)),
   }
+
+
+# The plateau update on the devices that hold the plateau record (the train state's): the rule's
+# numbers are compile-time constants, the evaluation's error the one traced argument.
+_update_plateau_jitted = jax.jit(update_plateau, static_argnames=("patience", "factor", "max_drops", "min_delta"))
+
+
+@dataclasses.dataclass(frozen=True)
+class PlateauRule:
+  """A run's plateau rule behind one call: :meth:`after_eval` takes the plateau record and an
+  evaluation's top-1 error, and returns the new record and the drop it made, if any.
+
+  ``enabled`` is False for the schedules other than "plateau": then the record never changes.
+  """
+
+  schedule: Callable  # the step schedule the plateau multiplier scales (for the drop's rates)
+  patience: int
+  factor: float
+  max_drops: int
+  min_delta: float = 0.0
+  enabled: bool = True
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict, schedule: Callable) -> PlateauRule:
+    """The rule of ``config.schedule`` over ``schedule`` (:func:`create_schedule`)."""
+    return cls(
+      schedule,
+      patience=config.schedule.plateau_patience,
+      factor=config.schedule.decay_factor,
+      max_drops=config.schedule.max_drops,
+      min_delta=config.schedule.min_delta,
+      enabled=config.schedule.name == "plateau",
+    )
+
+  def after_eval(
+    self, plateau: PlateauState, eval_error: float, *, step: int, epoch: float
+  ) -> tuple[PlateauState, dict | None]:
+    """(the record after the evaluation at ``step``, the :func:`plateau_drop` record of its cut or None)."""
+    if not self.enabled:
+      return plateau, None
+    after = _update_plateau_jitted(
+      plateau,
+      eval_error,
+      patience=self.patience,
+      factor=self.factor,
+      max_drops=self.max_drops,
+      min_delta=self.min_delta,
+    )
+    drop = plateau_drop(plateau, after, schedule=self.schedule, step=step, epoch=epoch, eval_error=eval_error)
+    return after, drop

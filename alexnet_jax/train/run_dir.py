@@ -30,6 +30,8 @@ from alexnet_jax import errors, outputs, utils
 from alexnet_jax.train import preemption
 
 CONFIG_FILE = "config.json"
+# Written by alexnet_jax.import_weights: the run holds a reference's weights (file, sha256, format), not a training.
+IMPORTED_FILE = "imported.json"
 LOCK_FILE = "trainer.lock"
 # Fields that change only what a run observes of itself, not what it trains: a resume may change them.
 OBSERVATION_FIELDS = frozenset({"profile_steps"})
@@ -52,8 +54,9 @@ def check_config(workdir: str, config_json: Mapping[str, Any], *, allow_config_c
 
   ``config_json`` is the config as JSON data (``json.loads(config.to_json_best_effort())``). A
   different recorded config, or a ``config.json`` that is not JSON, raises :class:`WorkdirError`
-  unless ``allow_config_change``.
+  unless ``allow_config_change``; so does a directory of imported weights (:data:`IMPORTED_FILE`).
   """
+  _refuse_imported(workdir)
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     return True
@@ -74,6 +77,15 @@ def check_config(workdir: str, config_json: Mapping[str, Any], *, allow_config_c
       "or pass --allow_config_change to resume that run with the new config."
     )
   return bool(changes)
+
+
+def _refuse_imported(workdir: str) -> None:
+  """An imported run is not trained in place: fine-tuning starts a new run from it."""
+  if os.path.exists(os.path.join(workdir, IMPORTED_FILE)):
+    raise WorkdirError(
+      f"--workdir={workdir} holds imported weights (see its {IMPORTED_FILE}), not a run to resume: fine-tune them "
+      f"in another --workdir with --config.init_from={workdir}"
+    )
 
 
 def record_config(workdir: str, config_json: Mapping[str, Any]) -> None:

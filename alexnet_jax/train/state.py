@@ -99,11 +99,11 @@ def init_train_state(
   )
   train_graph, params, rng_state = nnx.split(model, nnx.Param, ...)
   eval_graph = nnx.graphdef(nnx.view(model, deterministic=True))
-  state = _step_zero(params, tx, dropout_key, ema=ema)
+  state = step_zero(params, tx, dropout_key, ema=ema)
   return ModelDef(train_graph, eval_graph, rng_state), _replicate_unplaced(state, mesh)
 
 
-def _step_zero(params: nnx.State, tx: optax.GradientTransformation, dropout_key: jax.Array, *, ema: bool) -> TrainState:
+def step_zero(params: nnx.State, tx: optax.GradientTransformation, dropout_key: jax.Array, *, ema: bool) -> TrainState:
   """The train state at step 0 around ``params``: what a checkpoint of this run holds, leaf for leaf."""
   return TrainState(
     step=jnp.int32(0),
@@ -129,7 +129,7 @@ def restore_target(
   model = nnx.eval_shape(lambda: create_model(config, nnx.Rngs(params=0, dropout=0)))
   train_graph, params, rng_shapes = nnx.split(model, nnx.Param, ...)
   eval_graph = nnx.graphdef(nnx.view(model, deterministic=True))
-  shapes = jax.eval_shape(lambda p: _step_zero(p, tx, jax.random.key(0), ema=config.ema_decay > 0), params)
+  shapes = jax.eval_shape(lambda p: step_zero(p, tx, jax.random.key(0), ema=config.ema_decay > 0), params)
   replicated = sharding.replicated(mesh)
   target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes)
   return ModelDef(train_graph, eval_graph, jax.tree.map(_zeros, rng_shapes)), target

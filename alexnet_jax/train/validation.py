@@ -53,7 +53,9 @@ def _model_sees_crops(config, device_count):
       f"config.model.input_size={config.model.input_size} must equal config.input.crop_size={config.input.crop_size}"
     )
   try:
-    alexnet.feature_map_sizes(config.model.input_size, config.model.pool_window, config.model.pool_stride)
+    alexnet.feature_map_sizes(
+      config.model.input_size, config.model.pool_window, config.model.pool_stride, config.model.conv1_padding
+    )
   except ValueError as error:
     return f"config.model.input_size: {error}"
   return None

@@ -1,11 +1,12 @@
 """The independent PyTorch AlexNet: the benchmark's yardstick and the parity tests' reference.
 
-Same network as ``model/alexnet.py`` with the same options (towers, width, LRN position, LRN per
-tower, dropout), read from the same layer table (``alexnet.CONV_LAYERS``) but written the way a
-PyTorch user would write it: NCHW, ``groups=towers`` convolutions for the within-tower conv2, conv4
-and conv5, ``nn.LocalResponseNorm`` on each tower's channel block, ``nn.MaxPool2d``. Its layers
-are named ``conv1`` ... ``fc8``, so :func:`state_dict_from_jax` (the JAX -> PyTorch weight layout,
-used by the tests and ``python -m alexnet_jax.export``) loads into it with ``load_state_dict``.
+Same network as ``model/alexnet.py`` with the same options (towers, width, per-layer channels, conv1's
+padding, the adaptive pool before fc6, LRN position, LRN per tower, dropout), read from the same layer
+table (``alexnet.CONV_LAYERS``) but written the way a PyTorch user would write it: NCHW,
+``groups=towers`` convolutions for the within-tower conv2, conv4 and conv5, ``nn.LocalResponseNorm``
+on each tower's channel block, ``nn.MaxPool2d``. Its layers are named ``conv1`` ... ``fc8``, so
+:func:`state_dict_from_jax` (the JAX -> PyTorch weight layout, used by the tests and
+``python -m alexnet_jax.export``) loads into it with ``load_state_dict``.
 
 LRN convention: ``torch.nn.LocalResponseNorm`` divides alpha by the window size, so the paper's
 literal ``alpha`` is passed as ``alpha * size`` (see ``model/layers.py``).
@@ -31,6 +32,10 @@ class TorchAlexNet(nn.Module):
     input_size: int = 227,
     in_channels: int = 3,
     width: float = 1.0,
+    channels: tuple[int, ...] = tuple(layer.channels for layer in alexnet.CONV_LAYERS),
+    fc_width: int = alexnet.FC_WIDTH,
+    conv1_padding: int = 0,
+    adaptive_pool: int = 0,
     dropout_rate: float = 0.5,
     lrn: bool = True,
     lrn_position: str = "after_relu",
@@ -44,13 +49,15 @@ class TorchAlexNet(nn.Module):
   ):
     super().__init__()
     self.sizes = {}  # feature map sides seen by the last forward pass
-    side = alexnet.feature_map_sizes(input_size, pool_window, pool_stride)["pool5"]
+    side = adaptive_pool or alexnet.feature_map_sizes(input_size, pool_window, pool_stride, conv1_padding)["pool5"]
+    self.conv_layers = alexnet.conv_layers(channels, conv1_padding)
+    self.adaptive_pool = nn.AdaptiveAvgPool2d(adaptive_pool) if adaptive_pool else nn.Identity()
     self.towers, self.lrn_position = towers, lrn_position
     self.lrn_groups = towers if lrn_per_tower else 1
     self.lrn = nn.LocalResponseNorm(lrn_size, alpha=lrn_alpha * lrn_size, beta=lrn_beta, k=lrn_k) if lrn else None
     self.pool = nn.MaxPool2d(pool_window, pool_stride)
     channels = in_channels
-    for layer in alexnet.CONV_LAYERS:
+    for layer in self.conv_layers:
       out = alexnet.scaled_channels(layer.channels, width, towers)
       setattr(
         self,
@@ -65,7 +72,7 @@ class TorchAlexNet(nn.Module):
         ),
       )
       channels = out
-    fc_width = alexnet.scaled_channels(alexnet.FC_WIDTH, width, towers)
+    fc_width = alexnet.scaled_channels(fc_width, width, towers)
     self.fc6 = nn.Linear(channels * side * side, fc_width)
     self.fc7 = nn.Linear(fc_width, fc_width)
     self.fc8 = nn.Linear(fc_width, num_classes)
@@ -75,7 +82,7 @@ class TorchAlexNet(nn.Module):
     return torch.cat([self.lrn(part) for part in x.chunk(self.lrn_groups, dim=1)], dim=1)
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
-    for layer in alexnet.CONV_LAYERS:
+    for layer in self.conv_layers:
       x = getattr(self, layer.name)(x)
       self.sizes[layer.name] = x.shape[-1]
       normalize = layer.lrn and self.lrn is not None
@@ -87,7 +94,7 @@ class TorchAlexNet(nn.Module):
       if layer.pool:
         x = self.pool(x)
         self.sizes["pool" + layer.name[-1]] = x.shape[-1]
-    x = torch.flatten(x, 1)
+    x = torch.flatten(self.adaptive_pool(x), 1)
     x = self.dropout(torch.relu(self.fc6(x)))
     x = self.dropout(torch.relu(self.fc7(x)))
     return self.fc8(x)

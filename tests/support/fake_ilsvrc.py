@@ -101,7 +101,7 @@ def write_tars(
 def main() -> None:
   """Natural-sized tars (JPEGs of 333-500 px a side, ~75 KB, as ``benchmark_input --synthetic``'s)."""
   from alexnet_jax.data import ilsvrc_tars
-  from alexnet_jax.yardsticks import synthetic_imagenet
+  from alexnet_jax.yardsticks import synthetic_images
 
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("manual_dir")
@@ -114,7 +114,7 @@ def main() -> None:
     synsets=ilsvrc_tars.label_names()[: args.synsets],
     images_per_synset=args.images_per_synset,
     num_validation=args.num_validation,
-    make_image=lambda rng, name, size: synthetic_imagenet.synthetic_jpeg(rng),
+    make_image=lambda rng, name, size: synthetic_images.synthetic_jpeg(rng),
   )
 
 
