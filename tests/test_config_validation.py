@@ -76,6 +76,7 @@ INVALID = {
   ),
   "input.mean_image_file": NOT_A_STRING,
   "input.use_store": NOT_A_BOOL,
+  "input.read_threads": int_below(0),
   "input.train_scale": below(0.0, inclusive=True),
   "eval_max_examples": minus_one_or_positive(),
   "model.num_classes": int_below(1),
