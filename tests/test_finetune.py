@@ -1,11 +1,16 @@
 """Fine-tuning: freezing layers (``config.trainable``) and starting from another run (``config.init_from``)."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from support import smoke_run
 
+from alexnet_jax.inference import trained_run
 from alexnet_jax.model import alexnet
 from alexnet_jax.parallel import sharding
 from alexnet_jax.train import checkpoints, init_from, optimizers, steps, validation
@@ -157,3 +162,33 @@ def test_another_layer_shape_is_one_error_naming_the_layer_and_both_shapes(tmp_p
 def test_a_source_without_checkpoints_is_one_error(tmp_path):
   with pytest.raises(init_from.InitFromError, match=r"config.init_from=.*holds no run to start from"):
     init_from.start_from(_new_state(_config()), str(tmp_path / "nothing"))
+
+
+def _fine_tune(source: str, workdir: str, *flags: str) -> subprocess.CompletedProcess:
+  """``main`` on mock data, the smoke recipe started from ``source`` with ``flags`` added."""
+  command = [sys.executable, smoke_run.MAIN_ON_MOCK_DATA, f"--workdir={workdir}"]
+  command += ["--config=experiments/fashion_mnist.py:smoke", f"--config.init_from={source}", *flags]
+  return subprocess.run(command, cwd=smoke_run.REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_fine_tuning_from_the_command_line_starts_from_the_source_once_and_trains_only_the_head(tmp_path):
+  source = smoke_run.train(tmp_path)
+  workdir = str(tmp_path / "fine_tuned")
+  result = _fine_tune(source, workdir, f"--config.trainable={HEAD}", "--config.seed=3")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"Starting from the weights of {source}" in result.stderr
+  theirs = _by_path(trained_run.load(source).params)  # what init_from takes: the delivered (averaged) weights
+  ours = _by_path(trained_run.load(workdir, average=False).params)
+  for path, layer in _layers(trained_run.load(workdir).params).items():
+    assert np.array_equal(theirs[path], ours[path]) == (layer not in HEAD.split("|")), path
+
+  again = _fine_tune(source, workdir, f"--config.trainable={HEAD}", "--config.seed=3")  # resumes its own run
+  assert again.returncode == 0 and "Starting from the weights" not in again.stderr, again.stderr[-3000:]
+
+  refused = _fine_tune(source, str(tmp_path / "typo"), "--config.trainable=fc9")
+  assert refused.returncode == 1
+  assert [line for line in refused.stderr.splitlines() if line.startswith("error:")] == [
+    refused.stderr.strip().splitlines()[-1]
+  ]
+  assert "config.trainable='fc9' matches no layer" in refused.stderr
