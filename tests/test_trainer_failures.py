@@ -6,6 +6,7 @@ TFDS Fashion-MNIST (the mock data ignores split names) or ``tests/support/mock_d
 """
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import flax
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -149,6 +151,72 @@ def test_a_flipped_bit_fails_the_checksums_and_the_previous_checkpoint_is_restor
   assert f"step 3 in {directory} cannot be read (ChecksumError: checksum mismatch: " in caplog.text
   assert f"state/ocdbt.process_0/d/{largest} (changed)" in caplog.text
   assert os.path.isdir(os.path.join(directory, checkpoints.UNREADABLE_DIR, "3"))
+
+
+def _flip_a_bit(step_dir: str) -> None:
+  data_dir = os.path.join(step_dir, "state", "ocdbt.process_0", "d")
+  largest = max(os.listdir(data_dir), key=lambda name: os.path.getsize(os.path.join(data_dir, name)))
+  with open(os.path.join(data_dir, largest), "r+b") as f:
+    f.seek(os.path.getsize(f.name) // 2)
+    byte = f.read(1)[0]
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte ^ 1]))
+
+
+def test_deleting_a_checksum_file_does_not_make_a_damaged_checkpoint_readable(tmp_path, caplog):
+  """The bypass: sha256sums.txt removed and a bit flipped restored step 3 "unverified" (wrong momentum)."""
+  directory = str(tmp_path / "checkpoints")
+  checkpoint_steps.save_steps(directory, [1, 2, 3])
+  os.remove(os.path.join(directory, "3", checkpoints.CHECKSUMS_FILE))
+  _flip_a_bit(os.path.join(directory, "3"))
+  checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
+  with caplog.at_level(logging.WARNING):
+    state, meta = checkpointer.restore_latest({"w": jax.numpy.zeros(64, np.float32)})
+  checkpointer.close()
+  assert meta == {"input_position": 2} and float(state["w"][0]) == 2
+  assert f"step 3 in {directory} cannot be read (ChecksumError: no {checkpoints.CHECKSUMS_FILE}, though" in caplog.text
+  assert os.path.isdir(os.path.join(directory, checkpoints.UNREADABLE_DIR, "3"))
+
+
+def test_a_run_saved_before_checksums_still_restores_unverified(tmp_path):
+  directory = str(tmp_path / "checkpoints")
+  checkpoint_steps.save_steps(directory, [1, 2])
+  for step in (1, 2):
+    os.remove(os.path.join(directory, str(step), checkpoints.CHECKSUMS_FILE))
+  checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
+  _, meta = checkpointer.restore_latest({"w": jax.numpy.zeros(64, np.float32)})
+  checkpointer.close()
+  assert meta == {"input_position": 2}
+
+
+@flax.struct.dataclass
+class _Stepped:
+  step: jax.Array
+  w: jax.Array
+
+
+def _swap(directory: str, a: int, b: int) -> None:
+  os.replace(os.path.join(directory, str(a)), os.path.join(directory, "swap"))
+  os.replace(os.path.join(directory, str(b)), os.path.join(directory, str(a)))
+  os.replace(os.path.join(directory, "swap"), os.path.join(directory, str(b)))
+
+
+def test_swapped_checkpoint_folders_are_set_aside_and_the_run_resumes_from_a_true_one(tmp_path, caplog):
+  """checkpoints/2 <-> 4: the trainer trusted the step inside, trained from 2, then failed every rerun."""
+  directory = str(tmp_path / "checkpoints")
+  checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
+  for step in (1, 2, 4):
+    checkpointer.save(step, _Stepped(np.int32(step), np.full(8, step, np.float32)), {"input_position": step})
+  checkpointer.close()
+  _swap(directory, 2, 4)
+  checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
+  template = _Stepped(jax.numpy.zeros((), np.int32), jax.numpy.zeros(8, np.float32))
+  with caplog.at_level(logging.WARNING):
+    state, meta = checkpointer.restore_latest(template)
+  checkpointer.close()
+  assert int(state.step) == 1 and meta == {"input_position": 1}
+  assert "(StepMismatchError: the folder 4 holds the state of step 2 (checkpoint folders renamed" in caplog.text
+  assert sorted(os.listdir(os.path.join(directory, checkpoints.UNREADABLE_DIR))) == ["2", "4"]
 
 
 def _inf_at_step(loader, monkeypatch, bad_step):
@@ -374,6 +442,7 @@ def test_a_failed_save_stops_with_a_message_and_keeps_the_last_good_checkpoint(
   assert "saving the checkpoint of step 6 in" in message and "No space left on device" in message
   assert "the last complete checkpoint (step 4) is kept" in message
   assert ocp.CheckpointManager(str(workdir / "checkpoints")).all_steps() == [2, 4]
+  assert not list((workdir / "checkpoints").glob("*.orbax-checkpoint-tmp*"))  # the failed save leaves nothing
 
 
 @pytest.mark.slow

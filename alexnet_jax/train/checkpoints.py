@@ -24,13 +24,17 @@ sha256sum -c sha256sums.txt`` checks it by hand), a digest of each of its files.
 the temporary directory after the data and before orbax renames it to the step number, so every
 listed step has it. Only orbax's commit record (``_CHECKPOINT_METADATA``, ``commit_success.txt`` at
 the top, rewritten by that rename) is left out. A mismatch, a missing or an unlisted file makes the
-checkpoint unreadable. Checkpoints without the file (saved by an older version) restore unverified.
+checkpoint unreadable, and so does a missing file where the run's other checkpoints have one (a deleted
+checksum file does not make a damaged checkpoint readable); only a run saved entirely by a version
+before checksums restores unverified. A checkpoint folder whose name is not the step stored in it
+(folders renamed or swapped by hand) is unreadable too.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import errno
 import glob
 import hashlib
 import logging as pylogging
@@ -171,12 +175,15 @@ class Checkpointer:
     missing = [s for s in self._started if not os.path.isdir(os.path.join(self._directory, str(s)))]
     step = missing[0] if missing else None
     self._saving.clear()
+    for unfinished in missing:  # orbax's temporary folders of the failed saves: never a checkpoint, only space
+      for folder in glob.glob(os.path.join(self._directory, f"{unfinished}.orbax-checkpoint-tmp*")):
+        shutil.rmtree(folder, ignore_errors=True)
     kept = self.latest_step()
     return SaveError(
       f"saving the checkpoint{f' of step {step}' if step is not None else ''} in {self._directory} failed "
       f"({_one_line(error)}); "
       + (f"the last complete checkpoint (step {kept}) is kept" if kept is not None else "no checkpoint is complete")
-      + ". Free disk space or make the directory writable, then rerun the same command to resume."
+      + f". {_save_advice(error, step)}"
     )
 
   def restore_latest(self, template: Any) -> tuple[Any, dict]:
@@ -245,13 +252,24 @@ class Checkpointer:
       ) from error
 
   def _restore(self, step: int, template: Any) -> tuple[Any, dict]:
-    """Verifies the step's checksums, then restores it."""
-    _verify(os.path.join(self._directory, str(step)))
+    """Verifies the step's checksums (required where the run's other checkpoints carry them), restores
+    it, and checks that the step stored inside is the folder's: a damaged checkpoint otherwise."""
+    _verify(os.path.join(self._directory, str(step)), required=self._run_has_checksums())
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template)
     restored = self._manager.restore(
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
     )
+    stored = getattr(restored.state, "step", None)
+    if stored is not None and int(stored) != step:
+      raise StepMismatchError(
+        f"the folder {step} holds the state of step {int(stored)} (checkpoint folders renamed, swapped or copied in)"
+      )
     return restored.state, dict(restored.meta)
+
+  def _run_has_checksums(self) -> bool:
+    """Whether any checkpoint of this run carries a checksum file: then every one must (a checkpoint
+    without one had it deleted, or was put there by hand)."""
+    return any(os.path.exists(os.path.join(self._directory, str(s), CHECKSUMS_FILE)) for s in self.all_steps())
 
   def _set_aside(self, steps: list[int]) -> None:
     """Moves unreadable checkpoints out of the step list, keeping their files for inspection."""
@@ -277,16 +295,18 @@ class Checkpointer:
 
 
 class OrbaxInfoFilter(pylogging.Filter):
-  """A log filter that keeps orbax's warnings and errors but not its several INFO lines per
-  checkpoint, nor the tracebacks of its errors (a failed save): the error: line that follows says
-  what happened; nor its notice that a directory opened read-only (by a command that reads a run) is
-  read only. ``main`` and the commands that use a trained run install it on absl's handler."""
+  """A log filter that keeps orbax's warnings but not its several INFO lines per checkpoint, nor its
+  errors and their tracebacks (a failed save): the error: line that follows says what happened; nor
+  its notice that a directory opened read-only (by a command that reads a run) is read only. ``main``
+  and the commands that use a trained run install it on absl's handler."""
 
   def filter(self, record):
     if f"{os.sep}orbax{os.sep}" not in record.pathname:
       return True
     record.exc_info, record.exc_text = None, None
-    return record.levelno >= pylogging.WARNING and not _READ_ONLY_NOTICE.search(record.getMessage())
+    # orbax's errors surface as exceptions that the commands turn into their one error: line (SaveError,
+    # CheckpointError); its own ERROR line before it (a full disk's) would say the same twice.
+    return record.levelno == pylogging.WARNING and not _READ_ONLY_NOTICE.search(record.getMessage())
 
 
 class ChecksumError(ValueError):
@@ -310,10 +330,20 @@ def _digests(step_dir: str) -> dict[str, str]:
   return digests
 
 
-def _verify(step_dir: str) -> None:
-  """Raises :class:`ChecksumError` if ``step_dir``'s files differ from its checksum file."""
+class StepMismatchError(ValueError):
+  """A checkpoint folder whose name is not the step stored in it."""
+
+
+def _verify(step_dir: str, *, required: bool) -> None:
+  """Raises :class:`ChecksumError` if ``step_dir``'s files differ from its checksum file, or it has none
+  where ``required`` (the run's other checkpoints carry one). Only a run saved entirely by a version
+  before checksums restores unverified."""
   path = os.path.join(step_dir, CHECKSUMS_FILE)
   if not os.path.exists(path):
+    if required:
+      raise ChecksumError(
+        f"no {CHECKSUMS_FILE}, though the run's other checkpoints have one (deleted, or the folder put there by hand)"
+      )
     logging.info("%s has no %s (saved by an older version): restoring it unverified", step_dir, CHECKSUMS_FILE)
     return
   with open(path) as f:
@@ -326,6 +356,20 @@ def _verify(step_dir: str) -> None:
       for name in bad[:3]
     )
     raise ChecksumError(f"checksum mismatch: {what}{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}")
+
+
+def _save_advice(error: BaseException, step: int | None) -> str:
+  """What to do about a failed save, by its cause (the error, or the one it was raised from)."""
+  causes = [error, error.__cause__, error.__context__]
+  if any(type(cause).__name__ == "StepAlreadyExistsError" for cause in causes if cause is not None):
+    return (
+      f"A checkpoint folder {step if step is not None else 'of that step'} is there already (folders renamed or "
+      "copied in by hand?): move it out of checkpoints/, then rerun the same command to resume."
+    )
+  codes = {getattr(cause, "errno", None) for cause in causes if cause is not None}
+  if codes & {errno.EACCES, errno.EPERM, errno.EROFS}:
+    return "Make the directory writable, then rerun the same command to resume."
+  return "Free disk space or make the directory writable, then rerun the same command to resume."
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:

@@ -297,9 +297,9 @@ class _Run:
     return metrics
 
   def write_learning_rate(self, step: int) -> None:
-    """The next step's learning rate (after any plateau drop), as a TensorBoard scalar."""
-    rate = float(optimizers.learning_rate_at(self.parts.schedule, self.state.plateau, step))
-    self.writer.scalars(step, {"schedule/learning_rate": rate})
+    """The next step's learning rates, the weights' and the biases' (after any plateau drop), as TensorBoard scalars."""
+    rates = [float(rate) for rate in optimizers.rates_of(self.parts.schedule, self.state.plateau, step)]
+    self.writer.scalars(step, dict(zip(("schedule/learning_rate", "schedule/bias_learning_rate"), rates)))
 
   def save(self, step: int) -> None:
     """Checks that the parameters are finite, then saves the state and the resume record."""

@@ -15,7 +15,9 @@ from alexnet_jax.option_tables import Option
 from alexnet_jax.train import profiling
 
 OPTIMIZERS = ("sgd", "paper_sgd")
-SCHEDULES = ("constant", "cosine", "piecewise", "step", "plateau")
+SCHEDULES = ("constant", "cosine", "piecewise", "step", "plateau", "dexp")
+# The date and commit of the schedule fields for cuda-convnet2's dexp (weights' and biases').
+DEXP_SINCE = "2026-12-07 cde9c2f"
 # The step counter is an int32 on the device: no run may plan more steps.
 MAX_STEPS = 2**31 - 1
 # Seeds: JAX keys (without x64) and the input pipeline keep a seed's low 32 bits, so a larger seed
@@ -81,6 +83,32 @@ SCHEDULE_OPTIONS = (
     since="2026-12-06 55b4487",
   ),
   Option(rules.number("decay_factor", 0.0, 1.0, low_open=True, high_open=False), 0.1, "piecewise, step and plateau"),
+  Option(
+    rules.number("dexp_target_factor", 1.0),
+    1.0,
+    "dexp: the rate falls from `learning_rate` to `learning_rate / dexp_target_factor` (cuda-convnet2's `tgtFactor`)",
+    since=DEXP_SINCE,
+  ),
+  Option(
+    rules.integer("dexp_steps", 1),
+    1,
+    "dexp: in this many equal parts of training, each at a constant rate, geometrically spaced (`numSteps`;"
+    " [training.md](training.md#optimizer-and-schedules))",
+    since=DEXP_SINCE,
+  ),
+  Option(
+    rules.integer("bias_dexp_steps", 0),
+    0,
+    "0: the biases follow the weights' schedule at `optimizer.bias_lr_multiplier` times its rate; >= 1: a dexp"
+    " schedule of their own in this many parts, from `learning_rate * bias_lr_multiplier` (cuda-convnet2's `epsB`)",
+    since=DEXP_SINCE,
+  ),
+  Option(
+    rules.number("bias_dexp_target_factor", 1.0),
+    1.0,
+    "the biases' own dexp schedule: its `tgtFactor` (with `bias_dexp_steps` >= 1)",
+    since=DEXP_SINCE,
+  ),
   Option(
     rules.integer("plateau_patience", 1),
     2,
