@@ -127,6 +127,8 @@ INVALID = {
   "schedule.boundaries": st.one_of(st.integers(), st.floats(allow_nan=False), st.text(max_size=5), st.none()),
   "label_smoothing": outside_unit(zero_ok=True, one_ok=False),
   "ema_decay": outside_unit(zero_ok=True, one_ok=False),
+  "init_from": NOT_A_STRING,
+  "trainable": st.one_of(NOT_A_STRING, st.sampled_from(["fc(6", "[conv", "*", "fc6|(", "(?P<"])),
   "batch_size": int_below(1),
   "num_epochs": below(0.0),
   "num_train_steps": st.one_of(minus_one_or_positive(), st.integers(min_value=2**31)),  # an int32 step

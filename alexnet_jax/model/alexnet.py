@@ -61,6 +61,18 @@ FC_WIDTH = 4096  # fc6 and fc7
 LAYER_NAMES = (*(layer.name for layer in CONV_LAYERS), "fc6", "fc7", "fc8")
 
 
+def param_path(key_path) -> tuple[str, ...]:
+  """A parameter's tree path as strings (``("convs", "0", "kernel", "value")``), the same for an
+  ``nnx.State`` and for the nested dicts a checkpoint reads back as."""
+  return tuple(str(getattr(key, "key", getattr(key, "name", key))) for key in key_path)
+
+
+def layer_name(path: tuple[str, ...]) -> str:
+  """The layer of :data:`LAYER_NAMES` that holds the parameter at ``path`` (:func:`param_path`):
+  ``AlexNet.convs[i]`` is conv(i+1), the dense layers are named as they are."""
+  return CONV_LAYERS[int(path[1])].name if path[0] == "convs" else path[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Init:
   """Weight std and bias value per layer for one initialisation scheme."""

@@ -31,6 +31,7 @@ from alexnet_jax.train import (
   checkpoints,
   divergence,
   hooks,
+  init_from,
   optimizers,
   preemption,
   profiling,
@@ -185,8 +186,11 @@ class _Parts:
 
 
 def _resume(request: _Request, parts: _Parts, state: TrainState, checkpointer, stop) -> dict:
-  """Restores the latest checkpoint, then trains to the plan's end and writes the summary, or
-  returns the finished run's summary. Reads the first batch before anything is written."""
+  """Restores the latest checkpoint (or, in a new fine-tuning run, ``config.init_from``'s weights), then trains
+  to the plan's end and writes the summary, or returns the finished run's summary. Reads the first batch
+  before anything is written."""
+  if checkpointer.latest_step() is None and request.config.init_from:  # a fine-tuning run's first start
+    state = init_from.start_from(state, request.config.init_from)
   state, meta = checkpointer.restore_latest(state)
   step = int(state.step)
   resumed = checkpoints.ResumeRecord.from_dict(meta, step=step)

@@ -37,6 +37,7 @@ are checkpointed with the rest of the optimizer state. A run applies the plateau
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -44,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from alexnet_jax.model import alexnet
 from alexnet_jax.train.options import SCHEDULES
 
 if TYPE_CHECKING:  # configs are ml_collections ConfigDicts; the benchmark runs without it
@@ -151,24 +153,44 @@ _RULES = {"sgd": sgd, "paper_sgd": paper_sgd}
 
 
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """The configured update rule (``config.optimizer``); with a schedule of the biases' own
-  (:func:`has_bias_schedule`) its state carries their rate, which the train step sets each step."""
+  """The configured update rule (``config.optimizer``), applied to the layers ``config.trainable`` names; with a
+  schedule of the biases' own (:func:`has_bias_schedule`) its state carries their rate, which the train step sets
+  each step."""
   fields = {field: config.optimizer[field] for field in SgdOptions._fields if field != "bias_learning_rate"}
   if has_bias_schedule(config):
     fields["bias_learning_rate"] = bias_base_rate(config)
-  return make_optimizer(config.optimizer.name, **fields)
+  return make_optimizer(config.optimizer.name, trainable=config.trainable, **fields)
 
 
-def make_optimizer(name: str, **hyperparameters) -> optax.GradientTransformation:
-  """Update rule ``name`` with ``hyperparameters`` (:class:`SgdOptions`' fields); the :data:`TRACED` ones
-  are stored in the optimizer state, where the train step sets each step's learning rate
-  (:func:`set_learning_rate`), the others are fixed."""
+def is_trainable(params, pattern: str) -> optax.Params:
+  """A tree of bools like ``params``: True for the parameters of the layers whose name
+  (``alexnet.LAYER_NAMES``) ``pattern`` matches whole; every parameter for the empty pattern."""
+  compiled = re.compile(pattern)
+  return jax.tree_util.tree_map_with_path(
+    lambda path, _: not pattern or compiled.fullmatch(alexnet.layer_name(alexnet.param_path(path))) is not None,
+    params,
+  )
+
+
+def frozen_except(tx: optax.GradientTransformation, trainable: str) -> optax.GradientTransformation:
+  """``tx`` on the layers ``trainable`` names (:func:`is_trainable`), a zero update elsewhere: the
+  frozen parameters get neither the gradient step nor the weight decay, and keep no momentum."""
+  if not trainable:
+    return tx
+  labels = lambda params: jax.tree.map(lambda train: "train" if train else "freeze", is_trainable(params, trainable))
+  return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)
+
+
+def make_optimizer(name: str, *, trainable: str = "", **hyperparameters) -> optax.GradientTransformation:
+  """Update rule ``name`` with ``hyperparameters`` (:class:`SgdOptions`' fields) on the layers ``trainable``
+  names (:func:`frozen_except`; "" = all); the :data:`TRACED` ones are stored in the optimizer state, where
+  the train step sets each step's learning rate (:func:`set_learning_rate`), the others are fixed."""
   update_rule, fixed = _RULES[name], SgdOptions(**hyperparameters)
 
   # inject_hyperparams traces the factory's numeric arguments by name (a None bias_learning_rate stays out).
   def rule(learning_rate, momentum, weight_decay, bias_learning_rate=None):
     traced = dict(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
-    return update_rule(fixed._replace(**traced, bias_learning_rate=bias_learning_rate))
+    return frozen_except(update_rule(fixed._replace(**traced, bias_learning_rate=bias_learning_rate)), trainable)
 
   return optax.inject_hyperparams(rule)(**{field: getattr(fixed, field) for field in TRACED})
 

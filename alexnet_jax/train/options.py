@@ -8,6 +8,8 @@ and a run recorded before a field existed reads back with its ``before`` value.
 
 from __future__ import annotations
 
+import re
+
 from alexnet_jax import rules
 from alexnet_jax.option_tables import Option
 from alexnet_jax.train import profiling
@@ -21,6 +23,18 @@ MAX_STEPS = 2**31 - 1
 # Seeds: JAX keys (without x64) and the input pipeline keep a seed's low 32 bits, so a larger seed
 # would silently repeat a smaller one (2**32 trains exactly like 0).
 SEED_LIMIT = 2**32
+FINE_TUNING_SINCE = "2026-12-07 16bfb66"  # init_from and trainable
+
+
+def _compiles(pattern) -> bool:
+  """Whether ``pattern`` is a string that compiles as a regular expression."""
+  if not isinstance(pattern, str):
+    return False
+  try:
+    re.compile(pattern)
+  except re.error:
+    return False
+  return True
 
 
 def _minus_one_or_at_least_one(field: str, meaning: str) -> rules.Rule:
@@ -138,6 +152,21 @@ RUN_OPTIONS = (
     0.0,
     "> 0 keeps a moving average of the weights, which evaluations and the commands on a trained run use",
     since="2026-12-01 b4b9277",
+  ),
+  Option(
+    rules.Rule("init_from", lambda v: isinstance(v, str), 'a string: "" or another run\'s work directory'),
+    "",
+    "fine-tuning: start from the newest checkpoint's weights of this run (trained or imported), fc8 anew where the"
+    " class count differs; used only while this run has no checkpoint"
+    " ([pretrained.md](pretrained.md#fine-tuning-on-your-own-folder))",
+    since=FINE_TUNING_SINCE,
+  ),
+  Option(
+    rules.Rule("trainable", _compiles, 'a regular expression over layer names, e.g. "fc6|fc7|fc8"'),
+    "",
+    "the layers trained (the pattern matches the whole name: conv1..conv5, fc6..fc8); the others frozen: no update,"
+    ' no decay. `""` = all',
+    since=FINE_TUNING_SINCE,
   ),
   Option(rules.integer("batch_size", 1), 128, "the global batch, split over the mesh's `data` axis"),
   Option(rules.number("num_epochs", 0.0), 90.0, "training length in passes over `train_split`"),
