@@ -17,7 +17,7 @@ pooling, three FC layers with dropout, two towers) at a smaller input and width.
 
 import ml_collections
 
-from alexnet_jax.data import options as data_options
+from alexnet_jax.data import registry
 from experiments import common, imagenet2012
 
 SMALL_DATA = "small_data"  # the variant that selects small_data_config()
@@ -42,7 +42,7 @@ def recipe_config() -> ml_collections.ConfigDict:
   config.optimizer.learning_rate = 0.04  # 0.02: 90.36 % (seed 0)
   config.model.dropout_rate = 0.1  # under-fitting at this budget: 0.25 costs more than it regularises
   config.num_epochs = 15.0
-  epoch = data_options.TRAIN_EXAMPLES[config.dataset] // config.batch_size  # steps (input_spec.steps_per_epoch)
+  epoch = registry.get(config.dataset).train_examples // config.batch_size  # steps (input_spec.steps_per_epoch)
   config.eval_every_steps = 5 * epoch  # every 5 epochs (the last at the end)
   config.checkpoint_every_steps = 2_000  # ~1 minute of training; each save costs ~0.5 s of it
   return config

@@ -17,7 +17,7 @@ download: put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in ``manual_di
 The authors' own code and Caffe's replication trained it differently; each is a variant after the
 colon (what differs, field by field: ``python -m alexnet_jax.config.recipes``, docs/paper_and_references.md):
 
-* ``:cuda_convnet2`` -- :func:`cuda_convnet2_config`, cuda-convnet2's published ImageNet parameters;
+* ``:cuda_convnet2`` -- :func:`cuda_convnet2_config`, cuda-convnet2's two-tower ImageNet files;
 * ``:caffe`` -- :func:`caffe_config`, Caffe's ``models/bvlc_alexnet``.
 
 Variants compose with ``:smoke`` (``imagenet2012.py:caffe:smoke``).
@@ -57,24 +57,43 @@ def paper_config() -> ml_collections.ConfigDict:
 
 
 def cuda_convnet2_config() -> ml_collections.ConfigDict:
-  """The paper's recipe with what cuda-convnet2's published ImageNet files set otherwise.
+  """The paper's recipe with what cuda-convnet2's two-tower ImageNet files set otherwise.
 
-  Sources (github.com/akrizhevsky/cuda-convnet2): ``layers/layer-params-223-ce2-1gpu.cfg`` (rates,
-  LRN), ``cudaconvnet/src/lr.cu`` (the ``dexp`` schedule), ``convdata.py`` (colour noise, rescale,
-  the mean's central crop). Not reproduced (no option here): epsB's own schedule (0.02, /10 at
-  half-way; the multiplier keeps the weights' steps), the per-layer initW of its 223 net (another
-  layer table) and rnorm1 before the ReLU with rnorm2 after it.
+  Sources (github.com/akrizhevsky/cuda-convnet2): ``layers/layers-imagenet-2gpu-model.cfg`` (the paper's
+  network: conv1a/b 48+48, conv2 128+128, conv3 192+192 reading both towers, conv4 192+192, conv5
+  128+128, fc 2x2048 twice, fc 1000 -- the model's layer table as it is), ``layers/layer-params-imagenet-
+  2gpu-model.cfg`` (rates, decay, LRN, init), ``MultiGPU.md`` (the run line), ``cudaconvnet/src/lr.cu``
+  (the ``dexp`` schedule), ``python_util``/``layer.py`` (LRN scales), ``convdata.py`` (colour noise,
+  rescale, the mean's central crop). Every layer has the same epsW, epsB, momW, momB and wc.
   """
   config = paper_config()
-  # layer-params-223-ce2-1gpu.cfg [rnorm1], [rnorm2]: scale=0.0001, divided by size=5 (layer.py) -> 2e-5.
-  config.model.lrn_alpha = 2e-5
-  # layer-params-223-ce2-1gpu.cfg: epsB=dexp[base=0.02;...] against epsW=dexp[base=0.01;...].
+  config.batch_size = 128  # MultiGPU.md: --mini 128
+  config.num_epochs = 90.0  # MultiGPU.md: --epochs 90
+  # layer-params-imagenet-2gpu-model.cfg, every layer: epsW=dexp[base=0.02;tgtFactor=250;numSteps=4], the
+  # paper's 0.01 twice (cuda-convnet2 scales the gradient by eps / numCases, layer.cu getGradScale: a mean
+  # over the batch, as the paper's rate is); lr.cu DiscreteExpParameterSchedule: 0.02, 0.02/250**(1/3),
+  # 0.02/250**(2/3), 0.02/250 in the four quarters of training.
+  config.optimizer.learning_rate = 0.02
+  config.schedule.name = "dexp"
+  config.schedule.dexp_target_factor = 250.0
+  config.schedule.dexp_steps = 4
+  # epsB=dexp[base=0.04;tgtFactor=25;numSteps=2]: the biases' own schedule, 0.04 (2 x epsW's base) for the
+  # first half, 0.04/25 for the second.
   config.optimizer.bias_lr_multiplier = 2.0
-  # layer-params-223-ce2-1gpu.cfg: epsW=dexp[base=0.01;tgtFactor=250;numSteps=4]; lr.cu
-  # DiscreteExpParameterSchedule: divided by 250**(1/3) at 25 %, 50 % and 75 % of training (0.01 -> 4e-5).
-  config.schedule.name = "piecewise"
-  config.schedule.boundaries = (0.25, 0.5, 0.75)
-  config.schedule.decay_factor = 250 ** (-1 / 3)
+  config.schedule.bias_dexp_steps = 2
+  config.schedule.bias_dexp_target_factor = 25.0
+  # momW=0.9 momB=0.9, wc=0.0005 on weights only: the paper's momentum, weight decay and decay_biases=False;
+  # weights.cu's update inc = mom * inc - eps * (wc * w + grad) is paper_sgd's.
+  # [rnorm1a/b], [rnorm2a/b]: size=5 scale=0.0001 pow=0.75 minDiv=2 per tower; layer.py divides scale by size.
+  config.model.lrn_alpha = 2e-5
+  # layers-imagenet-2gpu-model.cfg: conv1a/b have no neuron, rnorm1 reads conv1 and pool1 carries
+  # neuron=relu (LRN before the ReLU; max-pooling commutes with it); conv2a/b have neuron=relu, rnorm2
+  # reads them (LRN after the ReLU).
+  config.model.lrn_position = "before_relu,after_relu"
+  # [cnorm2a/b] type=rnorm after rnorm2: within-channel, size=5 scale=0.001 pow=0.75 (model/options.py CNORM2).
+  config.model.cnorm2 = True
+  # conv3-5 initW=0.03; the other layers the paper's 0.01.
+  config.model.init = "cuda_convnet2"
   # convdata.py ImageDataProvider.add_color_noise: training data *= 1 / (1 + color_noise), noise 0.1.
   config.input.train_scale = 1 / 1.1
   # convdata.py ImageDataProvider: data_mean_crop, the mean image's central inner_size crop (border_size

@@ -3,6 +3,7 @@
 import dataclasses
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -268,9 +269,8 @@ def test_test_views_match_numpy_slicing_in_the_documented_order(crops):
 
 
 def test_subtract_mean_gives_the_papers_centred_raw_pixels():
-  config_like = type("C", (), {})()
-  config_like.dataset, config_like.input = "imagenet2012", type("I", (), {"normalization": "subtract_mean"})()
-  mean, std = options.mean_std(config_like)
+  config = ml_collections.ConfigDict({"dataset": "imagenet2012", "input": {"normalization": "subtract_mean"}})
+  mean, std = options.mean_std(config)
   spec = Spec(mean=np.asarray(mean, np.float32), std=std, eval_crops="center", crop_size=12)
   squares = random_squares(batch=1)
   np.testing.assert_allclose(

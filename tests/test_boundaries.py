@@ -3,17 +3,20 @@
 The model, the mesh code, the train step and the whole data layer must import and run without
 TensorFlow (the GPU machines have no TF; TFDS reads ArrayRecord without it), and no library module may
 pull in PyTorch (a test-only dependency) except the PyTorch yardstick itself. Each import runs in a
-fresh interpreter, so what another test imported cannot hide a leak.
+fresh interpreter, so what another test imported cannot hide a leak. Where TensorFlow is installed,
+no process of a command imports it either (its spawned workers included: a tripwire in each).
 """
 
 import ast
 import glob
+import importlib.util
 import json
 import os
 import pkgutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import alexnet_jax
@@ -26,6 +29,8 @@ TF_FREE = (
   "alexnet_jax.train.state",
   "alexnet_jax.train.optimizers",
   "alexnet_jax.train.validation",
+  "alexnet_jax.data.registry",
+  "alexnet_jax.data.data_dirs",
   "alexnet_jax.yardsticks.benchmark",
   "alexnet_jax.inference.trained_run",
   "alexnet_jax.inference.export",
@@ -258,4 +263,65 @@ def test_prepare_store_makes_imagenets_store_from_the_tars_without_tensorflow(tm
   assert run_without_tensorflow(tmp_path, PREPARE_STORE_SCRIPT, str(tmp_path)) == {
     "splits": {"train": 19, "validation": 5},
     "loaded": [],
+  }
+
+
+TRIPWIRE = os.path.join(REPO, "tests", "support", "tensorflow_tripwire")
+
+
+def run_under_tripwire(tmp_path, *command: str) -> str:
+  """Runs ``python -m alexnet_jax.COMMAND ...`` with every process it starts watched for ``import
+  tensorflow`` (``tests/support/tensorflow_tripwire``); returns what the tripwire recorded."""
+  record = tmp_path / "tensorflow_imports.txt"
+  record.touch()
+  env = {**os.environ, "PYTHONPATH": TRIPWIRE, "TENSORFLOW_TRIPWIRE": str(record)}
+  done = subprocess.run(
+    [sys.executable, "-m", *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+  )
+  assert done.returncode == 0, done.stderr[-4000:]
+  return record.read_text()
+
+
+def test_the_tripwire_records_an_import_of_tensorflow_and_not_a_look_for_it(tmp_path):
+  record = tmp_path / "tensorflow_imports.txt"
+  env = {**os.environ, "PYTHONPATH": TRIPWIRE, "TENSORFLOW_TRIPWIRE": str(record)}
+  script = "import importlib.util\nassert importlib.util.find_spec('tensorflow')\nimport tensorflow\n"
+  done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+  assert "ImportError: tensorflow: imported under tests/support/tensorflow_tripwire" in done.stderr
+  assert record.read_text().count("imported tensorflow") == 1
+
+
+def write_fake_fashion_mnist(folder, num_train: int) -> str:
+  """Fashion-MNIST's four IDX files with ``num_train`` train and 64 test images, in ``folder``."""
+  from support import idx_files
+
+  from alexnet_jax.data import fashion_mnist_offline
+
+  for split, count in (("train", num_train), ("test", 64)):
+    images_file, labels_file = fashion_mnist_offline.SPLIT_FILES[split]
+    idx_files.write_idx(folder / images_file, np.broadcast_to(np.arange(count)[:, None, None] % 256, (count, 28, 28)))
+    idx_files.write_idx(folder / labels_file, np.arange(count) % 10)
+  return str(folder)
+
+
+@pytest.mark.slow
+def test_no_process_of_the_commands_imports_tensorflow_where_it_is_installed(tmp_path):
+  """Converting Fashion-MNIST, a :smoke run (its train split large enough to be decoded by spawned
+  worker processes, ``loader.squares_in_memory``) and evaluating it: TensorBoard's writer and TFDS import
+  TensorFlow whenever they can, unless told not to."""
+  from alexnet_jax.data import loader
+
+  if importlib.util.find_spec("tensorflow") is None:
+    pytest.skip("TensorFlow is not installed: no process can import it")
+  (tmp_path / "idx").mkdir()
+  source = write_fake_fashion_mnist(tmp_path / "idx", 2 * loader.PARALLEL_DECODE_MIN_IMAGES)
+  data_dir, workdir = str(tmp_path / "tfds"), str(tmp_path / "run")
+  config = ["--config=experiments/fashion_mnist.py:smoke", f"--config.data_dir={data_dir}"]
+  commands = (
+    ("alexnet_jax.data.fashion_mnist_offline", f"--source_dir={source}", f"--data_dir={data_dir}"),
+    ("alexnet_jax.main", f"--workdir={workdir}", *config),
+    ("alexnet_jax.evaluate", f"--workdir={workdir}"),
+  )
+  assert {command[0]: run_under_tripwire(tmp_path, *command) for command in commands} == {
+    command[0]: "" for command in commands
   }

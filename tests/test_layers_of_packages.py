@@ -1,6 +1,6 @@
 """The sub-packages of alexnet_jax form layers: no import cycle between them (a static scan of every
 import statement, function-level ones included), and none of model/, data/, train/, parallel/
-imports config/ (which sits above them)."""
+imports config/ (which sits above them). Inside data/, no cycle between modules either."""
 
 import ast
 import os
@@ -69,3 +69,23 @@ def test_no_import_cycle_between_sub_packages():
 @pytest.mark.parametrize("lower", ["model", "data", "train", "parallel"])
 def test_the_packages_below_config_do_not_import_it(lower):
   assert "config" not in import_graph()[lower]
+
+
+def data_module_graph() -> dict[str, set[str]]:
+  """Module of ``alexnet_jax/data`` -> the other data modules it imports."""
+  folder = os.path.join(PACKAGE, "data")
+  names = {file[:-3] for file in os.listdir(folder) if file.endswith(".py")}
+  graph = {}
+  for name in names:
+    with open(os.path.join(folder, f"{name}.py")) as source:
+      modules = _imported_modules(ast.parse(source.read()))
+    graph[name] = {module.split(".")[2] for module in modules if module.startswith("alexnet_jax.data.")} & names
+  return graph
+
+
+def test_no_import_cycle_between_the_data_modules():
+  """The registry names a dataset's converter by its module's name, so the converter may use what
+  ``datasets`` uses without importing it (fashion_mnist_offline and datasets imported each other)."""
+  graph = data_module_graph()
+  assert {"registry", "data_dirs"} <= graph["datasets"] and "datasets" not in graph["fashion_mnist_offline"]
+  assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"

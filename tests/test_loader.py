@@ -3,7 +3,9 @@
 import dataclasses
 import hashlib
 import io
+import os
 
+import grain
 import numpy as np
 import pytest
 from PIL import Image
@@ -92,6 +94,32 @@ def test_the_routes_give_the_same_batches():
   for a, b in zip(take(loader.train_batches(memory), 3), take(loader.train_batches(streamed), 3)):
     np.testing.assert_array_equal(a["image"], b["image"])
     np.testing.assert_array_equal(a["label"], b["label"])
+
+
+def test_the_number_of_read_threads_does_not_change_the_batches():
+  one, three = (spec_of(route=input_spec.Route.STREAMED, read_threads=n) for n in (1, 3))
+  for a, b in zip(take(loader.train_batches(one, start_step=5), 4), take(loader.train_batches(three, start_step=5), 4)):
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], b["label"])
+  for a, b in zip(loader.eval_batches(one), loader.eval_batches(three)):
+    np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_read_threads_zero_reads_with_the_usable_cores():
+  assert spec_of().read_threads == len(os.sched_getaffinity(0)) == input_spec.usable_cores()
+  assert spec_of(small_config(read_threads=3)).read_threads == 3
+
+
+@pytest.mark.parametrize("count,batch,shards", [(64, 8, 1), (64, 24, 3), (1_281_167, 512, 4)])
+def test_the_training_order_is_grains_shuffle_repeated(count, batch, shards):
+  """The batch-level order is exactly the per-element order runs have always read (and resume into)."""
+  order = grain.MapDataset.range(count).shuffle(seed=7).repeat()
+  local = batch // shards
+  last_step = count // batch + 2  # across the first epoch boundary
+  for step, shard in [(0, 0), (3, shards - 1), (last_step - 3, 0), (last_step, shards - 1)]:
+    indices = loader._train_indices(step, count=count, seed=7, batch=batch, local=local, shard=shard)
+    first = step * batch + shard * local
+    assert indices.tolist() == [order[q] for q in range(first, first + local)]
 
 
 def test_resuming_at_a_step_is_random_access_to_the_same_stream():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from support import references
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.util import tensor_util
 
@@ -117,9 +118,13 @@ def test_the_caffe_recipe_trains_from_the_command_line_on_a_synthetic_store(tmp_
 
 @pytest.mark.slow
 def test_the_cuda_convnet2_recipe_trains_with_its_discrete_exponential_steps(mock_data, tmp_path):
-  """``imagenet2012.py:cuda_convnet2:smoke``: four steps, so the rate is divided by 250**(1/3) after
-  steps 1, 2 and 3 (25 %, 50 %, 75 %), with its 1/1.1 scale of the training views in the jitted step."""
+  """``imagenet2012.py:cuda_convnet2:smoke``: four steps at lr.cu's rates for progress 0, 1/4, 2/4, 3/4 (the
+  weights' and the biases' own), with its 1/1.1 scale of the training views in the jitted step; TensorBoard
+  shows both rates of the next step."""
   summary = loop.train_and_evaluate(imagenet2012.get_config("cuda_convnet2:smoke"), str(tmp_path / "ccn2"))
-  rates = [0.01 * 250 ** (-k / 3) for k in range(4)]
-  assert summary["step"] == STEPS and summary["train_learning_rate"] == pytest.approx((rates[2] + rates[3]) / 2)
-  assert dict(_events(str(tmp_path / "ccn2"))["schedule/learning_rate"])[STEPS] == pytest.approx(rates[3])
+  weights = [references.cuda_convnet2_dexp(0.02, 250, 4, step / STEPS) for step in range(STEPS + 1)]
+  biases = [references.cuda_convnet2_dexp(0.04, 25, 2, step / STEPS) for step in range(STEPS + 1)]
+  assert summary["step"] == STEPS and summary["train_learning_rate"] == pytest.approx((weights[2] + weights[3]) / 2)
+  events = _events(str(tmp_path / "ccn2"))
+  assert dict(events["schedule/learning_rate"])[STEPS] == pytest.approx(weights[STEPS])
+  assert dict(events["schedule/bias_learning_rate"])[STEPS] == pytest.approx(biases[STEPS])

@@ -69,8 +69,9 @@ def full_size_params():
     dict(towers=1),
     dict(towers=2, lrn_position="before_relu"),
     dict(towers=2, lrn_per_tower=False),
+    dict(towers=2, lrn_position="before_relu,after_relu", cnorm2=True),
   ],
-  ids=["two_towers", "one_tower", "lrn_before_relu", "lrn_across_towers"],
+  ids=["two_towers", "one_tower", "lrn_before_relu", "lrn_across_towers", "cuda_convnet2_norms"],
 )
 def test_logits_match_pytorch(options, full_size_params):
   torch = pytest.importorskip("torch")

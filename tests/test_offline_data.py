@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 from support import idx_files
 
-from alexnet_jax.data import datasets, fashion_mnist_offline, input_spec, loader, options
+from alexnet_jax.data import datasets, fashion_mnist_offline, input_spec, loader, registry
 from experiments import fashion_mnist
 
 NUM_TRAIN, NUM_TEST = 30, 23
@@ -75,6 +75,7 @@ def test_the_catalog_builder_loads_what_was_built(source_dir, built_dir, tmp_pat
 def test_the_loader_builds_it_when_missing_and_shares_eval_over_processes(source_dir, tmp_path, monkeypatch):
   monkeypatch.setattr(fashion_mnist_offline, "DEBIAN_DIR", source_dir)
   config = config_for(tmp_path)
+  datasets.prepare(config)
   spec = input_spec.build(config)
   assert (spec.num_train, spec.num_eval, spec.num_classes) == (NUM_TRAIN, NUM_TEST, 10)
   assert tfds.builder("fashion_mnist", data_dir=str(tmp_path)).info.file_format.value == "array_record"
@@ -88,6 +89,16 @@ def test_the_loader_builds_it_when_missing_and_shares_eval_over_processes(source
       np.testing.assert_array_equal(batch["label"][real], ids_of_test_images(batch["image"][real]) % 10)
   assert batch_counts == {4}
   assert sorted(seen) == list(range(NUM_TEST))
+
+
+def test_building_the_spec_only_reads_preparing_is_the_step_before(source_dir, tmp_path, monkeypatch):
+  monkeypatch.setattr(fashion_mnist_offline, "DEBIAN_DIR", source_dir)  # convertible, but build() must not
+  data_dir = tmp_path / "tfds"
+  with pytest.raises(datasets.DatasetUnavailableError, match=f"fashion_mnist is not prepared .* {data_dir}: prepare"):
+    input_spec.build(config_for(data_dir))
+  assert not data_dir.exists()
+  assert datasets.prepare(config_for(data_dir)).info.splits["train"].num_examples == NUM_TRAIN
+  assert input_spec.build(config_for(data_dir)).num_train == NUM_TRAIN
 
 
 def test_train_processes_read_disjoint_parts_of_each_global_batch(built_dir):
@@ -113,6 +124,7 @@ def test_a_copy_in_the_old_tfrecord_form_is_moved_aside_and_converted_again(sour
   old.download_and_prepare()
   version_dir = os.path.join(tmp_path, "fashion_mnist", "3.0.1")
   assert any(".tfrecord-" in name for name in os.listdir(version_dir))
+  datasets.prepare(config_for(tmp_path))
   spec = input_spec.build(config_for(tmp_path))
   assert spec.num_train == NUM_TRAIN and any(".array_record-" in name for name in os.listdir(version_dir))
   assert any(".tfrecord-" in name for name in os.listdir(tmp_path / "fashion_mnist-3.0.1.tfrecord"))
@@ -123,7 +135,7 @@ def test_without_its_source_files_the_old_form_is_one_error_with_the_command(sou
   old.download_and_prepare()  # stands in for any TFDS dataset prepared as TFRecord
   monkeypatch.setattr(fashion_mnist_offline, "DEBIAN_DIR", str(tmp_path / "not-installed"))
   with pytest.raises(datasets.DatasetUnavailableError, match="was prepared as tfrecord, which only TensorFlow reads"):
-    datasets.prepared_builder(config_for(tmp_path))
+    datasets.prepare(config_for(tmp_path))
 
 
 def test_read_idx_rejects_other_files(tmp_path):
@@ -145,7 +157,7 @@ def offline(monkeypatch):
 def test_missing_fashion_mnist_says_which_package_to_install(tmp_path, monkeypatch, offline):
   monkeypatch.setattr(fashion_mnist_offline, "DEBIAN_DIR", str(tmp_path / "not-installed"))
   with pytest.raises(datasets.DatasetUnavailableError) as error:
-    input_spec.build(config_for(tmp_path / "tfds"))
+    datasets.prepare(config_for(tmp_path / "tfds"))
   message = str(error.value)
   assert "apt-get install dataset-fashion-mnist" in message
   assert "/usr/share/datasets/fashion-mnist" in message and str(tmp_path / "tfds") in message
@@ -155,20 +167,20 @@ def test_missing_fashion_mnist_says_which_package_to_install(tmp_path, monkeypat
 
 def test_missing_cifar10_says_it_needs_a_download_or_a_prepared_data_dir(tmp_path, offline):
   with pytest.raises(datasets.DatasetUnavailableError, match="needs one online run.*config.data_dir"):
-    input_spec.build(config_for(tmp_path, "cifar10"))
+    datasets.prepare(config_for(tmp_path, "cifar10"))
 
 
 def test_missing_imagenet_names_the_tars_and_where_they_go(tmp_path):
   config = config_for(tmp_path / "tfds", "imagenet2012")  # TFDS itself fails: nothing is mocked
   with pytest.raises(datasets.DatasetUnavailableError) as error:
-    input_spec.build(config)
+    datasets.prepare(config)
   assert all(
     s in str(error.value)
     for s in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", str(tmp_path / "tfds" / "downloads" / "manual"))
   )
   config.manual_dir = str(tmp_path / "my-tars")
   with pytest.raises(datasets.DatasetUnavailableError, match=f"into {config.manual_dir} "):
-    input_spec.build(config)
+    datasets.prepare(config)
 
 
 @pytest.mark.skipif(not fashion_mnist_offline.has_source_files(), reason="dataset-fashion-mnist not installed")
@@ -178,5 +190,5 @@ def test_fashion_mnist_pixel_stats_are_those_of_the_real_train_split():
   values = np.arange(256) / 255.0
   mean = counts @ values / counts.sum()
   std = np.sqrt(counts @ (values - mean) ** 2 / counts.sum())
-  expected_mean, expected_std = options.PIXEL_STATS["fashion_mnist"]
-  np.testing.assert_allclose([mean, std], [expected_mean[0], expected_std[0]], atol=1e-7)
+  entry = registry.get("fashion_mnist")
+  np.testing.assert_allclose([mean, std], [entry.mean[0], entry.std[0]], atol=1e-7)

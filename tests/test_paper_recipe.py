@@ -13,7 +13,7 @@ from flax import nnx
 from alexnet_jax.data import augment, input_spec
 from alexnet_jax.train import optimizers, validation
 from alexnet_jax.train import state as train_state
-from experiments import fashion_mnist, imagenet2012
+from experiments import imagenet2012
 
 CONV_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
@@ -37,12 +37,17 @@ def test_the_imagenet_config_and_its_smoke_variant_validate():
 
 @pytest.mark.parametrize(
   "variant,weight_std,bias_value",
-  [(None, {}, 1.0), ("caffe", {"fc6": 0.005, "fc7": 0.005}, 0.1)],
-  ids=["paper", "caffe"],
+  [
+    (None, {}, 1.0),
+    ("caffe", {"fc6": 0.005, "fc7": 0.005}, 0.1),
+    ("cuda_convnet2", {"conv3": 0.03, "conv4": 0.03, "conv5": 0.03}, 1.0),
+  ],
+  ids=["paper", "caffe", "cuda_convnet2"],
 )
 def test_a_built_model_starts_from_the_recipes_initial_weights(variant, weight_std, bias_value):
   """§5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6 and fc7, 0 in the others.
-  Caffe's bvlc_alexnet: std 0.005 in fc6/fc7 and 0.1 where the paper has 1."""
+  Caffe's bvlc_alexnet: std 0.005 in fc6/fc7 and 0.1 where the paper has 1; cuda-convnet2's two-tower
+  layer-params file: initW=0.03 in conv3-conv5."""
   config = imagenet2012.get_config(":".join(name for name in (variant, "smoke") if name))
   _, params = _built(config)
   for name, layer in _layers(params).items():
@@ -75,6 +80,37 @@ def test_the_imagenet_models_lrn_is_the_papers_formula_within_each_tower():
   caffe, _ = _built(imagenet2012.get_config("caffe:smoke"))
   across = np.concatenate([np.asarray(p) for p in caffe._normalize([jnp.asarray(t) for t in towers], None)], -1)
   np.testing.assert_allclose(across, _literal_lrn(np.concatenate(towers, -1), k=1.0, alpha=2e-5), rtol=1e-5)
+
+
+def _cuda_convnet2_rnorm(a, size=5, scale=0.001, pow_=0.75, min_div=1.0):
+  """cuda-convnet2's ``rnorm`` as its layer.py and kernels define it: each map divided by (minDiv + scale /
+  size**2 * sum of squares over the size x size window of the same map, clipped at the borders) ** pow."""
+  height, width, half = a.shape[1], a.shape[2], size // 2
+  out = np.empty_like(a, np.float64)
+  for y in range(height):
+    for x in range(width):
+      window = a[:, max(0, y - half) : y + half + 1, max(0, x - half) : x + half + 1].astype(np.float64)
+      out[:, y, x] = a[:, y, x] / (min_div + scale / size**2 * (window**2).sum((1, 2))) ** pow_
+  return out
+
+
+def test_the_cuda_convnet2_model_normalises_conv1_before_its_relu_and_conv2_after_it_then_cnorm2():
+  """layers-imagenet-2gpu-model.cfg: conv1 -> rnorm1 -> ReLU (on pool1); conv2 -> ReLU -> rnorm2 -> cnorm2;
+  each tower on its own. The literal formulas, on maps with negative values so that the orders differ."""
+  rng = np.random.default_rng(5)
+  towers = [rng.normal(0, 40, (2, 6, 6, 6)).astype(np.float32) for _ in range(2)]
+  model, _ = _built(imagenet2012.get_config("cuda_convnet2:smoke"))
+  relu = lambda a: np.maximum(a, 0)  # noqa: E731
+  rnorm = lambda a: _literal_lrn(a, k=2.0, alpha=1e-4 / 5)  # noqa: E731 -- scale=0.0001 / size, minDiv=2
+  want = {
+    "conv1": [relu(rnorm(t)) for t in towers],
+    "conv2": [_cuda_convnet2_rnorm(rnorm(relu(t))) for t in towers],
+  }
+  for name, wanted in want.items():
+    got = model._activate(name, [jnp.asarray(t) for t in towers], None)
+    for tower, normalised in zip(wanted, got):
+      np.testing.assert_allclose(np.asarray(normalised), tower, rtol=1e-5, atol=1e-6, err_msg=name)
+  assert not np.allclose(want["conv1"][0], rnorm(relu(towers[0])), rtol=1e-3)  # the orders differ here
 
 
 def test_the_papers_update_decays_the_weights_and_not_the_biases():
@@ -110,17 +146,3 @@ def test_the_colour_noise_moves_pixels_by_a_tenth_of_each_components_std_on_the_
   shifts = np.asarray(augment.colour_shift(draws["alpha"], constants["eigenvectors"], constants["scales"]))
   along = shifts @ eigenvectors  # each shift's component along each eigenvector
   np.testing.assert_allclose(along.std(axis=0), 0.1 * np.sqrt(eigenvalues), rtol=0.03)
-
-
-@pytest.mark.parametrize(
-  "variant,width,in_channels",
-  [("small_data", 0.5, 3), ("", 0.25, 1)],
-  ids=["first_recipe_90.05", "default_recipe_91.19"],
-)
-def test_the_fashion_mnist_recipes_keep_their_measured_values(variant, width, in_channels):
-  """README's Fashion-MNIST runs were measured with these: they must not follow the ImageNet changes."""
-  config = fashion_mnist.get_config(variant or None)
-  assert config.optimizer.decay_biases is True
-  assert (config.input.mean, config.input.pca_noise_std) == ("channel", 0.0)
-  assert config.model.width == width and config.model.in_channels == in_channels
-  assert config.optimizer.bias_lr_multiplier == 1.0 and config.input.train_scale == 1.0

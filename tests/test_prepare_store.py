@@ -260,7 +260,7 @@ class SquaresSeen:
   """A stand-in for a trained run: the spec, and the squares ``predict`` hands the model."""
 
   def __init__(self, spec):
-    self.spec, self.squares = spec, None
+    self.spec, self.view_spec, self.squares = spec, spec, None
 
   def label_names(self):
     return list(self.spec.label_names)

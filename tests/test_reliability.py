@@ -82,7 +82,7 @@ def test_missing_fashion_mnist_offline_says_which_package_to_install(tmp_path, m
   config = fashion_mnist.get_config("smoke")
   config.data_dir = str(tmp_path)
   with pytest.raises(datasets.DatasetUnavailableError) as error:
-    datasets.prepared_builder(config)
+    datasets.prepare(config)
   message = str(error.value)
   assert f"fashion_mnist is not prepared in {tmp_path}" in message
   assert "Network is unreachable" in message

@@ -172,7 +172,12 @@ def test_benchmark_input_synthetic_prints_one_json_line(tmp_path):
   line = json.loads(result.stdout.strip().splitlines()[-1])
   assert line["images_per_second"] > 0 and line["cpu_us_per_image"] > 0 and line["cores"] == os.cpu_count()
   assert (line["store"], line["route"], line["timed_images"]) == (True, "streamed", 32)
-  assert line["decode_cpu_us_per_image"] > 0
+  assert line["decode_cpu_us_per_image"] > 0 and 0 < line["reader_overhead_us_per_image"]
+  cores = len(os.sched_getaffinity(0))
+  counts = sorted(map(int, line["images_per_second_by_readers"]))  # 1, 2, 4, ... and the cores
+  assert line["read_threads"] == cores == counts[-1] and counts[0] == 1
+  assert all(count & (count - 1) == 0 for count in counts[:-1])
+  assert all(rate > 0 for rate in line["images_per_second_by_readers"].values())
   assert line["overhead_ratio"] == pytest.approx(line["cpu_us_per_image"] / line["decode_cpu_us_per_image"], rel=1e-2)
   assert store.is_prepared(os.path.join(tmp_path, "imagenet2012_76", store.VERSION))
 

@@ -7,7 +7,8 @@ features, splits and metadata) with one change: its examples come from the local
 the download manager. It writes ArrayRecord files, each image as PNG bytes encoded here with PIL
 (handed a numpy array, TFDS would import TensorFlow to encode it): no TensorFlow at all.
 After :func:`prepare_fashion_mnist`, a plain ``tfds.builder("fashion_mnist", data_dir=...)`` loads
-the data like a downloaded copy. Nothing in site-packages is touched.
+the data like a downloaded copy. Nothing in site-packages is touched. The dataset's registry entry
+(``registry.py``) calls :func:`debian_copy_installed`, :func:`convert_debian_copy` and :func:`how_to_get`.
 
   python -m alexnet_jax.data.fashion_mnist_offline --data_dir=~/tensorflow_datasets
 """
@@ -25,6 +26,7 @@ import tensorflow_datasets as tfds
 from absl import app, flags, logging
 
 from alexnet_jax import errors
+from alexnet_jax.data import data_dirs
 from alexnet_jax.data import images as image_codec
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -44,6 +46,27 @@ def source_files(source_dir: str = DEBIAN_DIR) -> list[str]:
 
 def has_source_files(source_dir: str = DEBIAN_DIR) -> bool:
   return all(os.path.isfile(path) for path in source_files(source_dir))
+
+
+def debian_copy_installed() -> bool:
+  """Whether Debian's ``dataset-fashion-mnist`` files are installed (:data:`DEBIAN_DIR`)."""
+  return has_source_files(DEBIAN_DIR)
+
+
+def convert_debian_copy(data_dir: str):
+  """Debian's files converted into ``data_dir``; the loaded builder."""
+  return prepare_fashion_mnist(data_dir, DEBIAN_DIR)
+
+
+def how_to_get(root: str, manual_dir: str | None) -> str:
+  """What to do offline when TFDS cannot download it into ``root``."""
+  del manual_dir  # not a manual download
+  return (
+    f"Offline, install Debian's copy and rerun (it is converted automatically):\n"
+    f"  {INSTALL_HINT}\n"
+    f"or convert the four IDX .gz files from another directory:\n"
+    f"  python -m alexnet_jax.data.fashion_mnist_offline --source_dir=DIR --data_dir={root}"
+  )
 
 
 def read_idx(path: str, ndim: int) -> np.ndarray:
@@ -109,14 +132,12 @@ def prepare_fashion_mnist(data_dir: str | None = None, source_dir: str = DEBIAN_
 
 def main(argv):
   """Converts, with every failure the user can act on (no IDX files, an unwritable data folder) as one line."""
-  from alexnet_jax.data import datasets  # pylint: disable=g-import-not-at-top -- it imports this module
-
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   start = time.perf_counter()
   try:
-    data_dir = datasets.resolve_data_dir(flags.FLAGS.data_dir)
-    datasets.check_writable(data_dir, "--data_dir")
+    data_dir = data_dirs.resolve_data_dir(flags.FLAGS.data_dir)
+    data_dirs.check_writable(data_dir, "--data_dir")
     builder = prepare_fashion_mnist(data_dir, flags.FLAGS.source_dir)
   except errors.UserError as error:
     print(f"error: {error}", file=sys.stderr)

@@ -117,15 +117,27 @@ INPUT_OPTIONS = (
     before=False,  # TFDS's own records
   ),
   Option(
+    rules.integer("read_threads", 0),
+    0,
+    "streamed route: batches read and decoded at once, by threads of the process; 0 = the cores it may use"
+    " (`os.sched_getaffinity`: one under `taskset -c 0`); the batches are the same whatever the number"
+    " ([data.md](data.md#read-threads))",
+    since="2026-12-07 5ec2803",
+    before=2,  # loader.READ_THREADS on any host
+  ),
+  Option(
     rules.one_of("eval_crops", options.EVAL_CROPS),
     "ten_crop",
     'test views: `"center"`, `"center_flip"` (centre and mirror) or `"ten_crop"` (4 corners + centre, flipped)',
   ),
 )
 
-# The input options InputSpec does not carry: build resolves them into the dataset directory, the
-# mean (a store's mean image or one per channel), the std and the colour noise's basis.
-RESOLVED = frozenset({"normalization", "pca_noise_form", "mean", "mean_pixel", "mean_image_file", "use_store"})
+# The input options InputSpec does not carry as set: build resolves them into the dataset directory,
+# the mean (a store's mean image or one per channel), the std, the colour noise's basis and the number
+# of read threads.
+RESOLVED = frozenset(
+  {"normalization", "pca_noise_form", "mean", "mean_pixel", "mean_image_file", "use_store", "read_threads"}
+)
 SPEC_OPTIONS = tuple(option for option in INPUT_OPTIONS if option.name not in RESOLVED)
 
 

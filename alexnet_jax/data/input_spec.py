@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 
 import numpy as np
 from absl import logging
@@ -53,6 +54,7 @@ class _DerivedSpec:
   image_channels: int  # of the stored images (1: grey)
   model_channels: int  # what conv1 reads (grey replicated to RGB when 3)
   route: Route
+  read_threads: int  # streamed route: batches read and decoded at once (config.input.read_threads; 0 resolved)
   mean: np.ndarray  # (C,) per channel, or a mean image (R, R, C); [0, 1] pixels
   std: tuple[float, ...]
   eigenvectors: tuple  # colour noise basis (columns) and per-component scales
@@ -105,12 +107,13 @@ InputSpec = dataclasses.make_dataclass(
 
 
 def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> InputSpec:
-  """The spec of a validated ``config``: prepares the dataset if needed and reads its metadata.
+  """The spec of a validated ``config``: reads the prepared dataset's metadata (``datasets.prepare``
+  made it readable; this changes nothing on the disk).
 
   Splits that do not exist or hold no examples, a dataset with another number of classes than the
   model's, and a batch larger than the train split are :class:`ConfigError`: the loop calls this
   before it writes anything."""
-  builder = datasets.prepared_builder(config)
+  builder = datasets.prepared(config)
   check_store_resize(config, builder)
   info = builder.info
   num_train = count_examples(builder, config.train_split, "config.train_split")
@@ -146,12 +149,19 @@ def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> Inpu
     image_channels=image_shape[-1],
     model_channels=config.model.in_channels,
     route=route,
+    read_threads=config.input.read_threads or usable_cores(),
     seed=config.seed,
     **pixel_constants(config, store.builder_stats(builder)),
     **spec_inputs(config),
   )
   logging.info("Input: %s", spec.describe())
   return spec
+
+
+def usable_cores() -> int:
+  """The cores this process may run on (its CPU affinity: one under ``taskset -c 0``), what
+  ``config.input.read_threads = 0`` reads with."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: no affinity
 
 
 def spec_inputs(config) -> dict:

@@ -29,32 +29,39 @@ import functools
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 import grain
 import numpy as np
 from absl import logging
 
-from alexnet_jax.data import datasets, images
+from alexnet_jax.data import datasets, images, index_shuffle
 from alexnet_jax.data.input_spec import InputSpec, Route
 
 Batch = dict[str, np.ndarray]
-READ_THREADS = 2  # batches decoded at once (streamed); 2 cores here
 PREFETCH_BATCHES = 4
 PARALLEL_DECODE_MIN_IMAGES = 20_000  # an in-memory split this large is decoded by several processes
 _PADDING = -1  # example index of an eval position past the end of the split
+_SHUFFLE_ROUNDS = 4  # grain's ShuffleMapDataset: the order of every run so far
+_EPOCH_ORDER_LOCK = threading.Lock()
+Square = Callable[[bytes, np.ndarray, InputSpec], None]  # one encoded image into its row of the batch
 
 
 def train_batches(
-  spec: InputSpec, *, start_step: int = 0, shard_index: int = 0, shard_count: int = 1
+  spec: InputSpec, *, start_step: int = 0, shard_index: int = 0, shard_count: int = 1, square: Square | None = None
 ) -> Iterator[Batch]:
   """Endless {"image": uint8 (L, R, R, C), "label": int32 (L,)} of input shard ``shard_index``,
-  from step ``start_step`` on: exactly what a run from step 0 yields from that step."""
+  from step ``start_step`` on: exactly what a run from step 0 yields from that step.
+
+  ``square``: how the streamed route writes one encoded image into its row of the batch
+  (:func:`square_into`; the input benchmark swaps in a copy to time all but the decode)."""
   local = spec.local_batch(shard_count)
-  order = grain.MapDataset.range(spec.num_train).shuffle(seed=spec.seed % 2**32).repeat()
-  position = functools.partial(_global_position, batch=spec.batch_size, local=local, shard=shard_index)
-  indices = grain.MapDataset.range(start_step * local, sys.maxsize).map(lambda i: order[position(i)])
-  return _batches(spec, spec.train_split, indices.batch(local), with_mask=False)
+  indices = functools.partial(
+    _train_indices, count=spec.num_train, seed=spec.seed % 2**32, batch=spec.batch_size, local=local, shard=shard_index
+  )
+  steps = grain.MapDataset.range(start_step, sys.maxsize).map(indices)
+  return _batches(spec, spec.train_split, steps, with_mask=False, square=square or square_into)
 
 
 def eval_batches(
@@ -71,25 +78,59 @@ def eval_batches(
   count = spec.num_eval if num_examples is None else num_examples
   local = spec.local_batch(shard_count)
   num_batches = -(-count // spec.batch_size)
-  position = functools.partial(_global_position, batch=spec.batch_size, local=local, shard=shard_index)
-  indices = grain.MapDataset.range(num_batches * local).map(lambda i: q if (q := position(i)) < count else _PADDING)
-  return _batches(spec, split, indices.batch(local), with_mask=True)
+  indices = functools.partial(_eval_indices, count=count, batch=spec.batch_size, local=local, shard=shard_index)
+  steps = grain.MapDataset.range(num_batches).map(indices)
+  return _batches(spec, split, steps, with_mask=True, square=square_into)
 
 
-def _global_position(i: int, *, batch: int, local: int, shard: int) -> int:
-  """Global stream position of position ``i`` of a shard's stream (see the module docstring)."""
-  step, j = divmod(i, local)
-  return step * batch + shard * local + j
+def _positions(step: int, *, batch: int, local: int, shard: int) -> np.ndarray:
+  """Global stream positions of a shard's part of global batch ``step`` (see the module docstring)."""
+  return np.arange(local) + (step * batch + shard * local)
 
 
-def _batches(spec: InputSpec, split: str, index_batches: grain.MapDataset, *, with_mask: bool) -> Iterator[Batch]:
+def _train_indices(step: int, *, count: int, seed: int, **where) -> np.ndarray:
+  """The examples of a shard's part of training batch ``step``: position ``q`` holds ``order[q]`` of
+  ``grain.MapDataset.range(count).shuffle(seed).repeat()``, looked up in its epoch's order."""
+  epochs, within = np.divmod(_positions(step, **where), count)
+  indices = np.empty_like(within)
+  for epoch in np.unique(epochs).tolist():  # one epoch, or two across a boundary
+    rows = epochs == epoch
+    indices[rows] = _epoch_order(count, seed, epoch)[within[rows]]
+  return indices
+
+
+def _epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
+  """Epoch ``epoch``'s examples in training order: grain's shuffle of ``range(count)`` with seed
+  ``seed + epoch`` (``index_shuffle.py``), computed once per epoch by one thread (~0.3 s for ImageNet)
+  rather than one grain element (~20 CPU-us) per example."""
+  with _EPOCH_ORDER_LOCK:
+    return _computed_epoch_order(count, seed, epoch)
+
+
+@functools.lru_cache(maxsize=4)  # this epoch and the next, of up to two streams
+def _computed_epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
+  order = index_shuffle.index_shuffle(np.arange(count), count - 1, (seed + epoch) % 2**32, _SHUFFLE_ROUNDS)
+  order.flags.writeable = False
+  return order
+
+
+def _eval_indices(step: int, *, count: int, **where) -> np.ndarray:
+  """The examples of a shard's part of eval batch ``step``, in order; positions past the split's end
+  are :data:`_PADDING`."""
+  positions = _positions(step, **where)
+  return np.where(positions < count, positions, _PADDING)
+
+
+def _batches(
+  spec: InputSpec, split: str, index_batches: grain.MapDataset, *, with_mask: bool, square: Square
+) -> Iterator[Batch]:
   if spec.route is Route.IN_MEMORY:
     pixels, labels = squares_in_memory(spec, split)
     read = functools.partial(_gather, pixels=pixels, labels=labels)
     threads = 1  # a gather: one thread keeps ahead of any step
   else:
-    read = functools.partial(_read_and_decode, source=spec.source(split), spec=spec)
-    threads = READ_THREADS
+    read = functools.partial(_read_and_decode, source=spec.source(split), spec=spec, square=square)
+    threads = spec.read_threads
   batches = index_batches.map(functools.partial(_with_mask, read=read) if with_mask else read)
   options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=PREFETCH_BATCHES)
   return _reading(iter(batches.to_iter_dataset(options)), spec)
@@ -107,7 +148,7 @@ def _gather(indices: np.ndarray, *, pixels: np.ndarray, labels: np.ndarray) -> B
   return {"image": pixels[indices], "label": labels[indices]}
 
 
-def _read_and_decode(indices: np.ndarray, *, source, spec: InputSpec) -> Batch:
+def _read_and_decode(indices: np.ndarray, *, source, spec: InputSpec, square: Square) -> Batch:
   """The records at ``indices`` decoded into one (L, R, R, C) uint8 array: whole squares, unflipped."""
   try:
     records = source.__getitems__(indices.tolist())
@@ -119,7 +160,7 @@ def _read_and_decode(indices: np.ndarray, *, source, spec: InputSpec) -> Batch:
   size, channels = spec.resize_size, spec.image_channels
   out = np.empty((len(records), size, size, channels), np.uint8)
   for row, record in zip(out, records):
-    square_into(record["image"], row, spec)
+    square(record["image"], row, spec)
   return {"image": out, "label": np.asarray([r["label"] for r in records], np.int32)}
 
 
@@ -158,7 +199,7 @@ def squares_in_memory(spec: InputSpec, split: str) -> tuple[np.ndarray, np.ndarr
 
 def _decode_part(spec: InputSpec, split: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
   """The squares and labels of examples ``start .. stop - 1`` of ``split``."""
-  batch = _read_and_decode(np.arange(start, stop), source=spec.source(split), spec=spec)
+  batch = _read_and_decode(np.arange(start, stop), source=spec.source(split), spec=spec, square=square_into)
   return batch["image"], batch["label"]
 
 

@@ -1,18 +1,11 @@
-"""The data options' names and each dataset's pixel statistics, without TensorFlow.
+"""The data options' names, without TensorFlow; each dataset's facts are its entry in ``registry.py``.
 
 Config validation reads these lists; the pipeline implements what they name.
 """
 
 from __future__ import annotations
 
-# Per-channel mean and std of the training pixels in [0, 1] (one channel for grey images).
-PIXEL_STATS = {
-  # Computed once from Debian's train-images-idx3-ubyte.gz (60,000 images; tests recheck it).
-  "fashion_mnist": ((0.2860406,), (0.3530242,)),
-  "cifar10": ((0.4913997, 0.4821584, 0.4465309), (0.2470322, 0.2434851, 0.2615877)),
-  "imagenet2012": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
-
+from alexnet_jax.data import registry
 
 # ImageNet's RGB colour PCA for pixels in [0, 1]: eigenvalues (variances) and eigenvectors (columns)
 # as published by fb.resnet.torch. Their square roots match cuda-convnet2's per-component stds
@@ -27,9 +20,7 @@ PCA_EIGENVECTORS = (
 # component on [0, 255] pixels; it adds ``randn * 0.1 * sigma_i`` along eigenvector i.
 CUDA_CONVNET_PCA_STDDEVS = (121.78, 37.09, 19.72)
 
-DATASETS = tuple(PIXEL_STATS)
-# Images in each dataset's full "train" split (TFDS's counts), for recipes that count steps in epochs.
-TRAIN_EXAMPLES = {"fashion_mnist": 60_000, "cifar10": 50_000, "imagenet2012": 1_281_167}
+DATASETS = registry.NAMES
 # augment.eval_views: the centre patch; it and its mirror image; or the paper's ten crops. The
 # softmax is averaged over a run's views; CENTER_VIEW says which of them is the plain centre patch.
 EVAL_CROPS = ("center", "center_flip", "ten_crop")
@@ -71,22 +62,17 @@ def pca_noise_basis(form: str, eigenvalues=None, eigenvectors=None) -> tuple[tup
   return tuple(tuple(float(x) for x in row) for row in eigenvectors), scales
 
 
-def pixel_stats(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-  if dataset not in PIXEL_STATS:
-    raise ValueError(f"config.dataset={dataset!r} is not supported; known: {sorted(PIXEL_STATS)}")
-  return PIXEL_STATS[dataset]
-
-
 def image_channels(dataset: str) -> int:
-  """Channels of the dataset's images: 1 (grey) or 3 (RGB), as many as its pixel statistics have."""
-  return len(pixel_stats(dataset)[0])
+  """Channels of the dataset's images: 1 (grey) or 3 (RGB)."""
+  return registry.get(dataset).channels
 
 
 def mean_std(config) -> tuple[tuple[float, ...], tuple[float, ...]]:
   """What the pipeline normalises with. ``standardize``: the dataset's mean and std.
   ``subtract_mean``: the paper's centred raw pixels, (x - mean) * 255, i.e. std = 1/255. A
   ``config.input.mean_pixel`` (0-255) replaces the dataset's mean."""
-  mean, std = pixel_stats(config.dataset)
+  entry = registry.get(config.dataset)
+  mean, std = entry.mean, entry.std
   if config.input.get("mean_pixel"):
     mean = tuple(value / 255 for value in config.input.mean_pixel)
   if config.input.normalization == "subtract_mean":

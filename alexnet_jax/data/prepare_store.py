@@ -177,7 +177,7 @@ def _source(config, root: str, images_per_shard: int) -> Source:
   if config.dataset != "imagenet2012":
     source_config = config.copy_and_resolve_references()
     source_config.input.use_store = False
-    return _tfds_source(datasets.prepared_builder(source_config), images_per_shard)
+    return _tfds_source(datasets.prepare(source_config), images_per_shard)
   manual_dir = os.path.expanduser(config.manual_dir or os.path.join(root, "downloads", "manual"))
   tars = ilsvrc_tars.tar_paths(manual_dir)
   if len(tars) == len(ilsvrc_tars.SPLIT_TARS):

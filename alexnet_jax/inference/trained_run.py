@@ -48,8 +48,9 @@ class TrainedRun:
   @functools.cached_property
   def spec(self):
     """The run's input spec (``data/input_spec.py``): its dataset, test views and pixel constants."""
-    from alexnet_jax.data import input_spec  # pylint: disable=g-import-not-at-top -- reads the dataset's metadata
+    from alexnet_jax.data import datasets, input_spec  # pylint: disable=g-import-not-at-top -- reads the dataset
 
+    datasets.prepare(self.config)
     return input_spec.build(self.config)
 
   @functools.cached_property

@@ -61,6 +61,18 @@ FC_WIDTH = 4096  # fc6 and fc7
 LAYER_NAMES = (*(layer.name for layer in CONV_LAYERS), "fc6", "fc7", "fc8")
 
 
+def param_path(key_path) -> tuple[str, ...]:
+  """A parameter's tree path as strings (``("convs", "0", "kernel", "value")``), the same for an
+  ``nnx.State`` and for the nested dicts a checkpoint reads back as."""
+  return tuple(str(getattr(key, "key", getattr(key, "name", key))) for key in key_path)
+
+
+def layer_name(path: tuple[str, ...]) -> str:
+  """The layer of :data:`LAYER_NAMES` that holds the parameter at ``path`` (:func:`param_path`):
+  ``AlexNet.convs[i]`` is conv(i+1), the dense layers are named as they are."""
+  return CONV_LAYERS[int(path[1])].name if path[0] == "convs" else path[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Init:
   """Weight std and bias value per layer for one initialisation scheme."""
@@ -75,11 +87,15 @@ def _init_scheme(name: str) -> _Init:
   "paper": weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7 and 0 elsewhere.
   "caffe": as the paper but std 0.005 in fc6/fc7 and bias 0.1 where the paper has 1
   (the paper's bias 1 gave a flat loss in Caffe).
+  "cuda_convnet2": as the paper but std 0.03 in conv3-conv5 (layer-params-imagenet-2gpu-model.cfg
+  ``initW=0.03``).
   "he": weights N(0, 2/fan_in), all biases 0 -- trains quickly from scratch on small data.
   """
   ones = ("conv2", "conv4", "conv5", "fc6", "fc7")
   if name == "paper":
     return _Init(weight_std={}, bias={n: 1.0 for n in ones})
+  if name == "cuda_convnet2":
+    return _Init(weight_std={n: 0.03 for n in ("conv3", "conv4", "conv5")}, bias={n: 1.0 for n in ones})
   if name == "caffe":
     return _Init(weight_std={"fc6": 0.005, "fc7": 0.005}, bias={n: 0.1 for n in ones})
   return _Init(weight_std={}, bias={})
@@ -108,7 +124,11 @@ class AlexNet(nnx.Module):
       if opt.lrn
       else None
     )
-    self.lrn_position, self.lrn_per_tower = opt.lrn_position, opt.lrn_per_tower
+    # Each LRN layer's position (conv1's, conv2's), and cuda-convnet2's extra cnorm2 after conv2's.
+    normalized = (layer.name for layer in CONV_LAYERS if layer.lrn)
+    self.lrn_positions = dict(zip(normalized, options.lrn_positions(opt.lrn_position)))
+    self.cnorm2 = layers.LocalResponseNorm(**options.CNORM2) if opt.cnorm2 else None
+    self.lrn_per_tower = opt.lrn_per_tower
     self.pool_window, self.pool_stride = opt.pool_window, opt.pool_stride
     self.towers, self.input_size, self.num_classes = opt.towers, opt.input_size, opt.num_classes
     towers, width, init, dtype = opt.towers, opt.width, opt.init, jnp.dtype(opt.dtype)
@@ -170,12 +190,7 @@ class AlexNet(nnx.Module):
     for layer, conv in zip(self.conv_layers, self.convs):
       if not layer.within_tower:
         x = exchange(x, tower_axis) if isinstance(x, list) else x
-      x = conv(x)
-      if layer.lrn and self.lrn is not None and self.lrn_position == "before_relu":
-        x = self._normalize(x, tower_axis)
-      x = [jax.nn.relu(p) for p in x]
-      if layer.lrn and self.lrn is not None and self.lrn_position == "after_relu":
-        x = self._normalize(x, tower_axis)
+      x = self._activate(layer.name, conv(x), tower_axis)
       if layer.pool:
         x = [layers.max_pool(p, self.pool_window, self.pool_stride) for p in x]
     if self.adaptive_pool:
@@ -208,6 +223,19 @@ class AlexNet(nnx.Module):
     Call it on the eval-mode model (dropout off) for the paper's 4096-dimensional image features.
     """
     return exchange(self.hidden(self.features(images)), None).astype(jnp.float32)
+
+  def _activate(self, name: str, x: list[jax.Array], tower_axis: str | None) -> list[jax.Array]:
+    """The ReLU of layer ``name``'s maps, with its LRN before or after it (``lrn_position``), then
+    cnorm2 after conv2's (cuda-convnet2's order: conv2, ReLU, rnorm2, cnorm2, pool2)."""
+    position = self.lrn_positions.get(name) if self.lrn is not None else None
+    if position == "before_relu":
+      x = self._normalize(x, tower_axis)
+    x = [jax.nn.relu(p) for p in x]
+    if position == "after_relu":
+      x = self._normalize(x, tower_axis)
+    if name == "conv2" and self.cnorm2 is not None:
+      x = [self.cnorm2(p) for p in x]  # within each map: the towers do not matter
+    return x
 
   def _normalize(self, parts: list[jax.Array], tower_axis: str | None) -> list[jax.Array]:
     """LRN per tower, or over all towers' channels with each tower keeping its own slice."""

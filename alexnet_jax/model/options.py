@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the model and the benchmark import this module; they run wi
 
 LRN_REGIONS = ("across", "within")
 LRN_POSITIONS = ("after_relu", "before_relu")
-INIT_SCHEMES = ("paper", "caffe", "he")  # alexnet._init_scheme
+INIT_SCHEMES = ("paper", "caffe", "cuda_convnet2", "he")  # alexnet._init_scheme
 DTYPES = ("float32", "bfloat16", "float16")
 SINCE_REFERENCE_NETS = "2026-12-07 a2fba51"  # the options that hold BVLC's and torchvision's nets
 
@@ -51,6 +51,28 @@ LRN_OPTIONS = (
   Option(rules.number("alpha", 0.0), 1e-4, "alpha, on the plain sum of squares (cuda-convnet2's effective one: 2e-5)"),
   Option(rules.number("beta", 0.0), 0.75, "the denominator's exponent beta"),
 )
+
+# cuda-convnet2's cnorm2a/b (layer-params-imagenet-2gpu-model.cfg: type=rnorm, size 5, scale=0.001, pow=0.75,
+# minDiv unset, so 1): its rnorm is a within-channel normalisation over a size x size window, and its layer.py
+# divides an rnorm's scale by size**2 (a cmrnorm's by size): the literal alpha is 0.001 / 25 = 4e-5.
+CNORM2 = dict(region="within", size=5, k=1.0, alpha=0.001 / 5**2, beta=0.75)
+# The date and commit of the options for cuda-convnet2's two-tower files (per-layer LRN position, cnorm2).
+CUDA_CONVNET2_SINCE = "2026-12-07 cde9c2f"
+
+
+def lrn_positions(value: str) -> tuple[str, ...]:
+  """conv1's and conv2's LRN position from ``lrn_position``: one name for both, or two joined by a comma
+  (conv1's first)."""
+  parts = tuple(value.split(","))
+  return parts * 2 if len(parts) == 1 else parts
+
+
+def _is_lrn_position(value) -> bool:
+  if not isinstance(value, str):
+    return False
+  parts = lrn_positions(value)
+  return len(parts) == 2 and all(part in LRN_POSITIONS for part in parts)
+
 
 OPTIONS = (
   Option(rules.integer("num_classes", 1), 1000, "fc8's outputs: the dataset's classes"),
@@ -92,15 +114,25 @@ OPTIONS = (
   Option(rules.boolean("lrn"), True, "False removes both LRN layers (after conv1 and conv2)"),
   *(option_tables.prefixed("lrn_", option) for option in LRN_OPTIONS),
   Option(
-    rules.one_of("lrn_position", LRN_POSITIONS),
+    rules.Rule(
+      "lrn_position", _is_lrn_position, f"one of {LRN_POSITIONS}, or two of them joined by a comma (conv1's, conv2's)"
+    ),
     "after_relu",
-    '`"after_relu"` (the paper\'s text) or `"before_relu"` (the lecture; cuda-convnet2\'s configs)',
+    '`"after_relu"` (the paper\'s text) or `"before_relu"` (the lecture) for both LRN layers, or a pair for'
+    " conv1's and conv2's: cuda-convnet2's two-tower files normalise conv1 before its ReLU, conv2 after",
   ),
   Option(
     rules.boolean("lrn_per_tower"),
     True,
     "each tower normalises its own maps; False lets the channel window cross the tower boundary (Caffe's"
     " one-GPU model)",
+  ),
+  Option(
+    rules.boolean("cnorm2"),
+    False,
+    "cuda-convnet2's `cnorm2`: after conv2's LRN and ReLU, a within-channel LRN over 5x5 pixels, k=1,"
+    " alpha=4e-5 (`scale=0.001` / 25), beta=0.75 (`model/options.py` `CNORM2`)",
+    since=CUDA_CONVNET2_SINCE,
   ),
   Option(rules.number("dropout_rate", 0.0, 1.0), 0.5, "dropout on fc6's and fc7's outputs"),
   Option(
@@ -113,7 +145,8 @@ OPTIONS = (
     rules.one_of("init", INIT_SCHEMES),
     "paper",
     '`"paper"`: weights N(0, 0.01), biases 1 in conv2, conv4, conv5, fc6, fc7; `"caffe"`: std 0.005 in fc6/fc7,'
-    ' bias 0.1; `"he"`: He-normal, zero biases (trains from scratch on small data)',
+    ' bias 0.1; `"cuda_convnet2"`: std 0.03 in conv3-conv5; `"he"`: He-normal, zero biases (trains from scratch'
+    " on small data)",
   ),
   Option(
     rules.boolean("fc8_zero_init"),

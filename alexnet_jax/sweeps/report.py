@@ -193,6 +193,10 @@ def read_curves(workdir: str) -> dict[str, list[tuple[int, float]]]:
   from tensorboard.backend.event_processing import event_accumulator
   from tensorboard.util import tensor_util
 
+  from alexnet_jax.train import summaries
+
+  summaries.tensorboard_without_tensorflow()
+
   curves: dict[str, dict[int, float]] = collections.defaultdict(dict)
   for events_dir in sorted(
     {os.path.dirname(p) for p in glob.glob(os.path.join(workdir, "**", "events.out.tfevents.*"), recursive=True)}

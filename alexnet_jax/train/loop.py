@@ -31,6 +31,7 @@ from alexnet_jax.train import (
   checkpoints,
   divergence,
   hooks,
+  init_from,
   optimizers,
   preemption,
   profiling,
@@ -83,11 +84,12 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(config, workdir: str, overrides: dict | None, allow_config_change: bool) -> dict:
-  from alexnet_jax.data import input_spec
+  from alexnet_jax.data import datasets, input_spec
 
   start_time = time.time()
   config_json = json.loads(config.to_json_best_effort())
   must_record_config = run_dir.check_config(workdir, config_json, allow_config_change=allow_config_change)
+  datasets.prepare(config)  # may download or convert it; everything after only reads
   spec = input_spec.build(config)
   plan = Plan.from_config(config, spec.steps_per_epoch)
   checkpoint_dir = checkpoints.checkpoint_dir(workdir)
@@ -184,8 +186,11 @@ class _Parts:
 
 
 def _resume(request: _Request, parts: _Parts, state: TrainState, checkpointer, stop) -> dict:
-  """Restores the latest checkpoint, then trains to the plan's end and writes the summary, or
-  returns the finished run's summary. Reads the first batch before anything is written."""
+  """Restores the latest checkpoint (or, in a new fine-tuning run, ``config.init_from``'s weights), then trains
+  to the plan's end and writes the summary, or returns the finished run's summary. Reads the first batch
+  before anything is written."""
+  if checkpointer.latest_step() is None and request.config.init_from:  # a fine-tuning run's first start
+    state = init_from.start_from(state, request.config.init_from)
   state, meta = checkpointer.restore_latest(state)
   step = int(state.step)
   resumed = checkpoints.ResumeRecord.from_dict(meta, step=step)
@@ -293,9 +298,9 @@ class _Run:
     return metrics
 
   def write_learning_rate(self, step: int) -> None:
-    """The next step's learning rate (after any plateau drop), as a TensorBoard scalar."""
-    rate = float(optimizers.learning_rate_at(self.parts.schedule, self.state.plateau, step))
-    self.writer.scalars(step, {"schedule/learning_rate": rate})
+    """The next step's learning rates, the weights' and the biases' (after any plateau drop), as TensorBoard scalars."""
+    rates = [float(rate) for rate in optimizers.rates_of(self.parts.schedule, self.state.plateau, step)]
+    self.writer.scalars(step, dict(zip(("schedule/learning_rate", "schedule/bias_learning_rate"), rates)))
 
   def save(self, step: int) -> None:
     """Checks that the parameters are finite, then saves the state and the resume record."""

@@ -8,17 +8,33 @@ and a run recorded before a field existed reads back with its ``before`` value.
 
 from __future__ import annotations
 
+import re
+
 from alexnet_jax import rules
 from alexnet_jax.option_tables import Option
 from alexnet_jax.train import profiling
 
 OPTIMIZERS = ("sgd", "paper_sgd")
-SCHEDULES = ("constant", "cosine", "piecewise", "step", "plateau")
+SCHEDULES = ("constant", "cosine", "piecewise", "step", "plateau", "dexp")
+# The date and commit of the schedule fields for cuda-convnet2's dexp (weights' and biases').
+DEXP_SINCE = "2026-12-07 cde9c2f"
 # The step counter is an int32 on the device: no run may plan more steps.
 MAX_STEPS = 2**31 - 1
 # Seeds: JAX keys (without x64) and the input pipeline keep a seed's low 32 bits, so a larger seed
 # would silently repeat a smaller one (2**32 trains exactly like 0).
 SEED_LIMIT = 2**32
+FINE_TUNING_SINCE = "2026-12-07 16bfb66"  # init_from and trainable
+
+
+def _compiles(pattern) -> bool:
+  """Whether ``pattern`` is a string that compiles as a regular expression."""
+  if not isinstance(pattern, str):
+    return False
+  try:
+    re.compile(pattern)
+  except re.error:
+    return False
+  return True
 
 
 def _minus_one_or_at_least_one(field: str, meaning: str) -> rules.Rule:
@@ -68,6 +84,32 @@ SCHEDULE_OPTIONS = (
   ),
   Option(rules.number("decay_factor", 0.0, 1.0, low_open=True, high_open=False), 0.1, "piecewise, step and plateau"),
   Option(
+    rules.number("dexp_target_factor", 1.0),
+    1.0,
+    "dexp: the rate falls from `learning_rate` to `learning_rate / dexp_target_factor` (cuda-convnet2's `tgtFactor`)",
+    since=DEXP_SINCE,
+  ),
+  Option(
+    rules.integer("dexp_steps", 1),
+    1,
+    "dexp: in this many equal parts of training, each at a constant rate, geometrically spaced (`numSteps`;"
+    " [training.md](training.md#optimizer-and-schedules))",
+    since=DEXP_SINCE,
+  ),
+  Option(
+    rules.integer("bias_dexp_steps", 0),
+    0,
+    "0: the biases follow the weights' schedule at `optimizer.bias_lr_multiplier` times its rate; >= 1: a dexp"
+    " schedule of their own in this many parts, from `learning_rate * bias_lr_multiplier` (cuda-convnet2's `epsB`)",
+    since=DEXP_SINCE,
+  ),
+  Option(
+    rules.number("bias_dexp_target_factor", 1.0),
+    1.0,
+    "the biases' own dexp schedule: its `tgtFactor` (with `bias_dexp_steps` >= 1)",
+    since=DEXP_SINCE,
+  ),
+  Option(
     rules.integer("plateau_patience", 1),
     2,
     "evaluations without an improvement of the validation error before a drop (the paper gives none;"
@@ -110,6 +152,21 @@ RUN_OPTIONS = (
     0.0,
     "> 0 keeps a moving average of the weights, which evaluations and the commands on a trained run use",
     since="2026-12-01 b4b9277",
+  ),
+  Option(
+    rules.Rule("init_from", lambda v: isinstance(v, str), 'a string: "" or another run\'s work directory'),
+    "",
+    "fine-tuning: start from the newest checkpoint's weights of this run (trained or imported), fc8 anew where the"
+    " class count differs; used only while this run has no checkpoint"
+    " ([pretrained.md](pretrained.md#fine-tuning-on-your-own-folder))",
+    since=FINE_TUNING_SINCE,
+  ),
+  Option(
+    rules.Rule("trainable", _compiles, 'a regular expression over layer names, e.g. "fc6|fc7|fc8"'),
+    "",
+    "the layers trained (the pattern matches the whole name: conv1..conv5, fc6..fc8); the others frozen: no update,"
+    ' no decay. `""` = all',
+    since=FINE_TUNING_SINCE,
   ),
   Option(rules.integer("batch_size", 1), 128, "the global batch, split over the mesh's `data` axis"),
   Option(rules.number("num_epochs", 0.0), 90.0, "training length in passes over `train_split`"),

@@ -42,7 +42,7 @@ def train_step(
   *,
   model_def: ModelDef,
   tx: optax.GradientTransformation,
-  schedule: Callable,
+  schedule: optimizers.Schedule,
   mesh,
   parallelism: str = "towers",
   preprocess: Callable | None = None,
@@ -68,8 +68,8 @@ def train_step(
     return smoothed_loss(log_probs, batch["label"], label_smoothing).mean(), metrics
 
   grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-  learning_rate = optimizers.learning_rate_at(schedule, state.plateau, state.step)
-  opt_state = optimizers.set_learning_rate(state.opt_state, learning_rate)
+  learning_rate, bias_learning_rate = optimizers.rates_of(schedule, state.plateau, state.step)
+  opt_state = optimizers.set_learning_rate(state.opt_state, learning_rate, bias_learning_rate)
   updates, opt_state = tx.update(grads, opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {name: value.mean() for name, value in metrics.items()}

@@ -1,20 +1,35 @@
 """What a run reports: TensorBoard events, the conv1 kernel picture, and ``summary.json``.
 
 TensorBoard events are written with the ``tensorboard`` package's own event-file writer and summary
-protos (as ``torch.utils.tensorboard`` does): scalars, PNG images, text and HParams, no TensorFlow.
+protos (as ``torch.utils.tensorboard`` does): scalars, PNG images, text and HParams, no TensorFlow
+(not even where it is installed: :func:`tensorboard_without_tensorflow`).
 Only process 0 writes; other processes get a writer that drops everything.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
+import types
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from alexnet_jax import utils
+
+NO_TENSORFLOW = "tensorboard.compat.notf"  # TensorBoard's Bazel target "no_tensorflow"; the wheel lacks it
+
+
+def tensorboard_without_tensorflow() -> None:
+  """Makes the ``tensorboard`` package use its own TensorFlow stub even where TensorFlow is installed.
+
+  Its file I/O (``tensorboard.compat.tf``, behind the event writer and reader) imports TensorFlow
+  whenever it can -- 4 s and a gigabyte of memory -- unless :data:`NO_TENSORFLOW` is importable.
+  Naming that module picks the stub: what runs where TensorFlow is not installed. Call it before
+  anything of ``tensorboard`` reads or writes files."""
+  sys.modules.setdefault(NO_TENSORFLOW, types.ModuleType(NO_TENSORFLOW))
 
 
 class SummaryWriter:
@@ -24,6 +39,8 @@ class SummaryWriter:
     self._writer = None
     if enabled:
       from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
+
+      tensorboard_without_tensorflow()
 
       self._writer = event_file_writer.EventFileWriter(logdir)
 

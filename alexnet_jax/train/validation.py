@@ -13,6 +13,8 @@ every problem. It sits in ``train/``, above every package whose fields it checks
 
 from __future__ import annotations
 
+import re
+
 import jax
 import ml_collections
 
@@ -95,6 +97,17 @@ def _step_schedule_has_a_period(config, device_count):
   return None
 
 
+def _trainable_names_a_layer(config, device_count):
+  """A pattern that freezes every layer trains nothing: a typo, said before a run starts."""
+  pattern = config.trainable
+  if pattern and not any(re.fullmatch(pattern, name) for name in alexnet.LAYER_NAMES):
+    return (
+      f"config.trainable={pattern!r} matches no layer: the pattern must match a whole layer name of"
+      f" {', '.join(alexnet.LAYER_NAMES)} (e.g. 'fc6|fc7|fc8')"
+    )
+  return None
+
+
 CROSS_CHECKS: tuple[rules.CrossCheck, ...] = (
   _training_length,
   _mesh_layout,
@@ -103,6 +116,7 @@ CROSS_CHECKS: tuple[rules.CrossCheck, ...] = (
   _input_channels,
   _boundaries_are_fractions,
   _step_schedule_has_a_period,
+  _trainable_names_a_layer,
 )
 
 

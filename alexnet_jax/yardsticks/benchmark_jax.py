@@ -36,7 +36,9 @@ def build_jax_side(
   mesh = sharding.create_mesh(1, devices=jax.devices()[:1])
   tx = optimizers.make_optimizer("sgd", learning_rate=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
   model_def, train_state = state_lib.init_train_state(make_model, 0, mesh, tx)
-  step = steps.jit_train_step(model_def=model_def, tx=tx, schedule=optax.constant_schedule(LEARNING_RATE), mesh=mesh)
+  step = steps.jit_train_step(
+    model_def=model_def, tx=tx, schedule=optimizers.shared_schedule(optax.constant_schedule(LEARNING_RATE)), mesh=mesh
+  )
   batch = sharding.global_batch({"image": images, "label": labels}, mesh)
   start = time.perf_counter()
   compiled = step.lower(train_state, batch).compile()

@@ -227,14 +227,8 @@ def time_stream_alone(config, sizes: Sizes) -> dict:
     "images_per_second": round(images_per_second, 1),
     "cpu_us_per_image": round(cpu_us, 1),
     "timed_images": sizes.stream_batches * sizes.batch_size,
-    "read_threads": read_threads(spec),
+    "read_threads": spec.read_threads,  # config.input.read_threads resolved
   }
-
-
-def read_threads(spec: input_spec.InputSpec) -> int:
-  """The streamed route's readers: the spec's (``config.input.read_threads`` resolved) where it holds
-  them, else the loader's fixed count."""
-  return getattr(spec, "read_threads", None) or loader.READ_THREADS
 
 
 def with_mfu(part: dict, flops: float, peak: float | None) -> dict:

@@ -12,7 +12,12 @@ prepares its store through ``prepare_store`` (when ``config.input.use_store``), 
 training stream streaming from disk as it would on the full dataset (the ``STREAMED`` route, nothing
 kept in memory). In the same run it times the bare decode of the same stored JPEGs with the loader's
 own decoder (``images.decode``, one thread): ``decode_cpu_us_per_image``, the floor the stream's
-``cpu_us_per_image`` is compared with. ``--json`` prints one JSON line instead of the text report.
+``cpu_us_per_image`` is compared with. It also times the stream with 1, 2, 4, ... read threads up to
+the usable cores (``images_per_second_by_readers``; ``read_threads`` is the default the config
+resolves to) and the stream's CPU-us per image besides the decode (``reader_overhead_us_per_image``:
+the decode replaced by a copy of a decoded square), the Python work that holds the GIL, whose
+``1e6 / reader_overhead_us_per_image`` images/s no number of threads passes. ``--json`` prints one
+JSON line instead of the text report.
 
   python -m alexnet_jax.benchmark_input --config=experiments/fashion_mnist.py --epochs=2
   python -m alexnet_jax.benchmark_input --config=experiments/imagenet2012.py --synthetic --json
@@ -29,7 +34,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from alexnet_jax import errors, flag_errors, outputs
-from alexnet_jax.data import images, input_spec, loader
+from alexnet_jax.data import datasets, images, input_spec, loader
 from alexnet_jax.train import validation
 
 _CONFIG = config_flags.DEFINE_config_file("config", flag_errors.DEFAULT_CONFIG, lock_config=True)
@@ -79,6 +84,43 @@ def time_bare_decode(spec: input_spec.InputSpec, count: int) -> float:
   return 1e6 * (time.process_time() - cpu_start) / len(encoded)
 
 
+def reader_counts(cores: int) -> list[int]:
+  """The numbers of read threads timed: 1, 2, 4, ... and ``cores`` itself."""
+  return sorted({2**k for k in range(cores.bit_length()) if 2**k <= cores} | {cores})
+
+
+def time_stream(spec: input_spec.InputSpec, steps: int, **train_options) -> tuple[float, float]:
+  """(images/s, CPU-us per image) of the next ``steps`` training batches of a fresh stream, after its first."""
+  batches = loader.train_batches(spec, **train_options)
+  next(batches)  # start-up: the first batches read ahead
+  return time_batches(batches, steps, spec.batch_size)
+
+
+def copy_of(square: np.ndarray) -> loader.Square:
+  """A stand-in for :func:`loader.square_into` that copies ``square`` instead of decoding."""
+
+  def copy_square(data: bytes, out: np.ndarray, spec: input_spec.InputSpec) -> None:
+    del data, spec
+    out[...] = square
+
+  return copy_square
+
+
+def reader_figures(spec: input_spec.InputSpec, steps: int) -> dict:
+  """The stream's images/s by the number of read threads, and its CPU-us per image besides decoding:
+  the JPEG decode replaced by copying an already-decoded square, read by one thread (with more, threads
+  that do nothing but Python work queue for the GIL, and the queueing would be counted as the work)."""
+  by_readers = {
+    str(count): round(time_stream(dataclasses.replace(spec, read_threads=count), steps)[0], 1)
+    for count in reader_counts(input_spec.usable_cores())
+  }
+  record = spec.source(spec.train_split)[0]
+  square = np.empty((spec.resize_size, spec.resize_size, spec.image_channels), np.uint8)
+  loader.square_into(record["image"], square, spec)
+  _, overhead_us = time_stream(dataclasses.replace(spec, read_threads=1), steps, square=copy_of(square))
+  return {"images_per_second_by_readers": by_readers, "reader_overhead_us_per_image": round(overhead_us, 1)}
+
+
 def synthetic_result(config) -> dict:
   """Builds (once) the synthetic source and its store, then times the training stream from disk."""
   from alexnet_jax.data import prepare_store  # pylint: disable=g-import-not-at-top
@@ -96,23 +138,22 @@ def synthetic_result(config) -> dict:
     prepare_store.prepare(config, progress=not _JSON.value)
   store_seconds = time.perf_counter() - start
   spec = dataclasses.replace(input_spec.build(config), route=input_spec.Route.STREAMED)  # as on 1.28M images
-  batches = loader.train_batches(spec)
-  next(batches)  # start-up: the first batches read ahead
   steps = max(_TIMED_IMAGES.value // config.batch_size, 1)
-  images_per_second, cpu_us = time_batches(batches, steps, config.batch_size)
+  images_per_second, cpu_us = time_stream(spec, steps)
   decode_cpu_us = time_bare_decode(spec, steps * config.batch_size)
   return {
     "images_per_second": round(images_per_second, 1),
     "cpu_us_per_image": round(cpu_us, 1),
     "decode_cpu_us_per_image": round(decode_cpu_us, 1),
     "overhead_ratio": round(cpu_us / decode_cpu_us, 3),
+    **reader_figures(spec, steps),
     "decoder": images.JPEG_DECODER,
     "cores": os.cpu_count(),
+    "read_threads": spec.read_threads,
     "timed_images": steps * config.batch_size,
     "batch_size": config.batch_size,
     "store": bool(config.input.use_store),
     "route": spec.route.value,
-    "read_threads": loader.READ_THREADS,
     "source_seconds": round(source_seconds, 1),
     "store_seconds": round(store_seconds, 1),
     "synthetic_images": _SYNTHETIC_IMAGES.value,
@@ -140,6 +181,7 @@ def run(config) -> None:
     else:
       print(", ".join(f"{key} {value}" for key, value in result.items()))
     return
+  datasets.prepare(config)
   spec = input_spec.build(config)
   steps_per_epoch = spec.steps_per_epoch
   print(f"{spec.describe()}; batch {spec.batch_size}, {steps_per_epoch} steps per epoch")

@@ -9,7 +9,9 @@ on each tower's channel block, ``nn.MaxPool2d``. Its layers are named ``conv1`` 
 ``python -m alexnet_jax.export``) loads into it with ``load_state_dict``.
 
 LRN convention: ``torch.nn.LocalResponseNorm`` divides alpha by the window size, so the paper's
-literal ``alpha`` is passed as ``alpha * size`` (see ``model/layers.py``).
+literal ``alpha`` is passed as ``alpha * size`` (see ``model/layers.py``). cuda-convnet2's within-channel
+``cnorm2`` has no PyTorch module: its window sum is ``avg_pool2d`` of the squares over the zero-padded
+n x n window, times n * n.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet_jax.model import alexnet
+from alexnet_jax.model import alexnet, options
 
 
 class TorchAlexNet(nn.Module):
@@ -46,13 +48,15 @@ class TorchAlexNet(nn.Module):
     lrn_beta: float = 0.75,
     pool_window: int = 3,
     pool_stride: int = 2,
+    cnorm2: bool = False,
   ):
     super().__init__()
     self.sizes = {}  # feature map sides seen by the last forward pass
     side = adaptive_pool or alexnet.feature_map_sizes(input_size, pool_window, pool_stride, conv1_padding)["pool5"]
     self.conv_layers = alexnet.conv_layers(channels, conv1_padding)
     self.adaptive_pool = nn.AdaptiveAvgPool2d(adaptive_pool) if adaptive_pool else nn.Identity()
-    self.towers, self.lrn_position = towers, lrn_position
+    self.towers, self.cnorm2 = towers, cnorm2
+    self.lrn_positions = dict(zip(("conv1", "conv2"), options.lrn_positions(lrn_position)))
     self.lrn_groups = towers if lrn_per_tower else 1
     self.lrn = nn.LocalResponseNorm(lrn_size, alpha=lrn_alpha * lrn_size, beta=lrn_beta, k=lrn_k) if lrn else None
     self.pool = nn.MaxPool2d(pool_window, pool_stride)
@@ -81,16 +85,24 @@ class TorchAlexNet(nn.Module):
   def normalize(self, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([self.lrn(part) for part in x.chunk(self.lrn_groups, dim=1)], dim=1)
 
+  def within_channel_norm(self, x: torch.Tensor) -> torch.Tensor:
+    """cuda-convnet2's cnorm2 (``options.CNORM2``): x / (k + alpha * window sum of x**2) ** beta, n x n clipped."""
+    size, k, alpha, beta = (options.CNORM2[name] for name in ("size", "k", "alpha", "beta"))
+    sums = nn.functional.avg_pool2d(x * x, size, stride=1, padding=size // 2, count_include_pad=True) * size**2
+    return x / (k + alpha * sums) ** beta
+
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     for layer in self.conv_layers:
       x = getattr(self, layer.name)(x)
       self.sizes[layer.name] = x.shape[-1]
-      normalize = layer.lrn and self.lrn is not None
-      if normalize and self.lrn_position == "before_relu":
+      position = self.lrn_positions.get(layer.name) if self.lrn is not None else None
+      if position == "before_relu":
         x = self.normalize(x)
       x = torch.relu(x)
-      if normalize and self.lrn_position == "after_relu":
+      if position == "after_relu":
         x = self.normalize(x)
+      if layer.name == "conv2" and self.cnorm2:
+        x = self.within_channel_norm(x)
       if layer.pool:
         x = self.pool(x)
         self.sizes["pool" + layer.name[-1]] = x.shape[-1]
