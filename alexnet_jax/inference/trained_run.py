@@ -113,6 +113,7 @@ def _spec_from_config(config: ml_collections.ConfigDict):
     image_channels=options.image_channels(config.dataset),
     model_channels=config.model.in_channels,
     route=input_spec.Route.STREAMED,
+    read_threads=1,  # predict reads no records
     seed=config.seed,
     **input_spec.pixel_constants(config, None),
     **input_spec.spec_inputs(config),

@@ -45,7 +45,7 @@ import numpy as np
 from alexnet_jax import errors, flag_errors, outputs
 from alexnet_jax.data import input_spec, loader, prepare_store
 from alexnet_jax.train import state as state_lib
-from alexnet_jax.yardsticks import benchmark, benchmark_jax, benchmark_report, input_benchmark, synthetic_images
+from alexnet_jax.yardsticks import benchmark, benchmark_jax, benchmark_report, stream_timing, synthetic_images
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_FILE = os.path.join("experiments", "imagenet2012.py")
@@ -222,7 +222,7 @@ def time_stream_alone(config, sizes: Sizes) -> dict:
   spec = dataclasses.replace(input_spec.build(config), route=input_spec.Route.STREAMED)
   batches = loader.train_batches(spec)
   next(batches)  # start-up: the first batches read ahead
-  images_per_second, cpu_us = input_benchmark.time_batches(batches, sizes.stream_batches, sizes.batch_size)
+  images_per_second, cpu_us = stream_timing.time_batches(batches, sizes.stream_batches, sizes.batch_size)
   return {
     "images_per_second": round(images_per_second, 1),
     "cpu_us_per_image": round(cpu_us, 1),

@@ -36,6 +36,7 @@ from ml_collections import config_flags
 from alexnet_jax import errors, flag_errors, outputs
 from alexnet_jax.data import datasets, images, input_spec, loader
 from alexnet_jax.train import validation
+from alexnet_jax.yardsticks.stream_timing import time_batches
 
 _CONFIG = config_flags.DEFINE_config_file("config", flag_errors.DEFAULT_CONFIG, lock_config=True)
 _EPOCHS = flags.DEFINE_integer("epochs", 2, "Training epochs to time, one at a time.", lower_bound=1)
@@ -54,15 +55,6 @@ _TIMED_IMAGES = flags.DEFINE_integer(
 
 class BenchmarkError(errors.UserError, ValueError):
   """Flags this benchmark cannot run with; the message says why."""
-
-
-def time_batches(batches, steps: int, batch_size: int) -> tuple[float, float]:
-  """(images/s, CPU-microseconds per image) over the next ``steps`` batches of ``batches``."""
-  start, cpu_start = time.perf_counter(), time.process_time()
-  for _ in range(steps):
-    next(batches)
-  images = steps * batch_size
-  return images / (time.perf_counter() - start), 1e6 * (time.process_time() - cpu_start) / images
 
 
 def time_eval_pass(spec: input_spec.InputSpec) -> float:
