@@ -15,7 +15,7 @@ from alexnet_jax import option_tables, rules
 from alexnet_jax.data import options
 from alexnet_jax.option_tables import Option
 
-IMAGE_FOLDER_SINCE = "2026-12-07 SINCE"  # image_folder and holdout_fraction
+IMAGE_FOLDER_SINCE = "2026-12-07 5cf6e56"  # image_folder and holdout_fraction
 IMAGE_FOLDER = "image_folder"  # the dataset made from config.image_folder
 
 # The top-level fields that say which data a run reads.
