@@ -130,6 +130,18 @@ def test_kill_9_leaves_no_stale_lock(tmp_path):
 # --- 2. Checkpoint integrity -------------------------------------------------------------------
 
 
+def _flip_a_bit(step_dir: str) -> str:
+  """Flips one bit in the middle of the checkpoint's largest data file; returns that file's name."""
+  data_dir = os.path.join(step_dir, "state", "ocdbt.process_0", "d")
+  largest = max(os.listdir(data_dir), key=lambda name: os.path.getsize(os.path.join(data_dir, name)))
+  with open(os.path.join(data_dir, largest), "r+b") as f:
+    f.seek(os.path.getsize(f.name) // 2)
+    byte = f.read(1)[0]
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte ^ 1]))
+  return largest
+
+
 @pytest.mark.slow
 def test_a_flipped_bit_fails_the_checksums_and_the_previous_checkpoint_is_restored(tmp_path, caplog):
   directory = str(tmp_path / "checkpoints")
@@ -137,13 +149,7 @@ def test_a_flipped_bit_fails_the_checksums_and_the_previous_checkpoint_is_restor
   step_dir = os.path.join(directory, "3")
   check = subprocess.run(["sha256sum", "--quiet", "-c", checkpoints.CHECKSUMS_FILE], cwd=step_dir, capture_output=True)
   assert check.returncode == 0, check  # the checksum file is sha256sum's format
-  data_dir = os.path.join(step_dir, "state", "ocdbt.process_0", "d")
-  largest = max(os.listdir(data_dir), key=lambda name: os.path.getsize(os.path.join(data_dir, name)))
-  with open(os.path.join(data_dir, largest), "r+b") as f:
-    f.seek(os.path.getsize(f.name) // 2)
-    byte = f.read(1)[0]
-    f.seek(-1, os.SEEK_CUR)
-    f.write(bytes([byte ^ 1]))
+  largest = _flip_a_bit(step_dir)
   checkpointer = checkpoints.Checkpointer(directory, keep=5, every_steps=1)
   state, meta = checkpointer.restore_latest({"w": jax.numpy.zeros(64, np.float32)})
   checkpointer.close()
@@ -151,16 +157,6 @@ def test_a_flipped_bit_fails_the_checksums_and_the_previous_checkpoint_is_restor
   assert f"step 3 in {directory} cannot be read (ChecksumError: checksum mismatch: " in caplog.text
   assert f"state/ocdbt.process_0/d/{largest} (changed)" in caplog.text
   assert os.path.isdir(os.path.join(directory, checkpoints.UNREADABLE_DIR, "3"))
-
-
-def _flip_a_bit(step_dir: str) -> None:
-  data_dir = os.path.join(step_dir, "state", "ocdbt.process_0", "d")
-  largest = max(os.listdir(data_dir), key=lambda name: os.path.getsize(os.path.join(data_dir, name)))
-  with open(os.path.join(data_dir, largest), "r+b") as f:
-    f.seek(os.path.getsize(f.name) // 2)
-    byte = f.read(1)[0]
-    f.seek(-1, os.SEEK_CUR)
-    f.write(bytes([byte ^ 1]))
 
 
 def test_deleting_a_checksum_file_does_not_make_a_damaged_checkpoint_readable(tmp_path, caplog):
