@@ -22,7 +22,6 @@ import hashlib
 import os
 
 import numpy as np
-from absl import logging
 
 from alexnet_jax import errors
 from alexnet_jax.data import data_dirs, registry, store
@@ -113,15 +112,6 @@ def identity(config) -> dict:
 def store_path(config) -> str:
   """Where ``config``'s folder store lives (``<data_dir>/image_folder_<resize_size>/1.0.0``)."""
   return store.directory(data_dirs.data_root(config), NAME, config.input.resize_size)
-
-
-def prepare(config) -> str:
-  """The registry's ``own_store.prepare``: writes the folder's store (or checks the one there); its path."""
-  from alexnet_jax.data import prepare_store  # pylint: disable=g-import-not-at-top -- it imports datasets
-
-  path = prepare_store.prepare(config, progress=False)
-  logging.info("%s: %s", path, prepare_store.skipped_summary(path))
-  return path
 
 
 def facts(config) -> registry.Facts:

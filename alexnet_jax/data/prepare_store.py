@@ -112,6 +112,14 @@ def prepare(
   return path
 
 
+def prepare_for_run(config) -> str:
+  """What ``datasets.prepare`` runs for a dataset that is its own store (the registry's ``own_store``, an
+  image folder): :func:`prepare` without progress lines, the images it left out logged; the store's path."""
+  path = prepare(config, progress=False)
+  logging.info("%s: %s", path, skipped_summary(path))
+  return path
+
+
 def _check_every_split_has_shards(source: Source) -> None:
   """A store is complete only with every split its source holds: one without a shard is refused up front."""
   empty = [split for split, readers in source.shards.items() if not readers]

@@ -176,7 +176,9 @@ DATASETS = {
       train_examples=None,
       how_to_get=_image_folder_how_to_get,
       reprepare="it is prepared again from config.image_folder",
-      own_store=OwnStore(prepare=Deferred(_IMAGE_FOLDER, "prepare"), facts=Deferred(_IMAGE_FOLDER, "facts")),
+      own_store=OwnStore(
+        prepare=Deferred("alexnet_jax.data.prepare_store", "prepare_for_run"), facts=Deferred(_IMAGE_FOLDER, "facts")
+      ),
     ),
   )
 }
