@@ -142,6 +142,8 @@ def test_a_symlink_loop_is_named_as_one(tmp_path):
   assert outputs.not_a_folder(str(tmp_path / "a")).startswith("is a symlink loop")
   with pytest.raises(outputs.OutputError, match="is a symlink loop"):
     outputs.make_folder(str(tmp_path / "a"))
+  with pytest.raises(trained_run.RunError, match=r"--workdir=.* is a symlink loop"):  # evaluate, predict, figures,
+    trained_run.check_workdir(str(tmp_path / "a"))  # export: they said "[Errno 40] Too many levels of symbolic links"
 
 
 def test_an_empty_output_path_is_refused_before_any_work():

@@ -4,6 +4,7 @@
 grey PNG read as PIL's ``L`` would clip to white (the bug this file guards against)."""
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 def _grey_cases():
   sixteen = RNG.integers(0, 65536, SHAPE, dtype=np.uint16)
   signed = RNG.integers(-(2**31), 2**31, SHAPE, dtype=np.int64).astype(np.int32)
+  signed16 = RNG.integers(-(2**15), 2**15, SHAPE, dtype=np.int16)
   floats = RNG.uniform(-0.2, 1.2, SHAPE).astype(np.float32)  # outside [0, 1] is clipped
   return {
     "I;16 PNG": (
@@ -47,6 +49,10 @@ def _grey_cases():
       _as_unsigned_tiff(_encoded(Image.fromarray(signed, "I"), "TIFF")),
       np.rint(signed.view(np.uint32).astype(np.float64) / (2**32 - 1) * 255),
     ),
+    "I signed 16-bit TIFF": (
+      _signed_16_bit_tiff(signed16),
+      np.rint((signed16.astype(np.float64) + 2**15) / (2**16 - 1) * 255),
+    ),
     "F TIFF": (
       _encoded(Image.fromarray(floats, "F"), "TIFF"),
       np.rint(np.clip(floats.astype(np.float64), 0, 1) * 255),
@@ -59,6 +65,20 @@ def _as_unsigned_tiff(data: bytes) -> bytes:
   signed_entry = (339).to_bytes(2, "little") + (3).to_bytes(2, "little") + (1).to_bytes(4, "little") + b"\x02\x00"
   assert data.count(signed_entry) == 1
   return data.replace(signed_entry, signed_entry[:-2] + b"\x01\x00")
+
+
+def _signed_16_bit_tiff(samples: np.ndarray) -> bytes:
+  """A minimal little-endian grey TIFF of int16 samples (BitsPerSample 16, SampleFormat 2), as scientific
+  cameras write; PIL writes none (its int16 arrays become 32-bit) and reads one into mode I."""
+  height, width = samples.shape
+  pixels = samples.astype("<i2").tobytes()
+  tags = {256: width, 257: height, 258: 16, 259: 1, 262: 1, 273: None, 277: 1, 278: height, 279: len(pixels), 339: 2}
+  data_offset = 8 + 2 + 12 * len(tags) + 4
+  entries = b"".join(
+    struct.pack("<HHII", tag, 4, 1, data_offset) if value is None else struct.pack("<HHIHH", tag, 3, 1, value, 0)
+    for tag, value in tags.items()
+  )
+  return b"II*\x00" + struct.pack("<IH", 8, len(tags)) + entries + struct.pack("<I", 0) + pixels
 
 
 @pytest.mark.parametrize("case", list(_grey_cases()))
@@ -117,5 +137,6 @@ def test_eight_bit_formats_against_numpy(case):
 def test_float_pixels_no_range_holds_are_refused_in_one_line(bad):
   floats = np.zeros(SHAPE, np.float32)
   floats[1, 2] = bad
-  with pytest.raises(images.ImageDecodeError, match="NaN or infinite"):
+  with pytest.raises(images.ImageDecodeError, match="NaN or infinite") as raised:
     images.decode(_encoded(Image.fromarray(floats, "F"), "TIFF"), 3)
+  assert str(raised.value).count("not a readable image") == 1, raised.value  # said once, not wrapped thrice

@@ -53,7 +53,7 @@ def decode(data: bytes, channels: int, *, out: np.ndarray | None = None) -> np.n
 
 # PIL's modes of 16-bit integer pixels (PNG's and TIFF's 16-bit grey), read by their range 0..65535.
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-_TIFF_SAMPLE_FORMAT, _TIFF_SIGNED = 339, 2
+_TIFF_SAMPLE_FORMAT, _TIFF_SIGNED, _TIFF_BITS_PER_SAMPLE = 339, 2, 258
 
 
 def eight_bit(image: Image.Image, channels: int) -> np.ndarray:
@@ -62,7 +62,8 @@ def eight_bit(image: Image.Image, channels: int) -> np.ndarray:
   8-bit modes (grey, RGB, palette, CMYK, YCbCr, LAB, bilevel, with or without alpha) through PIL's
   conversions (alpha dropped as torchvision's loader drops it; grey from RGB by ITU-R 601 luma; grey
   replicated to RGB). Deeper grey: 16-bit integers (``I;16*``) by 0..65535; 32-bit integers (``I``) by
-  their type's range, signed or unsigned as a TIFF says (-2**31..2**31-1 or 0..2**32-1); floats (``F``)
+  their type's range, signed or unsigned as a TIFF says (-2**31..2**31-1 or 0..2**32-1; a 16-bit signed
+  TIFF, which PIL also reads as ``I``, by -32768..32767); floats (``F``)
   by 0..1, the float images' convention, values outside clipped. A value no range holds (NaN,
   infinity) or a mode PIL cannot convert is an :class:`ImageDecodeError`."""
   try:
@@ -70,6 +71,8 @@ def eight_bit(image: Image.Image, channels: int) -> np.ndarray:
       grey = _deep_grey(image)
       return np.repeat(grey[..., None], channels, axis=-1)
     pixels = np.asarray(image.convert(_PIL_MODES[channels]))
+  except ImageDecodeError:  # already says what is wrong: not wrapped again
+    raise
   except (OSError, ValueError) as error:
     raise ImageDecodeError(f"not a readable image ({error})") from error
   return pixels.reshape(*pixels.shape[:2], channels)
@@ -83,7 +86,8 @@ def _deep_grey(image: Image.Image) -> np.ndarray:
       raise ImageDecodeError("not a readable image (float pixels that are NaN or infinite)")
     low, high = 0.0, 1.0
   elif image.mode == "I" and _tiff_tag(image, _TIFF_SAMPLE_FORMAT) == _TIFF_SIGNED:
-    low, high = -(2.0**31), 2.0**31 - 1
+    bits = _tiff_tag(image, _TIFF_BITS_PER_SAMPLE) or 32  # PIL reads 16-bit signed TIFFs into I too
+    low, high = -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
   elif image.mode == "I":  # PIL holds unsigned 32-bit samples in int32: read the same bits unsigned
     values, low, high = values.astype(np.int32).view(np.uint32), 0.0, 2.0**32 - 1
   else:
@@ -117,6 +121,8 @@ def _pil_image(data: bytes):
   try:
     with Image.open(io.BytesIO(data)) as image:
       yield image
+  except ImageDecodeError:  # raised by the caller's decoding: already one message
+    raise
   except UnidentifiedImageError as error:
     raise ImageDecodeError(f"not a readable image (not a format PIL reads: {_PIL_FORMATS})") from error
   except (OSError, ValueError, Image.DecompressionBombError) as error:

@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from alexnet_jax import errors, utils
+from alexnet_jax import errors, outputs, utils
 from alexnet_jax.config import added_fields
 from alexnet_jax.data import augment, options
 from alexnet_jax.inference import imagenet_classes
@@ -120,7 +120,10 @@ def _spec_from_config(config: ml_collections.ConfigDict):
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config recorded in ``workdir/config.json``, as a ConfigDict; RunError if there is none."""
+  """The config recorded in ``workdir/config.json``, as a ConfigDict; RunError if there is none (a
+  ``workdir`` that is a file, a symlink loop or a dangling symlink is named as such, as the trainer names it)."""
+  if os.path.lexists(workdir) and not os.path.isdir(workdir):
+    raise RunError(f"--workdir={workdir} {outputs.not_a_folder(workdir)}; give a trained run's folder")
   path = os.path.join(workdir, run_dir.CONFIG_FILE)
   try:
     with open(path) as f:
