@@ -55,6 +55,8 @@ INVALID = {
   "dataset": UNKNOWN_NAME.filter(lambda s: s not in data_options.DATASETS),
   "data_dir": NOT_A_STRING,
   "manual_dir": NOT_A_STRING,
+  "image_folder": NOT_A_STRING,
+  "holdout_fraction": outside_unit(zero_ok=True, one_ok=False),
   "train_split": st.one_of(NOT_A_STRING, st.just("")),
   "eval_split": st.one_of(NOT_A_STRING, st.just("")),
   "input.resize_size": int_below(1),

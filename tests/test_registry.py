@@ -10,12 +10,15 @@ from alexnet_jax.data import datasets, options, registry
 from experiments import fashion_mnist
 
 
-def test_each_entry_has_one_mean_and_std_per_channel_of_grey_or_rgb_images():
+def test_each_entry_has_one_mean_and_std_per_channel_of_grey_or_rgb_images_or_takes_them_from_its_store():
   for entry in registry.DATASETS.values():
+    if entry.own_store is not None:  # its facts are its store's (tests/test_image_folder.py)
+      assert (entry.mean, entry.std, entry.train_examples, entry.channels) == (None, None, None, 3), entry.name
+      continue
     assert entry.channels in (1, 3) and len(entry.std) == entry.channels, entry.name
     assert all(0 < value < 1 for value in (*entry.mean, *entry.std)), entry.name
     assert entry.train_examples > 0
-  assert options.DATASETS == registry.NAMES == ("fashion_mnist", "cifar10", "imagenet2012")
+  assert options.DATASETS == registry.NAMES == ("fashion_mnist", "cifar10", "imagenet2012", "image_folder")
   assert options.image_channels("fashion_mnist") == 1 and options.image_channels("cifar10") == 3
 
 
@@ -29,7 +32,11 @@ def test_every_deferred_function_exists_in_its_module():
   deferred = [
     value
     for entry in registry.DATASETS.values()
-    for value in (entry.how_to_get, *(dataclasses.astuple(entry.local_copy) if entry.local_copy else ()))
+    for value in (
+      entry.how_to_get,
+      *(dataclasses.astuple(entry.local_copy) if entry.local_copy else ()),
+      *(dataclasses.astuple(entry.own_store) if entry.own_store else ()),
+    )
     if isinstance(value, registry.Deferred)
   ]
   assert deferred

@@ -2,7 +2,9 @@
 :class:`ImageLabelRecords`).
 
 :func:`prepare` is the explicit step every command takes before ``input_spec.build``, which only reads.
-It follows the dataset's registry entry (``registry.py``), in this order: the dataset's prepared store
+It follows the dataset's registry entry (``registry.py``). A dataset made from the user's own files
+(``image_folder``) is its store: the entry's ``own_store`` writes it or checks it. Others, in this
+order: the dataset's prepared store
 of central squares (``store.py``, with ``config.input.use_store``); already prepared as ArrayRecord
 in the data directory -> nothing to do (no network); a local copy the entry names (Debian's
 Fashion-MNIST files) -> converted offline (a copy prepared in the old TFRecord form is moved aside and
@@ -37,6 +39,8 @@ def prepare(config) -> tfds.core.DatasetBuilder:
   """Makes ``config.dataset`` readable as ArrayRecord in its data directory (see the module docstring)
   and returns its builder: a store's, or the dataset's own."""
   entry = registry.get(config.dataset)
+  if entry.own_store is not None:  # the user's files: the store is all there is of the dataset
+    return store.load(entry.own_store.prepare(config))
   builder = _find(config)
   if builder is None:
     return _obtain(config, entry)
@@ -71,6 +75,8 @@ def _find(config) -> tfds.core.DatasetBuilder | None:
   store_dir = store.directory(data_dir, config.dataset, config.input.resize_size)
   if config.input.use_store and store.is_prepared(store_dir):
     return store.load(store_dir)
+  if registry.get(config.dataset).own_store is not None:  # no TFDS dataset of that name
+    return None
   builder = tfds.builder(config.dataset, data_dir=data_dir)  # a prepared copy keeps its own file format
   if builder.is_prepared():
     return builder

@@ -15,9 +15,16 @@ from alexnet_jax import option_tables, rules
 from alexnet_jax.data import options
 from alexnet_jax.option_tables import Option
 
+IMAGE_FOLDER_SINCE = "2026-12-07 5cf6e56"  # image_folder and holdout_fraction
+IMAGE_FOLDER = "image_folder"  # the dataset made from config.image_folder
+
 # The top-level fields that say which data a run reads.
 DATA_OPTIONS = (
-  Option(rules.one_of("dataset", options.DATASETS), "imagenet2012", 'the TFDS name (`"cifar10"`, `"fashion_mnist"`)'),
+  Option(
+    rules.one_of("dataset", options.DATASETS),
+    "imagenet2012",
+    'the TFDS name (`"cifar10"`, `"fashion_mnist"`), or `"image_folder"`: the pictures of `image_folder`',
+  ),
   Option(
     rules.string("data_dir", empty_ok=True), "", 'TFDS data_dir; `""` = `TFDS_DATA_DIR` or `~/tensorflow_datasets`'
   ),
@@ -28,6 +35,20 @@ DATA_OPTIONS = (
   ),
   Option(rules.string("train_split", empty_ok=False), "train", "any TFDS split, sliced ones too (`'train[:2000]'`)"),
   Option(rules.string("eval_split", empty_ok=False), "validation", "the split evaluations read"),
+  Option(
+    rules.string("image_folder", empty_ok=True),
+    "",
+    'with dataset `"image_folder"`: a folder with one sub-folder of pictures per class (class names: the'
+    " sub-folders' sorted), prepared once into a store recorded with it ([pretrained.md](pretrained.md))",
+    since=IMAGE_FOLDER_SINCE,
+  ),
+  Option(
+    rules.number("holdout_fraction", 0.0, 1.0, high_open=True),
+    0.1,
+    "the part of `image_folder` held out as its `validation` split: a picture is held out when the sha256 of"
+    " `class/file name` falls below it (no seed; a picture keeps its split when others are added)",
+    since=IMAGE_FOLDER_SINCE,
+  ),
   Option(
     rules.Rule("eval_max_examples", lambda v: rules.is_int(v) and (v == -1 or v >= 1), "-1 (all) or an integer >= 1"),
     -1,
@@ -149,8 +170,22 @@ def _crop_fits_resize(config, device_count):
   return None
 
 
+def _image_folder_goes_with_its_dataset(config, device_count):
+  """The folder is the image_folder dataset's and only its; that dataset is read from its store alone."""
+  if config.dataset == IMAGE_FOLDER and not config.image_folder:
+    return f"config.image_folder is empty but config.dataset={IMAGE_FOLDER!r} reads its pictures: name the folder"
+  if config.dataset != IMAGE_FOLDER and config.image_folder:
+    return (
+      f"config.image_folder={config.image_folder!r} is read only with config.dataset={IMAGE_FOLDER!r},"
+      f" not config.dataset={config.dataset!r}"
+    )
+  if config.dataset == IMAGE_FOLDER and not config.input.use_store:
+    return f"config.input.use_store=False but config.dataset={IMAGE_FOLDER!r} is read from its store alone"
+  return None
+
+
 FIELD_RULES = option_tables.field_rules(DATA_OPTIONS) + option_tables.field_rules(INPUT_OPTIONS, "input.")
-CROSS_CHECKS: tuple[rules.CrossCheck, ...] = (_crop_fits_resize,)
+CROSS_CHECKS: tuple[rules.CrossCheck, ...] = (_crop_fits_resize, _image_folder_goes_with_its_dataset)
 
 
 def check(config) -> None:

@@ -71,8 +71,8 @@ def mean_std(config) -> tuple[tuple[float, ...], tuple[float, ...]]:
   """What the pipeline normalises with. ``standardize``: the dataset's mean and std.
   ``subtract_mean``: the paper's centred raw pixels, (x - mean) * 255, i.e. std = 1/255. A
   ``config.input.mean_pixel`` (0-255) replaces the dataset's mean."""
-  entry = registry.get(config.dataset)
-  mean, std = entry.mean, entry.std
+  facts = registry.get(config.dataset).facts(config)
+  mean, std = facts.mean, facts.std
   if config.input.get("mean_pixel"):
     mean = tuple(value / 255 for value in config.input.mean_pixel)
   if config.input.normalization == "subtract_mean":

@@ -11,6 +11,9 @@ whenever ``config.input.use_store`` is set and it is complete.
   (``ilsvrc_tars.py``: one train shard per class tar, the validation files in shards of
   ``--images_per_shard``); without them, a copy of ``imagenet2012`` TFDS already prepared as ArrayRecord
   in ``data_dir`` (the synthetic one of ``benchmark_input --synthetic``, or one TFDS converted earlier).
+  ``image_folder``: the pictures of ``config.image_folder`` (``image_folder.py``: one sub-folder per
+  class, ``config.holdout_fraction`` of them as the validation split), in shards of ``--images_per_shard``;
+  the folder and a digest of its pictures are recorded, and a store made from other pictures is refused.
   Other datasets: their TFDS copy, prepared as for training.
 * Squares: ``images.decode`` (CMYK, grey and PNG files named .JPEG become RGB), then
   ``images.central_square`` with ``config.input.resize`` (the function the stream uses without a
@@ -46,7 +49,7 @@ import tensorflow_datasets as tfds
 from absl import app, flags, logging
 
 from alexnet_jax import errors, rules, utils
-from alexnet_jax.data import datasets, ilsvrc_tars, images, input_options, store
+from alexnet_jax.data import datasets, ilsvrc_tars, image_folder, images, input_options, store
 
 SKIPPED_SPLITS = ("test",)  # ImageNet's test split has no labels
 ON_BAD_IMAGE = ("skip", "stop")
@@ -66,12 +69,13 @@ class BadImageError(StoreError):
 class Source:
   """Where the images come from: one reader (a picklable dict) per output shard of each split."""
 
-  kind: str  # "ilsvrc_tars" or "tfds": recorded, so a resumed store keeps its shards' source
+  kind: str  # "ilsvrc_tars", "tfds" or "image_folder": recorded, so a resumed store keeps its shards' source
   name: str
   label_names: tuple[str, ...]
   file_names: bool  # whether the examples carry their file names
   shards: dict[str, list[dict]]
   unit: str  # what a reader's "work" counts, for the progress: "bytes" (of the tars) or "images"
+  every_class_trained: bool = False  # a class without a readable train image is an error (a user's folder)
 
 
 def prepare(
@@ -91,6 +95,8 @@ def prepare(
   root = datasets.data_root(config)
   size, resize = config.input.resize_size, config.input.resize
   path = store.directory(root, config.dataset, size)
+  made_from = image_folder.identity(config) if config.dataset == image_folder.NAME else {}
+  _check_made_from(path, made_from)
   if store.is_prepared(path):
     _check_finished(path, {"resize": resize, "quality": quality, "images_per_shard": images_per_shard})
     logging.info("The store %s is already complete", path)
@@ -98,10 +104,19 @@ def prepare(
   source = _source(config, root, images_per_shard)
   _check_every_split_has_shards(source)
   plan = {"source": source.kind, "resize": resize, "quality": quality, "images_per_shard": images_per_shard}
+  plan |= made_from
   _begin(path, plan)
   tasks = _tasks(source, path, plan, size=size, on_bad_image=on_bad_image)
   _run(tasks, workers or os.cpu_count() or 1, unit=source.unit, progress=progress)
   _finish(config.dataset, source, path, tasks, plan)
+  return path
+
+
+def prepare_for_run(config) -> str:
+  """What ``datasets.prepare`` runs for a dataset that is its own store (the registry's ``own_store``, an
+  image folder): :func:`prepare` without progress lines, the images it left out logged; the store's path."""
+  path = prepare(config, progress=False)
+  logging.info("%s: %s", path, skipped_summary(path))
   return path
 
 
@@ -149,6 +164,29 @@ def _check_finished(path: str, settings: dict) -> None:
     )
 
 
+def _check_made_from(path: str, made_from: dict) -> None:
+  """A store (complete, or holding a finished shard) made from another folder, from this folder before
+  its pictures changed, or with another holdout, is refused in one line: it is never read for these."""
+  recorded = store.read_info(path)
+  if not made_from or not (store.is_prepared(path) or (os.path.isdir(path) and _finished_shards(path))):
+    return
+  if recorded.get("folder") != made_from["folder"]:
+    raise StoreError(
+      f"the store {path} was made from the folder {recorded.get('folder')}, not {made_from['folder']}: give this"
+      " folder its own --config.data_dir, or move that store away and rerun"
+    )
+  if recorded.get("files") != made_from["files"]:
+    raise StoreError(
+      f"the pictures in {made_from['folder']} changed since the store {path} was made from them: move it away"
+      f" (mv {path} {path}-old) and rerun to prepare it again"
+    )
+  if recorded.get("holdout_fraction") != made_from["holdout_fraction"]:
+    raise StoreError(
+      f"the store {path} holds out holdout_fraction={recorded.get('holdout_fraction')}, not this run's"
+      f" {made_from['holdout_fraction']}: rerun with that, or move it away (mv {path} {path}-old) and rerun"
+    )
+
+
 def _begin(path: str, plan: dict) -> None:
   """Creates the store's directory and records ``plan``. A store begun with another plan is refused once it
   holds a finished shard (mixing them would corrupt it); before that nothing of it is kept, so a failed
@@ -173,7 +211,10 @@ def _finished_shards(path: str) -> list[str]:
 
 
 def _source(config, root: str, images_per_shard: int) -> Source:
-  """ImageNet's tars in the manual directory, else its prepared TFDS copy; other datasets' TFDS copy."""
+  """ImageNet's tars in the manual directory, else its prepared TFDS copy; a folder's pictures; other
+  datasets' TFDS copy."""
+  if config.dataset == image_folder.NAME:
+    return _folder_source(config, images_per_shard)
   if config.dataset != "imagenet2012":
     source_config = config.copy_and_resolve_references()
     source_config.input.use_store = False
@@ -217,6 +258,23 @@ def _tar_source(tars: dict[str, str], images_per_shard: int) -> Source:
   for reader in members:
     reader["work"] = sum(m.size for m, _ in reader["members"])
   return Source("ilsvrc_tars", "the ILSVRC-2012 tars", names, True, {"train": train, "validation": members}, "bytes")
+
+
+def _folder_source(config, images_per_shard: int) -> Source:
+  """The pictures of ``config.image_folder``, each split in shards of ``images_per_shard`` in name order."""
+  folder = image_folder.read(config.image_folder)
+  shards = {
+    split: [
+      {"kind": "files", "pictures": pictures[start : start + images_per_shard]}
+      for start in range(0, len(pictures), images_per_shard)
+    ]
+    for split, pictures in image_folder.split(folder, config.holdout_fraction).items()
+  }
+  for reader in (reader for readers in shards.values() for reader in readers):
+    reader["work"] = len(reader["pictures"])
+  return Source(
+    image_folder.NAME, f"the folder {folder.path}", folder.classes, True, shards, "images", every_class_trained=True
+  )
 
 
 def _tfds_source(builder, images_per_shard: int) -> Source:
@@ -349,7 +407,7 @@ def _write_shard_files(task: dict) -> tuple[int, int]:
       if task["file_names"]:
         record["file_name"] = file_name
       writer.write(features.serialize_example(record))
-      sums.add(square)
+      sums.add(square, label)
   except BaseException:
     writer.close()
     os.remove(tmp)
@@ -381,6 +439,11 @@ def _examples(reader: dict, label_names: tuple[str, ...]):
     prefix = f"{os.path.basename(reader['path'])}: {reader['member'].name}/"
     for name, data in ilsvrc_tars.class_images(reader["path"], reader["member"]):
       yield f"{prefix}{name} (class {synset})", name, data, labels[synset]
+  elif reader["kind"] == "files":
+    for path, label in reader["pictures"]:
+      file_name = os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))  # class/picture
+      with open(path, "rb") as f:
+        yield f"{path} (class {label_names[label]})", file_name, f.read(), label
   elif reader["kind"] == "members":
     for member, synset in reader["members"]:
       where = f"{os.path.basename(reader['path'])}: {member.name} (class {synset})"
@@ -402,16 +465,18 @@ def _examples(reader: dict, label_names: tuple[str, ...]):
 
 
 class ShardSums:
-  """What a shard adds to the train statistics (pixel sums), and the images it left out."""
+  """What a shard adds to the train statistics (pixel sums), its images' labels, and the images it left out."""
 
   def __init__(self, size: int, with_stats: bool):
     self.with_stats = with_stats
     self.image_sum = np.zeros((size, size, 3), np.float64)
     self.rgb_sum, self.rgb_outer, self.count = np.zeros(3), np.zeros((3, 3)), 0
     self.skipped: list[str] = []
+    self.labels: list[int] = []
 
-  def add(self, square: np.ndarray) -> None:
+  def add(self, square: np.ndarray, label: int) -> None:
     self.count += 1
+    self.labels.append(label)
     if self.with_stats:
       self.image_sum += square
       pixels = square.reshape(-1, 3).astype(np.float64)
@@ -422,7 +487,13 @@ class ShardSums:
     """The shard's statistics file: its count and skipped images; the pixel sums of a train shard."""
     data = io.BytesIO()
     sums = {"image_sum": self.image_sum, "rgb_sum": self.rgb_sum, "rgb_outer": self.rgb_outer}
-    np.savez(data, count=self.count, skipped=np.asarray(self.skipped, dtype=str), **(sums if self.with_stats else {}))
+    np.savez(
+      data,
+      count=self.count,
+      skipped=np.asarray(self.skipped, dtype=str),
+      labels=np.asarray(self.labels, np.int64),
+      **(sums if self.with_stats else {}),
+    )
     return data.getvalue()
 
 
@@ -466,6 +537,8 @@ def _finish(dataset: str, source: Source, path: str, tasks: list[dict], plan: di
       shard_stats.setdefault(task["split"], []).append({key: stats[key] for key in stats.files})
   if "train" not in shard_stats:
     raise StoreError(f"{source.name} has no train split: the store needs one for its pixel statistics")
+  if source.every_class_trained:
+    _check_every_class_trained(source, shard_stats["train"])
   size = tasks[0]["size"]
   split_infos = []
   for split, stats in shard_stats.items():
@@ -485,6 +558,18 @@ def _finish(dataset: str, source: Source, path: str, tasks: list[dict], plan: di
   stats = io.BytesIO()
   np.savez(stats, **pixel_stats(shard_stats["train"], size))
   utils.write_bytes_atomically(os.path.join(path, store.STATS_FILE), stats.getvalue())
+
+
+def _check_every_class_trained(source: Source, train_stats: list[dict]) -> None:
+  """A class none of whose train images could be read is a :class:`StoreError` naming it (it could not be learnt)."""
+  labels = np.concatenate([np.asarray(s.get("labels", []), np.int64) for s in train_stats])
+  counts = np.bincount(labels, minlength=len(source.label_names))
+  empty = [name for name, count in zip(source.label_names, counts) if count == 0]
+  if empty:
+    raise StoreError(
+      f"{source.name}: the class {empty[0]!r} has no readable picture in the train split (the unreadable ones"
+      " are named above): add pictures to it, or remove it, and rerun"
+    )
 
 
 def skipped_summary(path: str) -> str:

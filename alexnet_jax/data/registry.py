@@ -3,7 +3,8 @@ about a dataset by its name, answered in one place.
 
 An entry holds the dataset's facts (pixel statistics, channels, the size of its train split) and
 how it gets onto the disk: the local copy converted offline before TFDS would download it, whether a
-run reads it from a prepared store only, and the words that tell a user how to get it or prepare it
+run reads it from a prepared store only (or, for the user's own pictures, a store that is all there is
+of it, its facts read from that store), and the words that tell a user how to get it or prepare it
 again. ``datasets.prepare`` follows the entry; config validation, the input spec and the recipes
 read its facts. Adding a dataset is adding an entry to :data:`DATASETS`.
 
@@ -39,13 +40,34 @@ class LocalCopy:
 
 
 @dataclasses.dataclass(frozen=True)
+class Facts:
+  """What a dataset's pixels and size are: fixed in its entry, or read from its own store."""
+
+  mean: tuple[float, ...]  # per channel, of the train split's pixels in [0, 1] (one channel: grey)
+  std: tuple[float, ...]
+  train_examples: int  # in the full "train" split, for recipes that count in epochs
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnStore:
+  """A dataset that exists only as a store made from the user's own files (``prepare_store``): preparing
+  it writes (or checks) that store, and its facts are the store's, not constants of the entry."""
+
+  prepare: Callable[[object], str]  # config -> the store's path, written if missing, checked if there
+  facts: Callable[[object], Facts]  # config -> the prepared store's pixel statistics and train size
+
+
+STORE_CHANNELS = 3  # prepare_store keeps every image as an RGB square
+
+
+@dataclasses.dataclass(frozen=True)
 class Dataset:
   """One dataset: its facts and how a run gets it (see the module docstring)."""
 
   name: str
-  mean: tuple[float, ...]  # per channel, of the train split's pixels in [0, 1] (one channel: grey)
-  std: tuple[float, ...]
-  train_examples: int  # in the full "train" split (TFDS's count), for recipes that count in epochs
+  mean: tuple[float, ...] | None  # per channel, of the train split's pixels in [0, 1] (one channel: grey)
+  std: tuple[float, ...] | None  # None, with train_examples: the facts of its own store (own_store)
+  train_examples: int | None  # in the full "train" split (TFDS's count), for recipes that count in epochs
   # (data root, manual dir) -> what to do when TFDS cannot prepare it: the lines after the failure.
   how_to_get: Callable[[str, str | None], str]
   reprepare: str = "TFDS downloads and prepares it again"  # what rerunning does once damaged files are moved away
@@ -53,11 +75,18 @@ class Dataset:
   # With config.input.use_store, runs read only a prepared store: (config, data root, store dir) -> what
   # to do when there is none. None: the dataset itself is prepared and read where no store is.
   store_missing: Callable[[object, str, str], str] | None = None
+  own_store: OwnStore | None = None
 
   @property
   def channels(self) -> int:
-    """1 (grey) or 3 (RGB): as many as its pixel statistics have."""
-    return len(self.mean)
+    """1 (grey) or 3 (RGB): as many as its pixel statistics have (a store's squares are RGB)."""
+    return STORE_CHANNELS if self.own_store is not None else len(self.mean)
+
+  def facts(self, config) -> Facts:
+    """Its pixel statistics and train size: the entry's, or its own prepared store's for ``config``."""
+    if self.own_store is not None:
+      return self.own_store.facts(config)
+    return Facts(self.mean, self.std, self.train_examples)
 
 
 def _imagenet_manual_dir(manual_dir: str | None, root: str) -> str:
@@ -97,7 +126,16 @@ def _cifar10_how_to_get(root: str, manual_dir: str | None) -> str:
   )
 
 
+def _image_folder_how_to_get(root: str, manual_dir: str | None) -> str:
+  del root, manual_dir  # the folder is the user's
+  return (
+    "image_folder is made from --config.image_folder=FOLDER, a folder with one sub-folder of pictures per class"
+    " (docs/pretrained.md, 'Fine-tuning on your own folder')."
+  )
+
+
 _FASHION_MNIST_OFFLINE = "alexnet_jax.data.fashion_mnist_offline"
+_IMAGE_FOLDER = "alexnet_jax.data.image_folder"
 
 DATASETS = {
   entry.name: entry
@@ -130,6 +168,17 @@ DATASETS = {
       how_to_get=_imagenet_how_to_get,
       reprepare="it is converted again from the tars in the manual directory, which takes hours",
       store_missing=_imagenet_store_missing,
+    ),
+    Dataset(
+      name="image_folder",
+      mean=None,  # the facts of the store made from config.image_folder
+      std=None,
+      train_examples=None,
+      how_to_get=_image_folder_how_to_get,
+      reprepare="it is prepared again from config.image_folder",
+      own_store=OwnStore(
+        prepare=Deferred("alexnet_jax.data.prepare_store", "prepare_for_run"), facts=Deferred(_IMAGE_FOLDER, "facts")
+      ),
     ),
   )
 }
