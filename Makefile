@@ -47,9 +47,9 @@ test: lint
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 # The quick subset (under 2 minutes here): every test not marked slow, i.e. none that starts a
-# subprocess or trains.
+# subprocess or trains. Spread test by test (its short tests balance better than whole files).
 test-fast: install-test
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist load -m "not slow" tests
 
 clean-venv:
 	rm -rf $(VENV)

@@ -61,7 +61,10 @@ def _assert_same_logits(actual, expected):
   np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+# The paper's net in the quick subset; the other variants (each a conversion of ~5 s) in the full suite.
+@pytest.mark.parametrize(
+  "variant", [name if i == 0 else pytest.param(name, marks=pytest.mark.slow) for i, name in enumerate(VARIANTS)]
+)
 def test_onnx_graph_gives_the_jax_logits(variant, tmp_path):
   config = _config(**VARIANTS[variant])
   params = _random_params(config, seed=len(variant))
@@ -79,6 +82,7 @@ def test_onnx_graph_gives_the_jax_logits(variant, tmp_path):
   assert description["input"]["layout"] == "NHWC" and description["model_options"]["towers"] == config.model.towers
 
 
+@pytest.mark.slow
 def test_a_bfloat16_run_exports_a_float32_graph(tmp_path):
   config = _config(dtype="bfloat16")
   params = _random_params(_config(), seed=3)

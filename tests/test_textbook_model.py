@@ -10,6 +10,8 @@ from alexnet_jax.model import alexnet
 from alexnet_jax.model.alexnet import LAYER_NAMES
 from alexnet_jax.yardsticks.textbook import TextbookAlexNet, copy_params, merge_towers
 
+pytestmark = pytest.mark.slow  # the benchmark's baseline, not the product: in the full suite only
+
 
 @pytest.fixture(scope="module", params=[2, 1], ids=["two_towers", "one_tower"])
 def pair(request):
