@@ -101,3 +101,10 @@ def pyplot():
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   return plt
+
+
+def usable_cores() -> int:
+  """The cores this process may run on: its CPU affinity (one under ``taskset -c 0``) where the OS has one
+  (macOS has not), else the machine's. What ``config.input.read_threads = 0`` reads with, and how many
+  processes make synthetic images."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from alexnet_jax import utils
 from alexnet_jax.data import images, input_spec, loader
 from alexnet_jax.train import validation
 from experiments import fashion_mnist, imagenet2012
@@ -106,7 +107,7 @@ def test_the_number_of_read_threads_does_not_change_the_batches():
 
 
 def test_read_threads_zero_reads_with_the_usable_cores():
-  assert spec_of().read_threads == len(os.sched_getaffinity(0)) == input_spec.usable_cores()
+  assert spec_of().read_threads == len(os.sched_getaffinity(0)) == utils.usable_cores()
   assert spec_of(small_config(read_threads=3)).read_threads == 3
 
 

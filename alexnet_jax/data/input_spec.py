@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import os
 
 import numpy as np
 from absl import logging
 
+from alexnet_jax import utils
 from alexnet_jax.data import datasets, input_options, options, store
 from alexnet_jax.rules import ConfigError
 
@@ -149,19 +149,13 @@ def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> Inpu
     image_channels=image_shape[-1],
     model_channels=config.model.in_channels,
     route=route,
-    read_threads=config.input.read_threads or usable_cores(),
+    read_threads=config.input.read_threads or utils.usable_cores(),
     seed=config.seed,
     **pixel_constants(config, store.builder_stats(builder)),
     **spec_inputs(config),
   )
   logging.info("Input: %s", spec.describe())
   return spec
-
-
-def usable_cores() -> int:
-  """The cores this process may run on (its CPU affinity: one under ``taskset -c 0``), what
-  ``config.input.read_threads = 0`` reads with."""
-  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: no affinity
 
 
 def spec_inputs(config) -> dict:

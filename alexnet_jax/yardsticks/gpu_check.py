@@ -42,7 +42,7 @@ import time
 import jax
 import numpy as np
 
-from alexnet_jax import errors, flag_errors, outputs
+from alexnet_jax import errors, flag_errors, outputs, utils
 from alexnet_jax.data import input_spec, loader, prepare_store
 from alexnet_jax.train import state as state_lib
 from alexnet_jax.yardsticks import benchmark, benchmark_jax, benchmark_report, stream_timing, synthetic_images
@@ -126,7 +126,7 @@ def host_facts() -> dict:
     "device": jax.devices()[0].device_kind,
     "backend": jax.default_backend(),
     "device_count": jax.device_count(),
-    "cores": synthetic_images.usable_cores(),
+    "cores": utils.usable_cores(),
     "jax_version": jax.__version__,
     "python_version": platform.python_version(),
   }

@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from alexnet_jax import errors, flag_errors, outputs
+from alexnet_jax import errors, flag_errors, outputs, utils
 from alexnet_jax.data import datasets, images, input_spec, loader
 from alexnet_jax.train import validation
 from alexnet_jax.yardsticks.stream_timing import time_batches
@@ -104,7 +104,7 @@ def reader_figures(spec: input_spec.InputSpec, steps: int) -> dict:
   that do nothing but Python work queue for the GIL, and the queueing would be counted as the work)."""
   by_readers = {
     str(count): round(time_stream(dataclasses.replace(spec, read_threads=count), steps)[0], 1)
-    for count in reader_counts(input_spec.usable_cores())
+    for count in reader_counts(utils.usable_cores())
   }
   record = spec.source(spec.train_split)[0]
   square = np.empty((spec.resize_size, spec.resize_size, spec.image_channels), np.uint8)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import multiprocessing
-import os
 from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image
+
+from alexnet_jax import utils
 
 SIDES = (333, 500)  # inclusive range of each image's height and width
 QUALITY = 90
@@ -43,14 +44,9 @@ def labelled_jpeg(seed: int, index: int) -> tuple[bytes, int]:
   return synthetic_jpeg(rng), int(rng.integers(NUM_CLASSES))
 
 
-def usable_cores() -> int:
-  """The cores this process may run on (its affinity where the OS has one)."""
-  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def worker_count(count: int, cores: int | None = None) -> int:
   """Processes to make ``count`` images with: one per core, each with at least :data:`MIN_IMAGES_PER_WORKER`."""
-  return max(1, min(cores or usable_cores(), count // MIN_IMAGES_PER_WORKER))
+  return max(1, min(cores or utils.usable_cores(), count // MIN_IMAGES_PER_WORKER))
 
 
 def labelled_jpegs(seed: int, count: int, *, workers: int | None = None) -> Iterator[tuple[bytes, int]]:
