@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -61,16 +60,7 @@ def check(path: str, *, overwrite: bool = False) -> str:
 
 def not_a_regular_file(path: str) -> str | None:
   """What an existing ``path`` is, in words, when it is not a regular file (None when it is one)."""
-  mode = os.lstat(path).st_mode
-  kinds = (
-    (stat.S_ISLNK, "a symlink"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a directory"),
-  )
-  return next((words for test, words in kinds if test(mode)), None)
+  return utils.special_file_kind(os.lstat(path).st_mode)
 
 
 def make_folder(folder: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
@@ -108,3 +109,16 @@ def usable_cores() -> int:
   (macOS has not), else the machine's. What ``config.input.read_threads = 0`` reads with, and how many
   processes make synthetic images."""
   return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def special_file_kind(mode: int) -> str | None:
+  """What a file of ``st_mode`` ``mode`` is, in words, when it is not a regular file (None when it is one)."""
+  kinds = (
+    (stat.S_ISLNK, "a symlink"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+  )
+  return next((words for test, words in kinds if test(mode)), None)

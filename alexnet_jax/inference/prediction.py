@@ -17,7 +17,7 @@ import stat
 import numpy as np
 import simplejpeg
 
-from alexnet_jax import errors
+from alexnet_jax import errors, utils
 from alexnet_jax.data import images
 from alexnet_jax.inference.trained_run import TrainedRun
 
@@ -64,7 +64,7 @@ def read_image_file(path: str) -> bytes:
   if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
     os.close(fd)
     if not stat.S_ISREG(info.st_mode):
-      raise ImageError(f"{path}: not a regular file ({_file_kind(info.st_mode)}); give an image file")
+      raise ImageError(f"{path}: not a regular file ({utils.special_file_kind(info.st_mode)}); give an image file")
     raise ImageError(f"{path}: {info.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} an image file may have")
   with os.fdopen(fd, "rb") as f:
     try:
@@ -83,11 +83,6 @@ def _check_header(path: str, head: bytes, size: int) -> None:
   except images.ImageDecodeError as error:
     if size <= len(head) or head[:2] != images._JPEG_MAGIC:
       raise ImageError(f"{path}: {error}") from error
-
-
-def _file_kind(mode: int) -> str:
-  kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"))
-  return next((words for test, words in kinds if test(mode)), "a device or socket")
 
 
 def _reduced_jpeg(data: bytes, channels: int, height: int, width: int) -> np.ndarray:
