@@ -136,26 +136,34 @@ def build(config, *, in_memory_limit_bytes: int = IN_MEMORY_LIMIT_BYTES) -> Inpu
   fixed_size = None not in image_shape[:2]
   route = Route.IN_MEMORY if fixed_size and square_bytes <= in_memory_limit_bytes else Route.STREAMED
   spec = InputSpec(
-    dataset=config.dataset,
     dataset_dir=str(builder.data_dir),
-    train_split=config.train_split,
-    eval_split=config.eval_split,
     num_train=num_train,
     num_eval=num_eval,
     num_classes=labels.num_classes,
     label_names=tuple(labels.names),
-    batch_size=config.batch_size,
     image_size=tuple(image_shape[:2]) if fixed_size else None,
     image_channels=image_shape[-1],
-    model_channels=config.model.in_channels,
     route=route,
     read_threads=config.input.read_threads or utils.usable_cores(),
-    seed=config.seed,
-    **pixel_constants(config, store.builder_stats(builder)),
-    **spec_inputs(config),
+    **config_fields(config, store.builder_stats(builder)),
   )
   logging.info("Input: %s", spec.describe())
   return spec
+
+
+def config_fields(config, stats: dict | None) -> dict:
+  """The InputSpec fields that come from the config alone (and a store's ``stats``): what :func:`build`
+  and a spec without the dataset (predict on an imported run) share."""
+  return {
+    "dataset": config.dataset,
+    "train_split": config.train_split,
+    "eval_split": config.eval_split,
+    "batch_size": config.batch_size,
+    "model_channels": config.model.in_channels,
+    "seed": config.seed,
+    **pixel_constants(config, stats),
+    **spec_inputs(config),
+  }
 
 
 def spec_inputs(config) -> dict:

@@ -100,23 +100,16 @@ def _spec_from_config(config: ml_collections.ConfigDict):
   from alexnet_jax.data import input_spec  # pylint: disable=g-import-not-at-top -- reads the dataset's metadata
 
   return input_spec.InputSpec(
-    dataset=config.dataset,
     dataset_dir="",
-    train_split=config.train_split,
-    eval_split=config.eval_split,
     num_train=0,
     num_eval=0,
     num_classes=config.model.num_classes,
     label_names=(),
-    batch_size=config.batch_size,
     image_size=None,
     image_channels=options.image_channels(config.dataset),
-    model_channels=config.model.in_channels,
     route=input_spec.Route.STREAMED,
     read_threads=1,  # predict reads no records
-    seed=config.seed,
-    **input_spec.pixel_constants(config, None),
-    **input_spec.spec_inputs(config),
+    **input_spec.config_fields(config, None),
   )
 
 
